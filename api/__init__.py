@@ -1,0 +1,1 @@
+"""HTTP layer only: FastAPI app factory, routes and pydantic schemas."""

@@ -1,0 +1,47 @@
+"""The engine interface: build from quantized document vectors, open from disk, search in batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One query's results: row numbers in the index, best first, with integer (quantized) scores."""
+
+    doc_indices: np.ndarray  # int64
+    scores: np.ndarray  # int64
+
+
+class Engine(Protocol):
+    name: ClassVar[str]
+
+    @classmethod
+    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+        """Writes the engine's files for these (documents × terms) integer impacts into ``folder``."""
+        ...
+
+    @classmethod
+    def open(cls, folder: Path, doc_count: int) -> Engine: ...
+
+    def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
+        """Top-k documents with a positive score for each row of ``queries`` (integer weights)."""
+        ...
+
+
+def top_k(scores: np.ndarray, k: int) -> Ranking:
+    """The k best positive scores, ties broken by lower row number, so every engine ranks alike."""
+    candidates = np.flatnonzero(scores > 0)
+    if candidates.size > k:
+        candidate_scores = scores[candidates]
+        kth = np.partition(candidate_scores, candidates.size - k)[candidates.size - k]
+        above = candidates[candidate_scores > kth]
+        tied = candidates[candidate_scores == kth][: k - above.size]  # candidates are ascending
+        candidates = np.concatenate([above, tied])
+    chosen = candidates[np.lexsort((candidates, -scores[candidates]))]
+    return Ranking(doc_indices=chosen.astype(np.int64), scores=scores[chosen].astype(np.int64))

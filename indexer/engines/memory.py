@@ -1,0 +1,53 @@
+"""The default engine: an exact, in-process inverted index, memory-mapped from .npy files.
+
+Term-at-a-time: each query term adds weight × impact over its postings list into a score array.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.indexer.engines.base import Ranking, top_k
+from lsr.indexer.quantization import IMPACT_DTYPE
+
+_FILES = ("postings_indptr", "postings_docs", "postings_impacts")
+
+
+class MemoryEngine:
+    name: ClassVar[str] = "memory"
+
+    def __init__(self, indptr: np.ndarray, docs: np.ndarray, impacts: np.ndarray, doc_count: int) -> None:
+        self._indptr = indptr
+        self._docs = docs
+        self._impacts = impacts
+        self.doc_count = doc_count
+        self.dim = indptr.size - 1
+
+    @classmethod
+    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+        postings = vectors.tocsc()
+        postings.sort_indices()
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "postings_indptr.npy", postings.indptr.astype(np.int64))
+        np.save(folder / "postings_docs.npy", postings.indices.astype(np.int32))
+        np.save(folder / "postings_impacts.npy", postings.data.astype(IMPACT_DTYPE))
+
+    @classmethod
+    def open(cls, folder: Path, doc_count: int) -> MemoryEngine:
+        arrays = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in _FILES]
+        return cls(*arrays, doc_count=doc_count)
+
+    def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
+        return [self._search_one(queries.indices[a:b], queries.data[a:b], k) for a, b in zip(queries.indptr, queries.indptr[1:])]
+
+    def _search_one(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Ranking:
+        scores = np.zeros(self.doc_count, dtype=np.int64)
+        for term, weight in zip(terms, weights):
+            start, end = self._indptr[term], self._indptr[term + 1]
+            # A document appears once per postings list, so fancy-index += is safe (no np.add.at needed).
+            scores[self._docs[start:end]] += int(weight) * self._impacts[start:end].astype(np.int64)
+        return top_k(scores, k)

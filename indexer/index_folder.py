@@ -1,0 +1,145 @@
+"""The index folder: one directory is one searchable thing.
+
+    manifest.json  what built it (encoder spec, quantization, engine, counts); written last
+    docs.jsonl     doc ids and titles, in index row order
+    vectors/       the quantized document vectors (canonical; engines are built from them)
+    sparse/        the engine's files
+
+Folders are assembled under a temporary name and renamed into place, so a reader never sees half an index.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import scipy.sparse as sp
+
+from lsr import __version__
+from lsr.errors import IndexFolderError
+from lsr.indexer.engines import Engine, engine_class
+from lsr.indexer.quantization import Quantization
+from lsr.indexer.vectors import load_vectors, save_vectors
+from lsr.retrieval.encoders.base import EncoderSpec
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    encoder: EncoderSpec
+    quantization: Quantization
+    engine: str
+    doc_count: int
+    dim: int
+    nnz: int
+    corpus: dict  # path and sha256 of the corpus file it was built from
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    lsr_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "lsr_version": self.lsr_version,
+            "created_at": self.created_at,
+            "encoder": self.encoder.to_dict(),
+            "quantization": self.quantization.to_dict(),
+            "engine": {"name": self.engine},
+            "doc_count": self.doc_count,
+            "dim": self.dim,
+            "nnz": self.nnz,
+            "corpus": self.corpus,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Manifest:
+        return cls(
+            encoder=EncoderSpec.from_dict(data["encoder"]),
+            quantization=Quantization.from_dict(data["quantization"]),
+            engine=data["engine"]["name"],
+            doc_count=int(data["doc_count"]),
+            dim=int(data["dim"]),
+            nnz=int(data["nnz"]),
+            corpus=data["corpus"],
+            created_at=data["created_at"],
+            lsr_version=data["lsr_version"],
+            format_version=int(data["format_version"]),
+        )
+
+
+def read_manifest(folder: Path) -> Manifest:
+    if not folder.is_dir():
+        raise IndexFolderError(f"index folder {folder} does not exist")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IndexFolderError(f"{folder} is not an lsr index (no {MANIFEST}); build one with `lsr index`")
+    try:
+        data = json.loads(path.read_text())
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IndexFolderError(f"{path}: index format {version} is not supported (this lsr reads {FORMAT_VERSION})")
+        return Manifest.from_dict(data)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IndexFolderError(f"{path} is corrupt: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    id: str
+    title: str
+
+
+def write_index(folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[DocInfo]) -> None:
+    """Writes a complete index into an empty staging folder; the manifest goes last."""
+    folder.mkdir(parents=True)
+    with (folder / "docs.jsonl").open("w", encoding="utf-8") as handle:
+        for doc in docs:
+            handle.write(json.dumps({"id": doc.id, "title": doc.title}, ensure_ascii=False) + "\n")
+    save_vectors(vectors, folder / "vectors")
+    engine_class(manifest.engine).build(vectors, folder / "sparse")
+    (folder / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Moves a finished index into place, replacing an older index there only once the new one is whole."""
+    previous = None
+    if target.exists():
+        previous = target.with_name(f"{target.name}.previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        target.rename(previous)
+    staging.rename(target)
+    if previous is not None:
+        shutil.rmtree(previous)
+
+
+class IndexFolder:
+    """An opened, validated index folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        for part in ("docs.jsonl", "vectors", "sparse"):
+            if not (self.path / part).exists():
+                raise IndexFolderError(f"{self.path} is incomplete: {part} is missing")
+        try:
+            self.engine: Engine = engine_class(self.manifest.engine).open(self.path / "sparse", self.manifest.doc_count)
+        except (OSError, ValueError) as exc:
+            raise IndexFolderError(f"{self.path}: cannot open the {self.manifest.engine} engine: {exc}") from exc
+
+    @cached_property
+    def docs(self) -> list[DocInfo]:
+        with (self.path / "docs.jsonl").open(encoding="utf-8") as handle:
+            docs = [DocInfo(**json.loads(line)) for line in handle]
+        if len(docs) != self.manifest.doc_count:
+            raise IndexFolderError(f"{self.path}: docs.jsonl has {len(docs)} rows, the manifest says {self.manifest.doc_count}")
+        return docs
+
+    @cached_property
+    def vectors(self) -> sp.csr_matrix:
+        return load_vectors(self.path / "vectors", self.manifest.dim)

@@ -1,0 +1,166 @@
+"""The `lsr` command: index, search, serve and eval, wiring the packages together."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lsr.errors import LsrError
+
+app = typer.Typer(
+    name="lsr",
+    help="Learned sparse retrieval: index a BEIR-format corpus, search it, serve it over HTTP, evaluate it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+IndexPath = Annotated[Path, typer.Argument(help="Index folder (as written by `lsr index`).")]
+DatasetPath = Annotated[Path, typer.Argument(help="BEIR-format folder: corpus.jsonl[.gz], queries.jsonl[.gz], qrels/<split>.tsv.")]
+EncoderOption = Annotated[str | None, typer.Option("--encoder", help="Query encoder; default: the one in the index manifest.")]
+
+
+@app.command()
+def index(
+    dataset: DatasetPath,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create.")],
+    encoder: Annotated[str, typer.Option(help="Packaged name (splade-tiny), model folder or Hugging Face id.")] = "splade-tiny",
+    doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = 256,
+    query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = 64,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = 1000,
+    scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = 100.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run, keeping its finished chunks.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
+) -> None:
+    """Encode every document of a corpus and write an inverted index."""
+    from lsr.datasets import read_corpus
+    from lsr.indexer import Quantization, build_index
+    from lsr.retrieval.encoders import load_sparse_encoder
+
+    corpus = read_corpus(dataset)
+    sparse_encoder = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+    started = time.perf_counter()
+    manifest = build_index(
+        corpus, sparse_encoder, out, quantization=Quantization(scale), chunk_size=chunk_size, resume=resume, overwrite=overwrite
+    )
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"indexed {manifest.doc_count} documents into {out} in {elapsed:.1f}s "
+        f"({manifest.nnz / manifest.doc_count:.1f} terms/doc)"
+    )
+
+
+@app.command()
+def search(
+    index_path: IndexPath,
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    encoder: EncoderOption = None,
+) -> None:
+    """Search an index and print ranked doc ids, scores and titles."""
+    from lsr.retrieval.search import Searcher, check_k
+
+    check_k(k)
+    hits = Searcher.open(index_path, encoder).search(query, k)
+    table = Table("rank", "doc id", "score", "title")
+    for hit in hits:
+        table.add_row(str(hit.rank), hit.id, f"{hit.score:.4f}", hit.title)
+    console.print(table if hits else "no document matches the query")
+
+
+@app.command()
+def serve(
+    index_path: IndexPath,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    encoder: EncoderOption = None,
+) -> None:
+    """Serve an index over HTTP (POST /search, GET /health, docs at /docs)."""
+    import uvicorn
+
+    from lsr.api.app import create_app
+    from lsr.retrieval.search import Searcher
+
+    searcher = Searcher.open(index_path, encoder)
+    _ = searcher.index.docs  # load before the first request, not during it
+    uvicorn.run(create_app(searcher), host=host, port=port)
+
+
+@app.command(name="eval")
+def evaluate(
+    index_path: IndexPath,
+    dataset: DatasetPath,
+    split: Annotated[str, typer.Option(help="Qrels split: qrels/<split>.tsv.")] = "test",
+    k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = 1000,
+    measures: Annotated[list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder; default reports/<index>-<dataset>-<split>.")] = None,
+    keep_identical_ids: Annotated[
+        bool, typer.Option("--keep-identical-ids", help="Keep hits whose doc id equals the query id (BEIR drops them).")
+    ] = False,
+    encoder: EncoderOption = None,
+) -> None:
+    """Run a split's queries, score them with ir-measures, write a TREC run and JSON + Markdown reports."""
+    from lsr import __version__
+    from lsr.datasets import read_evaluation_set
+    from lsr.eval import DEFAULT_MEASURES, Report, run_queries, score_run, write_report
+    from lsr.eval.metrics import parse_measures
+    from lsr.retrieval.search import Searcher, check_k
+
+    check_k(k)
+    measure_names = measures or list(DEFAULT_MEASURES)
+    parse_measures(measure_names)  # fail before searching
+    evaluation = read_evaluation_set(dataset, split)
+    searcher = Searcher.open(index_path, encoder)
+    started = time.perf_counter()
+    run = run_queries(searcher, evaluation.queries, k=k, remove_identical_ids=not keep_identical_ids)
+    elapsed = time.perf_counter() - started
+    scores = score_run(evaluation.qrels, run, measure_names)
+    system = Path(index_path).resolve().name
+    dataset_name = Path(dataset).resolve().name
+    details = {
+        "index": str(index_path),
+        "manifest": searcher.index.manifest.to_dict(),
+        "k": k,
+        "remove_identical_ids": not keep_identical_ids,
+        "search_seconds": round(elapsed, 3),
+        "queries_per_second": round(len(run) / elapsed, 2) if elapsed > 0 else None,
+        "lsr_version": __version__,
+        "command": shlex.join(["lsr", *sys.argv[1:]]),
+    }
+    report = Report(system=system, dataset=dataset_name, split=split, scores=scores, details=details)
+    folder = out or Path("reports") / f"{system}-{dataset_name}-{split}"
+    paths = write_report(report, run, folder)
+
+    table = Table(title=f"{system} on {dataset_name} ({split}, {len(scores.per_query)} queries)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in scores.aggregate.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    console.print(f"run: {paths['run']}  report: {paths['json']}, {paths['markdown']}")
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr, never a traceback."""
+    try:
+        app()
+    except LsrError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted (an interrupted `lsr index` continues with --resume)", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line, with the traceback on request
+        if os.environ.get("LSR_DEBUG"):
+            raise
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set LSR_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)

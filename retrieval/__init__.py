@@ -1,0 +1,1 @@
+"""Encoders, searching and fusion: text → vectors → ranked hits."""

