@@ -1,0 +1,3 @@
+from lsr.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""Shared fixtures: the real splade-tiny and small real corpora cut from ../shared/data (never mocks)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a model hub
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not (path / "queries.jsonl.gz").is_file():
+        pytest.fail(f"shared dataset {path} is missing: the tests expect ../shared/data beside the repository")
+    return path
+
+
+def write_beir_subset(source: Path, target: Path, doc_count: int) -> Path:
+    """A BEIR folder with the first ``doc_count`` documents of ``source``, its queries, and qrels on those docs."""
+    target.mkdir(parents=True)
+    with gzip.open(source / "corpus.jsonl.gz", "rt") as handle:
+        docs = [json.loads(line) for _, line in zip(range(doc_count), handle)]
+    (target / "corpus.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    (target / "queries.jsonl.gz").write_bytes((source / "queries.jsonl.gz").read_bytes())
+    kept = {doc["_id"] for doc in docs}
+    (target / "qrels").mkdir()
+    lines = (source / "qrels" / "test.tsv").read_text().splitlines()
+    rows = [line for line in lines[1:] if line.split("\t")[1] in kept]
+    (target / "qrels" / "test.tsv").write_text("\n".join([lines[0], *rows]) + "\n")
+    return target
+
+
+@pytest.fixture(scope="session")
+def splade():
+    from lsr.retrieval.encoders import SpladeEncoder
+
+    return SpladeEncoder("splade-tiny")
+
+
+@pytest.fixture(scope="session")
+def cranfield() -> Path:
+    return shared_dataset("cranfield")
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory, cranfield) -> Path:
+    """120 real Cranfield documents: big enough to rank, small enough to encode in seconds."""
+    return write_beir_subset(cranfield, tmp_path_factory.mktemp("data") / "cranfield-120", 120)
+
+
+@pytest.fixture(scope="session")
+def small_index(tmp_path_factory, small_dataset, splade) -> Path:
+    from lsr.datasets import read_corpus
+    from lsr.indexer import build_index
+
+    out = tmp_path_factory.mktemp("indexes") / "cranfield-120"
+    build_index(read_corpus(small_dataset), splade, out, chunk_size=50, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_searcher(small_index, splade):
+    from lsr.indexer import IndexFolder
+    from lsr.retrieval.search import Searcher
+
+    return Searcher(IndexFolder(small_index), splade)

@@ -1,0 +1,55 @@
+"""The `lsr` command as a user runs it: a real process, one-line errors, no tracebacks."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def lsr(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lsr", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result, message):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr
+
+
+def test_index_of_a_missing_folder(tmp_path):
+    assert_one_line_error(lsr("index", str(tmp_path / "nope"), "--out", str(tmp_path / "i")), "does not exist")
+
+
+def test_index_of_a_malformed_corpus_names_the_line(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "corpus.jsonl").write_text('{"_id": "a", "text": "x"}\n{"_id": "b", "text": \n')
+    result = lsr("index", str(tmp_path / "d"), "--out", str(tmp_path / "i"))
+    assert_one_line_error(result, "corpus.jsonl:2: malformed JSON")
+
+
+def test_index_with_an_unknown_encoder(tmp_path, small_dataset):
+    result = lsr("index", str(small_dataset), "--out", str(tmp_path / "i"), "--encoder", "nobody/nothing-here")
+    assert_one_line_error(result, "unknown encoder 'nobody/nothing-here'")
+    assert not (tmp_path / "i").exists()
+
+
+@pytest.mark.parametrize(("k", "message"), [("0", "k must be between 1 and 10000"), ("20000", "k must be between 1")])
+def test_search_with_bad_k(small_index, k, message):
+    assert_one_line_error(lsr("search", str(small_index), "wing", "-k", k), message)
+
+
+def test_search_with_a_blank_query(small_index):
+    assert_one_line_error(lsr("search", str(small_index), "   "), "the query is empty")
+
+
+def test_search_prints_ranked_hits(small_index, small_searcher):
+    result = lsr("search", str(small_index), "heat transfer", "-k", "3")
+    assert result.returncode == 0, result.stderr
+    for hit in small_searcher.search("heat transfer", 3):
+        assert f" {hit.id} " in result.stdout
+
+
+def test_eval_on_a_missing_split(small_index, small_dataset):
+    result = lsr("eval", str(small_index), str(small_dataset), "--split", "dev")
+    assert_one_line_error(result, "no qrels for split 'dev' (available splits: test)")

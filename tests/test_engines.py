@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from lsr.indexer.engines import MemoryEngine, top_k
+from lsr.indexer.quantization import Quantization
+from lsr.indexer.vectors import brute_force_search
+
+
+def test_top_k_orders_by_score_then_row_and_skips_zeros():
+    scores = np.array([0, 5, 3, 5, 0, 3, 3, 9])
+    ranking = top_k(scores, 4)
+    assert ranking.doc_indices.tolist() == [7, 1, 3, 2]
+    assert ranking.scores.tolist() == [9, 5, 5, 3]
+    assert top_k(scores, 100).doc_indices.tolist() == [7, 1, 3, 2, 5, 6]
+    assert top_k(np.zeros(5, dtype=np.int64), 3).doc_indices.size == 0
+
+
+def test_quantization_rounds_clips_and_drops_zeros():
+    vectors = sp.csr_matrix(np.array([[0.004, 0.006, 1.234, 1000.0]], dtype=np.float32))
+    impacts = Quantization(100).quantize(vectors)
+    assert impacts.toarray().tolist() == [[0, 1, 123, 65535]]
+    assert impacts.nnz == 3
+    assert Quantization(100).to_score(np.array([20000])).tolist() == [2.0]
+
+
+def random_impacts(rows, dim, density, seed):
+    rng = np.random.default_rng(seed)
+    matrix = sp.random(rows, dim, density=density, format="csr", random_state=rng, data_rvs=lambda n: rng.integers(1, 300, n))
+    return matrix.astype(np.int32)
+
+
+@pytest.mark.parametrize("k", [1, 10, 1000])
+def test_memory_engine_equals_brute_force(tmp_path, k):
+    docs = random_impacts(2000, 500, 0.02, seed=1)
+    queries = random_impacts(50, 500, 0.01, seed=2)
+    MemoryEngine.build(docs, tmp_path / "sparse")
+    engine = MemoryEngine.open(tmp_path / "sparse", doc_count=docs.shape[0])
+    for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k)):
+        assert got.doc_indices.tolist() == expected.doc_indices.tolist()
+        assert got.scores.tolist() == expected.scores.tolist()
