@@ -58,3 +58,14 @@ def test_health_and_docs(client):
     assert health["index"]["encoder"] == "splade-tiny"
     assert client.get("/docs").status_code == 200
     assert "/search" in client.get("/openapi.json").json()["paths"]
+
+
+def test_concurrent_requests_all_succeed_with_consistent_results(client, small_searcher):
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [f"{topic} at mach {n}" for n in range(4) for topic in ("shock waves", "heat transfer", "wing flutter", "boundary layer")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda q: client.post("/search", json={"query": q, "k": 5}), queries))
+    assert all(response.status_code == 200 for response in responses)
+    for query, response in zip(queries, responses):
+        assert [hit["id"] for hit in response.json()["hits"]] == [hit.id for hit in small_searcher.search(query, 5)]
