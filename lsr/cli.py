@@ -25,7 +25,7 @@ app = typer.Typer(
 console = Console()
 
 IndexPath = Annotated[Path, typer.Argument(help="Index folder (as written by `lsr index`).")]
-DatasetPath = Annotated[Path, typer.Argument(help="BEIR-format folder: corpus.jsonl[.gz], queries.jsonl[.gz], qrels/<split>.tsv.")]
+DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder, BEIR (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or MS MARCO (collection.tsv, queries.<split>.tsv, qrels.<split>.tsv).")]
 EncoderOption = Annotated[str | None, typer.Option("--encoder", help="Query encoder; default: the one in the index manifest.")]
 
 

@@ -1,16 +1,19 @@
-"""Readers for BEIR-format dataset folders, validating every record.
+"""Readers for dataset folders, validating every record.
 
-A BEIR folder holds ``corpus.jsonl`` (or ``.jsonl.gz``), ``queries.jsonl`` (or ``.gz``) and
-``qrels/<split>.tsv``. Every malformed record is reported with its file and line number, so a user can
-fix the data instead of reading a traceback.
+Two layouts are recognised by their files:
+
+- BEIR: ``corpus.jsonl``, ``queries.jsonl`` (either may be ``.gz``) and ``qrels/<split>.tsv``;
+- MS MARCO / TREC: ``collection.tsv`` (id, text — or id, title, text), ``queries.<split>.tsv`` (or
+  ``queries.tsv``; id, text) and TREC qrels ``qrels.<split>.tsv`` or ``.txt`` (query-id, iteration, doc-id, relevance).
+
+Every malformed record is reported with its file and line number, so a user can fix the data instead of
+reading a traceback.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,11 +46,28 @@ class Corpus:
         return len(self.documents)
 
 
-def _find_jsonl(folder: Path, stem: str) -> Path:
-    for name in (f"{stem}.jsonl", f"{stem}.jsonl.gz"):
-        if (folder / name).is_file():
-            return folder / name
-    raise DatasetError(f"{folder}: no {stem}.jsonl or {stem}.jsonl.gz (is this a BEIR-format folder?)")
+def _find(folder: Path, *names: str) -> Path | None:
+    return next((folder / name for name in names if (folder / name).is_file()), None)
+
+
+BEIR, MSMARCO = "beir", "msmarco"
+
+
+def dataset_format(folder: Path) -> str:
+    if _find(folder, "corpus.jsonl", "corpus.jsonl.gz", "queries.jsonl", "queries.jsonl.gz") or (folder / "qrels").is_dir():
+        return BEIR
+    if _find(folder, "collection.tsv", "collection.tsv.gz", "queries.tsv") or any(folder.glob("qrels.*")) or any(folder.glob("queries.*.tsv")):
+        return MSMARCO
+    raise DatasetError(
+        f"{folder}: neither a BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/<split>.tsv) "
+        "nor an MS MARCO folder (collection.tsv[.gz], queries.<split>.tsv, qrels.<split>.tsv)"
+    )
+
+
+def _require(path: Path | None, description: str) -> Path:
+    if path is None:
+        raise DatasetError(description)
+    return path
 
 
 def _check_folder(folder: str | Path) -> Path:
@@ -67,16 +87,29 @@ def _read_bytes(path: Path) -> bytes:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
 
 
-def _json_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
-    """Yields (line number, object) for each non-blank line."""
+def _lines(path: Path, data: bytes) -> Iterator[tuple[int, str]]:
+    """Yields (line number, line) for each non-blank line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DatasetError(f"{path}:{line}: not valid UTF-8") from exc
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield lineno, line.rstrip("\r")
+
+
+def _tsv_rows(path: Path, data: bytes, widths: tuple[int, ...], columns: str) -> Iterator[tuple[int, list[str]]]:
+    for lineno, line in _lines(path, data):
+        row = line.split("\t")
+        if len(row) not in widths:
+            raise DatasetError(f"{path}:{lineno}: expected {columns}, found {len(row)} tab-separated columns")
+        yield lineno, row
+
+
+def _json_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
+    """Yields (line number, object) for each non-blank line."""
+    for lineno, line in _lines(path, data):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -98,7 +131,11 @@ def _string_field(path: Path, lineno: int, record: dict, key: str, *, required: 
 
 
 def _record_id(path: Path, lineno: int, record: dict, seen: dict[str, int]) -> str:
-    record_id = _string_field(path, lineno, record, "_id", required=True).strip()
+    return _unique_id(path, lineno, _string_field(path, lineno, record, "_id", required=True), seen)
+
+
+def _unique_id(path: Path, lineno: int, record_id: str, seen: dict[str, int]) -> str:
+    record_id = record_id.strip()
     if not record_id:
         raise DatasetError(f"{path}:{lineno}: empty '_id'")
     if record_id in seen:
@@ -107,61 +144,96 @@ def _record_id(path: Path, lineno: int, record: dict, seen: dict[str, int]) -> s
     return record_id
 
 
-def read_corpus(folder: str | Path) -> Corpus:
-    """Reads and validates a whole corpus before any expensive work starts."""
-    path = _find_jsonl(_check_folder(folder), "corpus")
-    data = _read_bytes(path)
+def _beir_documents(path: Path, data: bytes) -> Iterator[Document]:
     seen: dict[str, int] = {}
-    documents = []
     for lineno, record in _json_records(path, data):
         doc_id = _record_id(path, lineno, record, seen)
         title = _string_field(path, lineno, record, "title", required=False)
         # An empty document is kept (BEIR corpora have a few); it is indexed like any other.
         text = _string_field(path, lineno, record, "text", required="title" not in record)
-        documents.append(Document(doc_id, title, text))
+        yield Document(doc_id, title, text)
+
+
+def _msmarco_documents(path: Path, data: bytes) -> Iterator[Document]:
+    seen: dict[str, int] = {}
+    for lineno, row in _tsv_rows(path, data, (2, 3), "id<TAB>text or id<TAB>title<TAB>text"):
+        title, text = (row[1], row[2]) if len(row) == 3 else ("", row[1])
+        yield Document(_unique_id(path, lineno, row[0], seen), title, text)
+
+
+def read_corpus(folder: str | Path) -> Corpus:
+    """Reads and validates a whole corpus before any expensive work starts."""
+    folder = _check_folder(folder)
+    if dataset_format(folder) == BEIR:
+        names, parse = ("corpus.jsonl", "corpus.jsonl.gz"), _beir_documents
+    else:
+        names, parse = ("collection.tsv", "collection.tsv.gz"), _msmarco_documents
+    path = _require(_find(folder, *names), f"{folder}: no {' or '.join(names)}")
+    data = _read_bytes(path)
+    documents = list(parse(path, data))
     if not documents:
         raise DatasetError(f"{path}: the corpus is empty")
     return Corpus(path=path, documents=documents, sha256=hashlib.sha256(data).hexdigest())
 
 
-def read_queries(folder: str | Path) -> dict[str, str]:
-    path = _find_jsonl(_check_folder(folder), "queries")
+def read_queries(folder: str | Path, split: str | None = None) -> dict[str, str]:
+    """All queries of a BEIR folder; an MS MARCO folder's ``queries.<split>.tsv`` (else ``queries.tsv``)."""
+    folder = _check_folder(folder)
     seen: dict[str, int] = {}
     queries = {}
-    for lineno, record in _json_records(path, _read_bytes(path)):
-        query_id = _record_id(path, lineno, record, seen)
-        queries[query_id] = _string_field(path, lineno, record, "text", required=True)
+    if dataset_format(folder) == BEIR:
+        path = _require(_find(folder, "queries.jsonl", "queries.jsonl.gz"), f"{folder}: no queries.jsonl or queries.jsonl.gz")
+        for lineno, record in _json_records(path, _read_bytes(path)):
+            queries[_record_id(path, lineno, record, seen)] = _string_field(path, lineno, record, "text", required=True)
+    else:
+        names = ([f"queries.{split}.tsv"] if split else []) + ["queries.tsv"]
+        path = _require(_find(folder, *names), f"{folder}: no {' or '.join(names)}")
+        for lineno, row in _tsv_rows(path, _read_bytes(path), (2,), "id<TAB>text"):
+            queries[_unique_id(path, lineno, row[0], seen)] = row[1]
     if not queries:
         raise DatasetError(f"{path}: no queries")
     return queries
 
 
 def available_splits(folder: str | Path) -> list[str]:
-    qrels_dir = _check_folder(folder) / "qrels"
-    return sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
+    folder = _check_folder(folder)
+    if dataset_format(folder) == BEIR:
+        return sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+    trec_qrels = [*folder.glob("qrels.*.tsv"), *folder.glob("qrels.*.txt")]
+    return sorted({path.name[len("qrels.") : -len(".tsv")] for path in trec_qrels})  # .tsv and .txt: same length
+
+
+def _judgment(path: Path, lineno: int, query_id: str, doc_id: str, score: str, qrels: Qrels) -> None:
+    try:
+        relevance = int(float(score))
+    except ValueError as exc:
+        raise DatasetError(f"{path}:{lineno}: score {score!r} is not a number") from exc
+    qrels.setdefault(query_id.strip(), {})[doc_id.strip()] = relevance
 
 
 def read_qrels(folder: str | Path, split: str) -> Qrels:
-    """Reads ``qrels/<split>.tsv`` (query-id, corpus-id, score; BEIR's header line optional)."""
-    path = _check_folder(folder) / "qrels" / f"{split}.tsv"
-    if not path.is_file():
+    """BEIR ``qrels/<split>.tsv`` (query-id, corpus-id, score; header optional) or TREC ``qrels.<split>.tsv|txt``."""
+    folder = _check_folder(folder)
+    beir = dataset_format(folder) == BEIR
+    candidates = [f"qrels/{split}.tsv"] if beir else [f"qrels.{split}.tsv", f"qrels.{split}.txt"]
+    path = _find(folder, *candidates)
+    if path is None:
         splits = ", ".join(available_splits(folder)) or "none"
-        raise DatasetError(f"{path}: no qrels for split {split!r} (available splits: {splits})")
+        raise DatasetError(f"{folder / candidates[0]}: no qrels for split {split!r} (available splits: {splits})")
     qrels: Qrels = {}
-    rows = csv.reader(io.StringIO(_read_bytes(path).decode("utf-8")), delimiter="\t")
-    for lineno, row in enumerate(rows, start=1):
-        if not row or not "".join(row).strip():
-            continue
-        if lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid"):
-            continue
-        if len(row) != 3:
-            raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score)")
-        query_id, doc_id, score = (cell.strip() for cell in row)
-        try:
-            relevance = int(float(score))
-        except ValueError as exc:
-            raise DatasetError(f"{path}:{lineno}: score {score!r} is not a number") from exc
-        qrels.setdefault(query_id, {})[doc_id] = relevance
+    for lineno, line in _lines(path, _read_bytes(path)):
+        if beir:
+            row = line.split("\t")
+            if lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid"):
+                continue
+            if len(row) != 3:
+                raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score)")
+            _judgment(path, lineno, row[0], row[1], row[2], qrels)
+        else:
+            row = line.split()
+            if len(row) != 4:
+                raise DatasetError(f"{path}:{lineno}: expected 4 TREC qrels columns (query-id, iteration, doc-id, relevance)")
+            _judgment(path, lineno, row[0], row[2], row[3], qrels)
     if not qrels:
         raise DatasetError(f"{path}: no judgments")
     return qrels
@@ -177,7 +249,7 @@ class EvaluationSet:
 
 def read_evaluation_set(folder: str | Path, split: str) -> EvaluationSet:
     qrels = read_qrels(folder, split)
-    all_queries = read_queries(folder)
+    all_queries = read_queries(folder, split)
     missing = sorted(set(qrels) - set(all_queries))
     if missing:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")

@@ -53,3 +53,18 @@ def test_search_prints_ranked_hits(small_index, small_searcher):
 def test_eval_on_a_missing_split(small_index, small_dataset):
     result = lsr("eval", str(small_index), str(small_dataset), "--split", "dev")
     assert_one_line_error(result, "no qrels for split 'dev' (available splits: test)")
+
+
+def test_eval_detects_the_msmarco_layout_and_scores_it_like_beir(tmp_path, small_index, small_dataset):
+    import json
+
+    from test_datasets import as_msmarco
+
+    msmarco = as_msmarco(small_dataset, tmp_path / "msmarco")
+    measures = {}
+    for name, folder in (("beir", small_dataset), ("msmarco", msmarco)):
+        result = lsr("eval", str(small_index), str(folder), "--out", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        measures[name] = json.loads((tmp_path / name / "report.json").read_text())["measures"]
+    assert measures["beir"] == measures["msmarco"]
+    assert measures["beir"]["nDCG@10"] > 0

@@ -58,8 +58,12 @@ def test_missing_or_wrong_folders_are_reported(tmp_path):
     with pytest.raises(DatasetError, match="is not a folder"):
         read_corpus(tmp_path / "file")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no corpus.jsonl or corpus.jsonl.gz"):
+    with pytest.raises(DatasetError, match="neither a BEIR folder .* nor an MS MARCO folder"):
         read_corpus(tmp_path / "empty")
+    (tmp_path / "queries-only").mkdir()
+    (tmp_path / "queries-only" / "queries.jsonl").write_text('{"_id": "q", "text": "x"}\n')
+    with pytest.raises(DatasetError, match="no corpus.jsonl or corpus.jsonl.gz"):
+        read_corpus(tmp_path / "queries-only")
 
 
 def test_qrels_errors_list_available_splits_and_bad_rows(tmp_path):
@@ -90,3 +94,51 @@ def test_real_scifact_counts_match_its_source_notes():
     assert len(evaluation.queries) == 300
     assert sum(len(docs) for docs in evaluation.qrels.values()) == 339
     assert len(read_queries(folder)) == 1109
+
+
+def as_msmarco(beir_folder, target, split="test"):
+    """The same real data in the MS MARCO / TREC layout."""
+    corpus = read_corpus(beir_folder)
+    evaluation = read_evaluation_set(beir_folder, split)
+    target.mkdir()
+    (target / "collection.tsv").write_text("".join(f"{d.id}\t{d.title}\t{d.text}\n" for d in corpus.documents))
+    (target / f"queries.{split}.tsv").write_text("".join(f"{q}\t{t}\n" for q, t in evaluation.queries.items()))
+    lines = [f"{q} 0 {d} {r}\n" for q, docs in evaluation.qrels.items() for d, r in docs.items()]
+    (target / f"qrels.{split}.txt").write_text("".join(lines))
+    return target
+
+
+def test_msmarco_layout_reads_the_same_records_as_beir(tmp_path, small_dataset):
+    msmarco = as_msmarco(small_dataset, tmp_path / "msmarco")
+    assert read_corpus(msmarco).documents == read_corpus(small_dataset).documents
+    assert read_evaluation_set(msmarco, "test") == read_evaluation_set(small_dataset, "test")
+    from lsr.datasets import available_splits
+
+    assert available_splits(msmarco) == ["test"]
+
+
+def test_msmarco_two_column_collection_and_plain_queries_file(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "collection.tsv").write_text("0\tfirst passage\n1\tsecond passage\n")
+    (folder / "queries.tsv").write_text("q1\tsecond\n")
+    (folder / "qrels.dev.tsv").write_text("q1\t0\t1\t1\n")
+    assert read_corpus(folder).documents[1].contents == "second passage"
+    assert read_evaluation_set(folder, "dev").qrels == {"q1": {"1": 1}}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("collection.tsv", "0\tok\n1\n", "collection.tsv:2: expected id<TAB>text or id<TAB>title<TAB>text, found 1"),
+        ("collection.tsv", "0\ta\n0\tb\n", "collection.tsv:2: duplicate id '0'"),
+        ("qrels.dev.txt", "q1 0 d1\n", "qrels.dev.txt:1: expected 4 TREC qrels columns"),
+    ],
+)
+def test_malformed_msmarco_files_name_file_and_line(tmp_path, name, content, message):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "collection.tsv").write_text("0\tpassage\n")
+    (folder / name).write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        read_corpus(folder) if name == "collection.tsv" else read_qrels(folder, "dev")
