@@ -25,7 +25,7 @@ def run_queries(
     with tqdm(total=len(ids), unit="query", desc="searching", disable=None if progress is None else not progress) as bar:
         for start in range(0, len(ids), batch_size):
             batch = ids[start : start + batch_size]
-            for query_id, hits in zip(batch, searcher.search_many([queries[q] for q in batch], depth)):
+            for query_id, hits in zip(batch, searcher.search_many([queries[q] for q in batch], depth), strict=True):
                 kept = [hit for hit in hits if not (remove_identical_ids and hit.id == query_id)][:k]
                 run[query_id] = {hit.id: hit.score for hit in kept}
             bar.update(len(batch))

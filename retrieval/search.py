@@ -72,7 +72,7 @@ class Searcher:
             results.append(
                 [
                     Hit(rank=rank, id=docs[row].id, score=float(score), title=docs[row].title)
-                    for rank, (row, score) in enumerate(zip(ranking.doc_indices, scores), start=1)
+                    for rank, (row, score) in enumerate(zip(ranking.doc_indices, scores, strict=True), start=1)
                 ]
             )
         return results

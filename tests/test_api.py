@@ -67,5 +67,5 @@ def test_concurrent_requests_all_succeed_with_consistent_results(client, small_s
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda q: client.post("/search", json={"query": q, "k": 5}), queries))
     assert all(response.status_code == 200 for response in responses)
-    for query, response in zip(queries, responses):
+    for query, response in zip(queries, responses, strict=True):
         assert [hit["id"] for hit in response.json()["hits"]] == [hit.id for hit in small_searcher.search(query, 5)]

@@ -36,6 +36,6 @@ def test_memory_engine_equals_brute_force(tmp_path, k):
     queries = random_impacts(50, 500, 0.01, seed=2)
     MemoryEngine.build(docs, tmp_path / "sparse")
     engine = MemoryEngine.open(tmp_path / "sparse", doc_count=docs.shape[0])
-    for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k)):
+    for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k), strict=True):
         assert got.doc_indices.tolist() == expected.doc_indices.tolist()
         assert got.scores.tolist() == expected.scores.tolist()

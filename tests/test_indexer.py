@@ -48,7 +48,7 @@ def test_search_equals_brute_force_over_the_same_vectors(small_searcher):
     quantization = small_searcher.index.manifest.quantization
     query_vectors = quantization.quantize(small_searcher.encoder.encode_queries(queries))
     expected = brute_force_search(small_searcher.index.vectors, query_vectors, 10)
-    for hits, reference in zip(small_searcher.search_many(queries, 10), expected):
+    for hits, reference in zip(small_searcher.search_many(queries, 10), expected, strict=True):
         assert [hit.id for hit in hits] == [small_searcher.index.docs[row].id for row in reference.doc_indices]
         np.testing.assert_allclose([hit.score for hit in hits], quantization.to_score(reference.scores))
 

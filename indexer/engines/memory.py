@@ -42,11 +42,12 @@ class MemoryEngine:
         return cls(*arrays, doc_count=doc_count)
 
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
-        return [self._search_one(queries.indices[a:b], queries.data[a:b], k) for a, b in zip(queries.indptr, queries.indptr[1:])]
+        bounds = zip(queries.indptr[:-1], queries.indptr[1:], strict=True)
+        return [self._search_one(queries.indices[start:end], queries.data[start:end], k) for start, end in bounds]
 
     def _search_one(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Ranking:
         scores = np.zeros(self.doc_count, dtype=np.int64)
-        for term, weight in zip(terms, weights):
+        for term, weight in zip(terms, weights, strict=True):
             start, end = self._indptr[term], self._indptr[term + 1]
             # A document appears once per postings list, so fancy-index += is safe (no np.add.at needed).
             scores[self._docs[start:end]] += int(weight) * self._impacts[start:end].astype(np.int64)
