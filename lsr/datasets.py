@@ -51,12 +51,15 @@ def _find(folder: Path, *names: str) -> Path | None:
 
 
 BEIR, MSMARCO = "beir", "msmarco"
+BEIR_CORPUS = ("corpus.jsonl", "corpus.jsonl.gz")
+BEIR_QUERIES = ("queries.jsonl", "queries.jsonl.gz")
+MSMARCO_CORPUS = ("collection.tsv", "collection.tsv.gz")
 
 
 def dataset_format(folder: Path) -> str:
-    if _find(folder, "corpus.jsonl", "corpus.jsonl.gz", "queries.jsonl", "queries.jsonl.gz") or (folder / "qrels").is_dir():
+    if _find(folder, *BEIR_CORPUS, *BEIR_QUERIES) or (folder / "qrels").is_dir():
         return BEIR
-    if _find(folder, "collection.tsv", "collection.tsv.gz", "queries.tsv") or any(folder.glob("qrels.*")) or any(folder.glob("queries.*.tsv")):
+    if _find(folder, *MSMARCO_CORPUS, "queries.tsv") or any(folder.glob("qrels.*")) or any(folder.glob("queries.*.tsv")):
         return MSMARCO
     raise DatasetError(
         f"{folder}: neither a BEIR folder (corpus.jsonl[.gz], queries.jsonl[.gz], qrels/<split>.tsv) "
@@ -165,9 +168,9 @@ def read_corpus(folder: str | Path) -> Corpus:
     """Reads and validates a whole corpus before any expensive work starts."""
     folder = _check_folder(folder)
     if dataset_format(folder) == BEIR:
-        names, parse = ("corpus.jsonl", "corpus.jsonl.gz"), _beir_documents
+        names, parse = BEIR_CORPUS, _beir_documents
     else:
-        names, parse = ("collection.tsv", "collection.tsv.gz"), _msmarco_documents
+        names, parse = MSMARCO_CORPUS, _msmarco_documents
     path = _require(_find(folder, *names), f"{folder}: no {' or '.join(names)}")
     data = _read_bytes(path)
     documents = list(parse(path, data))
@@ -182,7 +185,7 @@ def read_queries(folder: str | Path, split: str | None = None) -> dict[str, str]
     seen: dict[str, int] = {}
     queries = {}
     if dataset_format(folder) == BEIR:
-        path = _require(_find(folder, "queries.jsonl", "queries.jsonl.gz"), f"{folder}: no queries.jsonl or queries.jsonl.gz")
+        path = _require(_find(folder, *BEIR_QUERIES), f"{folder}: no {' or '.join(BEIR_QUERIES)}")
         for lineno, record in _json_records(path, _read_bytes(path)):
             queries[_record_id(path, lineno, record, seen)] = _string_field(path, lineno, record, "text", required=True)
     else:
