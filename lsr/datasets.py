@@ -224,16 +224,14 @@ def read_qrels(folder: str | Path, split: str) -> Qrels:
         splits = ", ".join(available_splits(folder)) or "none"
         raise DatasetError(f"{folder / candidates[0]}: no qrels for split {split!r} (available splits: {splits})")
     qrels: Qrels = {}
-    for lineno, line in _lines(path, _read_bytes(path)):
-        if beir:
-            row = line.split("\t")
-            if lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid"):
-                continue
-            if len(row) != 3:
-                raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score)")
-            _judgment(path, lineno, row[0], row[1], row[2], qrels)
-        else:
-            row = line.split()
+    data = _read_bytes(path)
+    if beir:
+        for lineno, row in _tsv_rows(path, data, (3,), "3 tab-separated columns (query-id, corpus-id, score)"):
+            if not (lineno == 1 and row[0].strip().lower() in ("query-id", "query_id", "qid")):  # BEIR's header
+                _judgment(path, lineno, row[0], row[1], row[2], qrels)
+    else:
+        for lineno, line in _lines(path, data):
+            row = line.split()  # TREC qrels are whitespace-separated
             if len(row) != 4:
                 raise DatasetError(f"{path}:{lineno}: expected 4 TREC qrels columns (query-id, iteration, doc-id, relevance)")
             _judgment(path, lineno, row[0], row[2], row[3], qrels)
