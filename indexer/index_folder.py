@@ -4,6 +4,7 @@
     docs.jsonl     doc ids and titles, in index row order
     vectors/       the quantized document vectors (canonical; engines are built from them)
     sparse/        the engine's files
+    dense/         dense document vectors in a faiss index (when the index has a dense encoder)
 
 Folders are assembled under a temporary name and renamed into place, so a reader never sees half an index.
 """
@@ -11,16 +12,19 @@ Folders are assembled under a temporary name and renamed into place, so a reader
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import scipy.sparse as sp
 
 from lsr import __version__
 from lsr.errors import IndexFolderError
+from lsr.indexer.dense import FlatDenseIndex
 from lsr.indexer.engines import Engine, engine_class
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import load_vectors, save_vectors
@@ -39,6 +43,8 @@ class Manifest:
     dim: int
     nnz: int
     corpus: dict  # path and sha256 of the corpus file it was built from
+    dense_encoder: EncoderSpec | None = None
+    fusion: dict | None = None  # hybrid settings chosen by `lsr tune`, used by default
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     lsr_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -55,6 +61,8 @@ class Manifest:
             "dim": self.dim,
             "nnz": self.nnz,
             "corpus": self.corpus,
+            "dense_encoder": self.dense_encoder.to_dict() if self.dense_encoder else None,
+            "fusion": self.fusion,
         }
 
     @classmethod
@@ -67,6 +75,8 @@ class Manifest:
             dim=int(data["dim"]),
             nnz=int(data["nnz"]),
             corpus=data["corpus"],
+            dense_encoder=EncoderSpec.from_dict(data["dense_encoder"]) if data.get("dense_encoder") else None,
+            fusion=data.get("fusion"),
             created_at=data["created_at"],
             lsr_version=data["lsr_version"],
             format_version=int(data["format_version"]),
@@ -95,7 +105,16 @@ class DocInfo:
     title: str
 
 
-def write_index(folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[DocInfo]) -> None:
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Atomically: readers see the old manifest or the new one, never half of one."""
+    temporary = folder / f"{MANIFEST}.tmp"
+    temporary.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    os.replace(temporary, folder / MANIFEST)
+
+
+def write_index(
+    folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[DocInfo], dense: np.ndarray | None = None
+) -> None:
     """Writes a complete index into an empty staging folder; the manifest goes last."""
     folder.mkdir(parents=True)
     with (folder / "docs.jsonl").open("w", encoding="utf-8") as handle:
@@ -103,7 +122,9 @@ def write_index(folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: 
             handle.write(json.dumps({"id": doc.id, "title": doc.title}, ensure_ascii=False) + "\n")
     save_vectors(vectors, folder / "vectors")
     engine_class(manifest.engine).build(vectors, folder / "sparse")
-    (folder / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    if dense is not None:
+        FlatDenseIndex.build(dense, folder / "dense")
+    write_manifest(folder, manifest)
 
 
 def publish(staging: Path, target: Path) -> None:
@@ -124,7 +145,7 @@ class IndexFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
-        for part in ("docs.jsonl", "vectors", "sparse"):
+        for part in ("docs.jsonl", "vectors", "sparse", *(["dense"] if self.manifest.dense_encoder else [])):
             if not (self.path / part).exists():
                 raise IndexFolderError(f"{self.path} is incomplete: {part} is missing")
         try:
@@ -139,6 +160,15 @@ class IndexFolder:
         if len(docs) != self.manifest.doc_count:
             raise IndexFolderError(f"{self.path}: docs.jsonl has {len(docs)} rows, the manifest says {self.manifest.doc_count}")
         return docs
+
+    @cached_property
+    def dense(self) -> FlatDenseIndex | None:
+        if self.manifest.dense_encoder is None:
+            return None
+        try:
+            return FlatDenseIndex.open(self.path / "dense")
+        except RuntimeError as exc:  # faiss reports unreadable files as RuntimeError
+            raise IndexFolderError(f"{self.path}: cannot open the dense index: {exc}") from exc
 
     @cached_property
     def vectors(self) -> sp.csr_matrix:

@@ -1,15 +1,18 @@
-"""Batch indexing: corpus → encoder → quantized impacts → index folder, resumable chunk by chunk.
+"""Batch indexing: corpus → encoders → quantized impacts (+ dense vectors) → index folder, resumable.
 
 Work happens in ``<out>.partial/``: each finished chunk of documents is saved there (atomically), so an
 interrupted run resumes with ``resume=True`` without re-encoding what is done. Only a complete index is
-renamed to ``<out>``.
+renamed to ``<out>``. Sparse and dense vectors are encoded in one pass over the corpus.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +21,49 @@ from tqdm.auto import tqdm
 
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
+from lsr.indexer.dense import FlatDenseIndex
 from lsr.indexer.engines import DEFAULT_ENGINE, engine_class
-from lsr.indexer.index_folder import MANIFEST, DocInfo, Manifest, publish, write_index
+from lsr.indexer.index_folder import MANIFEST, DocInfo, IndexFolder, Manifest, publish, write_index, write_manifest
 from lsr.indexer.quantization import Quantization
-from lsr.retrieval.encoders.base import SparseEncoder
+from lsr.retrieval.encoders.base import DenseEncoder, SparseEncoder
 
 DEFAULT_CHUNK_SIZE = 1000
+PROGRESS_STEP = 128  # documents encoded between progress-bar updates
 STATE = "state.json"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Vectors of consecutive documents: sparse integer impacts and/or dense float32 rows."""
+
+    sparse: sp.csr_matrix | None = None
+    dense: np.ndarray | None = None
+
+    @staticmethod
+    def concat(parts: list[Encoded]) -> Encoded:
+        sparse = [part.sparse for part in parts if part.sparse is not None]
+        dense = [part.dense for part in parts if part.dense is not None]
+        return Encoded(
+            sparse=sp.vstack(sparse, format="csr") if sparse else None,
+            dense=np.vstack(dense) if dense else None,
+        )
+
+    def save(self, path: Path) -> None:
+        arrays = {"dense": self.dense} if self.dense is not None else {}
+        if self.sparse is not None:
+            arrays.update(indptr=self.sparse.indptr, indices=self.sparse.indices, data=self.sparse.data)
+        temporary = path.with_suffix(".tmp.npz")
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)  # atomic: a chunk file is whole or absent
+
+    @staticmethod
+    def load(path: Path, dim: int) -> Encoded:
+        with np.load(path) as arrays:
+            sparse = None
+            if "indptr" in arrays:
+                shape = (arrays["indptr"].size - 1, dim)
+                sparse = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+            return Encoded(sparse=sparse, dense=arrays["dense"] if "dense" in arrays else None)
 
 
 def partial_folder(out: Path) -> Path:
@@ -50,7 +89,7 @@ def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
             saved = json.loads((work / STATE).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise IndexFolderError(f"cannot resume from {work}: {exc}; delete that folder to start over") from exc
-        differing = sorted(key for key in state if saved.get(key) != state[key])
+        differing = sorted(key for key in state.keys() | saved.keys() if saved.get(key) != state.get(key))
         if differing:
             raise IndexFolderError(
                 f"cannot resume from {work}: it was started with another {', '.join(differing)}; "
@@ -61,19 +100,26 @@ def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
     (work / STATE).write_text(json.dumps(state, indent=2))
 
 
-def _chunk_path(work: Path, number: int) -> Path:
-    return work / "chunks" / f"{number:06d}.npz"
-
-
-def _save_chunk(path: Path, impacts: sp.csr_matrix) -> None:
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, indptr=impacts.indptr, indices=impacts.indices, data=impacts.data)
-    os.replace(temporary, path)  # atomic: a chunk file is whole or absent
-
-
-def _load_chunk(path: Path, dim: int) -> sp.csr_matrix:
-    with np.load(path) as arrays:
-        return sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(arrays["indptr"].size - 1, dim))
+def _encode_in_chunks(
+    work: Path, texts: list[str], chunk_size: int, encode: Callable[[list[str]], Encoded], dim: int, progress: bool | None
+) -> Encoded:
+    """Encodes the chunks not yet saved in ``work``, then returns all of them concatenated."""
+    chunk_count = -(-len(texts) // chunk_size)
+    paths = [work / "chunks" / f"{number:06d}.npz" for number in range(chunk_count)]
+    done = sum(min(chunk_size, len(texts) - number * chunk_size) for number, path in enumerate(paths) if path.exists())
+    disable = None if progress is None else not progress  # None: a bar on terminals only
+    with tqdm(total=len(texts), initial=done, unit="doc", desc="encoding", disable=disable) as bar:
+        for number, path in enumerate(paths):
+            if path.exists():
+                continue
+            chunk = texts[number * chunk_size : (number + 1) * chunk_size]
+            parts = []
+            for start in range(0, len(chunk), PROGRESS_STEP):
+                batch = chunk[start : start + PROGRESS_STEP]
+                parts.append(encode(batch))
+                bar.update(len(batch))
+            Encoded.concat(parts).save(path)
+    return Encoded.concat([Encoded.load(path, dim) for path in paths])
 
 
 def build_index(
@@ -81,6 +127,7 @@ def build_index(
     encoder: SparseEncoder,
     out: str | Path,
     *,
+    dense_encoder: DenseEncoder | None = None,
     engine: str = DEFAULT_ENGINE,
     quantization: Quantization = Quantization(),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -98,36 +145,70 @@ def build_index(
     state = {
         "corpus_sha256": corpus.sha256,
         "encoder": encoder.spec.config_hash,
+        "dense_encoder": dense_encoder.spec.config_hash if dense_encoder else None,
         "quantization": quantization.to_dict(),
         "chunk_size": chunk_size,
     }
     _start_or_resume(work, state, resume)
 
-    documents = corpus.documents
-    chunk_count = -(-len(documents) // chunk_size)
-    done = [_chunk_path(work, n).exists() for n in range(chunk_count)]
-    initial = sum(min(chunk_size, len(documents) - n * chunk_size) for n in range(chunk_count) if done[n])
-    with tqdm(total=len(documents), initial=initial, unit="doc", desc="encoding", disable=None if progress is None else not progress) as bar:
-        for number in range(chunk_count):
-            if done[number]:
-                continue
-            chunk = documents[number * chunk_size : (number + 1) * chunk_size]
-            vectors = encoder.encode_documents([doc.contents for doc in chunk], on_progress=bar.update)
-            _save_chunk(_chunk_path(work, number), quantization.quantize(vectors))
+    def encode(texts: list[str]) -> Encoded:
+        sparse = quantization.quantize(encoder.encode_documents(texts))
+        return Encoded(sparse=sparse, dense=dense_encoder.encode_documents(texts) if dense_encoder else None)
 
-    vectors = sp.vstack([_load_chunk(_chunk_path(work, n), encoder.dim) for n in range(chunk_count)], format="csr")
+    texts = [doc.contents for doc in corpus.documents]
+    encoded = _encode_in_chunks(work, texts, chunk_size, encode, encoder.dim, progress)
     manifest = Manifest(
         encoder=encoder.spec,
         quantization=quantization,
         engine=engine,
-        doc_count=vectors.shape[0],
+        doc_count=encoded.sparse.shape[0],
         dim=encoder.dim,
-        nnz=int(vectors.nnz),
+        nnz=int(encoded.sparse.nnz),
         corpus={"path": str(corpus.path), "sha256": corpus.sha256},
+        dense_encoder=dense_encoder.spec if dense_encoder else None,
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
-    write_index(staging, manifest, vectors, [DocInfo(doc.id, doc.title) for doc in documents])
+    write_index(staging, manifest, encoded.sparse, [DocInfo(doc.id, doc.title) for doc in corpus.documents], encoded.dense)
     publish(staging, out)
+    shutil.rmtree(work)
+    return manifest
+
+
+def add_dense(
+    index_path: str | Path,
+    corpus: Corpus,
+    dense_encoder: DenseEncoder,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> Manifest:
+    """Adds (or replaces) the dense vectors of an existing index without re-encoding its sparse side."""
+    index = IndexFolder(index_path)
+    if corpus.sha256 != index.manifest.corpus["sha256"]:
+        raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
+    work = partial_folder(index.path)
+    state = {
+        "corpus_sha256": corpus.sha256,
+        "adding": "dense",
+        "dense_encoder": dense_encoder.spec.config_hash,
+        "chunk_size": chunk_size,
+    }
+    _start_or_resume(work, state, resume)
+
+    def encode(texts: list[str]) -> Encoded:
+        return Encoded(dense=dense_encoder.encode_documents(texts))
+
+    encoded = _encode_in_chunks(work, [doc.contents for doc in corpus.documents], chunk_size, encode, index.manifest.dim, progress)
+    staging = work / "index"
+    shutil.rmtree(staging, ignore_errors=True)
+    # Hard links: the unchanged files are shared with the old index, not copied, and stay intact when it goes.
+    shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("dense", MANIFEST))
+    FlatDenseIndex.build(encoded.dense, staging / "dense")
+    # Tuned fusion settings were chosen for the old dense side, so they do not carry over.
+    manifest = dataclasses.replace(index.manifest, dense_encoder=dense_encoder.spec, fusion=None)
+    write_manifest(staging, manifest)
+    publish(staging, index.path)
     shutil.rmtree(work)
     return manifest

@@ -1,4 +1,4 @@
-"""Searcher: an index folder plus the encoder that built it → ranked hits.
+"""Searcher: an index folder plus the encoders that built it → ranked hits, sparse, dense or hybrid.
 
 This is what the CLI, the API and evaluation all call.
 """
@@ -10,17 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsr.errors import EncoderMismatchError, LsrError
+from lsr.indexer.engines.base import Ranking
 from lsr.indexer.index_folder import IndexFolder
-from lsr.retrieval.encoders import SparseEncoder, load_sparse_encoder
+from lsr.retrieval.encoders import DenseEncoder, EncoderSpec, SparseEncoder, load_dense_encoder, load_sparse_encoder
+from lsr.retrieval.fusion import Fusion, fuse
 
 MAX_K = 10_000
+MODES = ("sparse", "dense", "hybrid")
 
 
 @dataclass(frozen=True)
 class Hit:
     rank: int  # 1-based
     id: str
-    score: float  # dot product of query and document vectors (after quantization)
+    score: float  # sparse: dot product of quantized vectors; dense: cosine; hybrid: see lsr.retrieval.fusion
     title: str
 
 
@@ -29,23 +32,42 @@ def check_k(k: int) -> None:
         raise LsrError(f"k must be between 1 and {MAX_K}, got {k}")
 
 
+def _check_same_model(index: IndexFolder, expected: EncoderSpec, actual: EncoderSpec) -> None:
+    if any(actual.identity[key] != value for key, value in expected.identity.items()):
+        raise EncoderMismatchError(
+            f"{index.path} was built with encoder {expected.name!r} "
+            f"({expected.kind}, model hash {expected.content_hash[:12]}), but the searcher's encoder is "
+            f"{actual.name!r} ({actual.kind}, model hash {actual.content_hash[:12]}); "
+            "search it with the encoder that built it, or re-index"
+        )
+
+
 class Searcher:
-    def __init__(self, index: IndexFolder, encoder: SparseEncoder) -> None:
-        expected = index.manifest.encoder
-        differing = [key for key, value in expected.identity.items() if encoder.spec.identity[key] != value]
-        if differing or encoder.dim != index.manifest.dim:
-            raise EncoderMismatchError(
-                f"{index.path} was built with encoder {expected.name!r} "
-                f"({expected.kind}, model hash {expected.content_hash[:12]}), but the searcher's encoder is "
-                f"{encoder.spec.name!r} ({encoder.spec.kind}, model hash {encoder.spec.content_hash[:12]}); "
-                "search it with the encoder that built it, or re-index"
-            )
+    def __init__(self, index: IndexFolder, encoder: SparseEncoder, dense_encoder: DenseEncoder | None = None) -> None:
+        manifest = index.manifest
+        _check_same_model(index, manifest.encoder, encoder.spec)
+        if encoder.dim != manifest.dim:
+            raise EncoderMismatchError(f"{index.path} has {manifest.dim} dimensions, the encoder {encoder.dim}")
+        if dense_encoder is not None:
+            if manifest.dense_encoder is None:
+                raise LsrError(f"{index.path} has no dense vectors; add them with `lsr index … --add-dense`")
+            _check_same_model(index, manifest.dense_encoder, dense_encoder.spec)
         self.index = index
         self.encoder = encoder
+        self.dense_encoder = dense_encoder
+        self.default_mode = "hybrid" if dense_encoder else "sparse"
+        self.default_fusion = Fusion.from_dict(manifest.fusion) if manifest.fusion else Fusion()
 
     @classmethod
-    def open(cls, index_path: str | Path, encoder: str | None = None, *, query_max_length: int | None = None) -> Searcher:
-        """Opens an index with the encoder named in its manifest, or with ``encoder`` if that is the same model."""
+    def open(
+        cls,
+        index_path: str | Path,
+        encoder: str | None = None,
+        *,
+        dense_encoder: str | None = None,
+        query_max_length: int | None = None,
+    ) -> Searcher:
+        """Opens an index with the encoders named in its manifest, or with the given ones if they are the same models."""
         index = IndexFolder(index_path)
         spec = index.manifest.encoder
         query_encoder = load_sparse_encoder(
@@ -53,26 +75,52 @@ class Searcher:
             query_max_length=query_max_length or spec.query_max_length,
             doc_max_length=spec.doc_max_length,
         )
-        return cls(index, query_encoder)
+        dense_spec = index.manifest.dense_encoder
+        dense = None
+        if dense_spec or dense_encoder:
+            dense = load_dense_encoder(dense_encoder or dense_spec.name, max_length=dense_spec.query_max_length if dense_spec else None)
+        return cls(index, query_encoder, dense)
 
-    def search(self, query: str, k: int = 10) -> list[Hit]:
-        return self.search_many([query], k)[0]
+    def _check_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise LsrError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode != "sparse" and self.dense_encoder is None:
+            raise LsrError(f"{self.index.path} has no dense vectors, so only sparse search is possible")
 
-    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+    def rankings(self, queries: Sequence[str], side: str, depth: int) -> list[Ranking]:
+        """One side's top ``depth`` per query, as index rows and that side's float scores."""
+        if side == "dense":
+            return self.index.dense.search(self.dense_encoder.encode_queries(queries), depth)
+        quantization = self.index.manifest.quantization
+        query_vectors = quantization.quantize(self.encoder.encode_queries(queries))
+        return [
+            Ranking(doc_indices=r.doc_indices, scores=quantization.to_score(r.scores))
+            for r in self.index.engine.search(query_vectors, depth)
+        ]
+
+    def hits(self, ranking: Ranking) -> list[Hit]:
+        docs = self.index.docs
+        return [
+            Hit(rank=rank, id=docs[row].id, score=float(score), title=docs[row].title)
+            for rank, (row, score) in enumerate(zip(ranking.doc_indices, ranking.scores, strict=True), start=1)
+        ]
+
+    def search(self, query: str, k: int = 10, *, mode: str | None = None, fusion: Fusion | None = None) -> list[Hit]:
+        return self.search_many([query], k, mode=mode, fusion=fusion)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, *, mode: str | None = None, fusion: Fusion | None = None
+    ) -> list[list[Hit]]:
+        """``mode`` defaults to hybrid when the index has dense vectors; ``fusion`` to the index's tuned settings."""
         check_k(k)
+        mode = mode or self.default_mode
+        self._check_mode(mode)
         for query in queries:
             if not query.strip():
                 raise LsrError("the query is empty")
-        quantization = self.index.manifest.quantization
-        query_vectors = quantization.quantize(self.encoder.encode_queries(queries))
-        docs = self.index.docs
-        results = []
-        for ranking in self.index.engine.search(query_vectors, k):
-            scores = quantization.to_score(ranking.scores)
-            results.append(
-                [
-                    Hit(rank=rank, id=docs[row].id, score=float(score), title=docs[row].title)
-                    for rank, (row, score) in enumerate(zip(ranking.doc_indices, scores, strict=True), start=1)
-                ]
-            )
-        return results
+        if mode != "hybrid":
+            return [self.hits(ranking) for ranking in self.rankings(queries, mode, k)]
+        fusion = fusion or self.default_fusion
+        depth = max(k, fusion.depth)
+        sides = zip(self.rankings(queries, "sparse", depth), self.rankings(queries, "dense", depth), strict=True)
+        return [self.hits(fuse(sparse, dense, fusion, k)) for sparse, dense in sides]

@@ -20,13 +20,13 @@ class CountingEncoder:
         self.encoded = 0
         self._calls_left = fail_after_calls
 
-    def encode_documents(self, texts, on_progress=None):
+    def encode_documents(self, texts):
         if self._calls_left == 0:
             raise KeyboardInterrupt  # what a user's Ctrl-C looks like to the pipeline
         if self._calls_left is not None:
             self._calls_left -= 1
         self.encoded += len(texts)
-        return self._encoder.encode_documents(texts, on_progress)
+        return self._encoder.encode_documents(texts)
 
 
 def test_manifest_records_encoder_quantization_and_counts(small_index, splade):

@@ -12,10 +12,10 @@ import scipy.sparse as sp
 
 @dataclass(frozen=True)
 class Ranking:
-    """One query's results: row numbers in the index, best first, with integer (quantized) scores."""
+    """One query's results: row numbers in the index, best first, with their scores."""
 
     doc_indices: np.ndarray  # int64
-    scores: np.ndarray  # int64
+    scores: np.ndarray  # int64 quantized units for sparse engines, float32 for dense search
 
 
 class Engine(Protocol):

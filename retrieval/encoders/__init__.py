@@ -1,7 +1,8 @@
 """Encoders turn text into vectors; they know nothing of indexes or HTTP."""
 
 from lsr.errors import EncoderError
-from lsr.retrieval.encoders.base import EncoderSpec, SparseEncoder
+from lsr.retrieval.encoders.base import DenseEncoder, EncoderSpec, SparseEncoder
+from lsr.retrieval.encoders.dense import DEFAULT_DENSE_ENCODER, SentenceTransformerEncoder
 from lsr.retrieval.encoders.registry import packaged_kind, resolve_model
 from lsr.retrieval.encoders.splade import DEFAULT_DOC_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH, SpladeEncoder
 
@@ -19,7 +20,19 @@ def load_sparse_encoder(
     return SpladeEncoder(name, query_max_length=query_max_length, doc_max_length=doc_max_length)
 
 
+def load_dense_encoder(name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | None = None) -> DenseEncoder:
+    """A dense encoder by name: a packaged model, a local sentence-transformers folder or a Hugging Face id."""
+    kind = packaged_kind(name)
+    if kind not in (None, "dense"):
+        raise EncoderError(f"encoder {name!r} is a {kind} encoder, not a dense one")
+    return SentenceTransformerEncoder(name, max_length=max_length)
+
+
 __all__ = [
+    "DEFAULT_DENSE_ENCODER",
+    "DenseEncoder",
+    "SentenceTransformerEncoder",
+    "load_dense_encoder",
     "EncoderSpec",
     "SparseEncoder",
     "SpladeEncoder",

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+import numpy as np
 import scipy.sparse as sp
-
-ProgressCallback = Callable[[int], None]  # called with the number of texts just encoded
 
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    kind: str  # "splade"
+    kind: str  # "splade" or "dense"
     name: str  # as the user named it: a packaged name, a folder or a Hugging Face id
     content_hash: str  # of the model files: two specs with equal hashes encode alike
     query_max_length: int
@@ -48,10 +47,23 @@ class SparseEncoder(Protocol):
         """One float32 row per text."""
         ...
 
-    def encode_documents(self, texts: Sequence[str], on_progress: ProgressCallback | None = None) -> sp.csr_matrix:
+    def encode_documents(self, texts: Sequence[str]) -> sp.csr_matrix:
         """One float32 row per text."""
         ...
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         """The term each dimension stands for."""
+        ...
+
+
+class DenseEncoder(Protocol):
+    spec: EncoderSpec
+    dim: int
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalized: inner products are cosine similarities."""
+        ...
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalized."""
         ...

@@ -35,6 +35,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Files that determine a model's outputs; READMEs and unrelated extras do not change its identity.
 _IDENTITY_PATTERNS = (
     "config.json",
+    "*/config.json",  # sentence-transformers modules (pooling, normalization)
+    "modules.json",
+    "sentence_bert_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -82,7 +85,7 @@ def _content_hash(path: Path) -> str:
     if not files:
         raise EncoderError(f"{path} holds no model files (config.json, weights, tokenizer)")
     for file in files:
-        digest.update(file.name.encode())
+        digest.update(file.relative_to(path).as_posix().encode())
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

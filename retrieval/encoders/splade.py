@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from lsr.errors import EncoderError
-from lsr.retrieval.encoders.base import EncoderSpec, ProgressCallback
+from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.encoders.registry import resolve_model
 
 DEFAULT_QUERY_MAX_LENGTH = 64
@@ -56,8 +56,8 @@ class SpladeEncoder:
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self._encode(texts, self.spec.query_max_length)
 
-    def encode_documents(self, texts: Sequence[str], on_progress: ProgressCallback | None = None) -> sp.csr_matrix:
-        return self._encode(texts, self.spec.doc_max_length, on_progress)
+    def encode_documents(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self._encode(texts, self.spec.doc_max_length)
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return self._tokenizer.convert_ids_to_tokens([int(i) for i in ids])
@@ -73,7 +73,7 @@ class SpladeEncoder:
             pooled = logits.masked_fill_(padding, 0.0).amax(dim=1)
             return torch.log1p(torch.relu(pooled)).numpy()
 
-    def _encode(self, texts: Sequence[str], max_length: int, on_progress: ProgressCallback | None = None) -> sp.csr_matrix:
+    def _encode(self, texts: Sequence[str], max_length: int) -> sp.csr_matrix:
         texts = list(texts)
         if not texts:
             return sp.csr_matrix((0, self.dim), dtype=np.float32)
@@ -83,7 +83,5 @@ class SpladeEncoder:
         for start in range(0, len(texts), self.batch_size):
             batch = [texts[i] for i in order[start : start + self.batch_size]]
             blocks.append(sp.csr_matrix(self._pool(batch, max_length)))
-            if on_progress:
-                on_progress(len(batch))
         sorted_rows = sp.vstack(blocks, format="csr")
         return sorted_rows[np.argsort(order)].astype(np.float32)
