@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -23,10 +23,15 @@ def get_searcher(request: Request) -> Searcher:
 # Plain `def` endpoints run in FastAPI's thread pool, keeping model calls off the event loop.
 @router.post("/search", response_model=SearchResponse, responses={400: {"model": ErrorBody}})
 def search(body: SearchRequest, searcher: Searcher = Depends(get_searcher)) -> SearchResponse:
+    mode = body.mode or searcher.default_mode
+    fusion = searcher.default_fusion
+    if body.fusion is not None:
+        fusion = dataclasses.replace(fusion, **body.fusion.model_dump(exclude_none=True))
     started = time.perf_counter()
-    hits = searcher.search(body.query, body.k)
+    hits = searcher.search(body.query, body.k, mode=mode, fusion=fusion)
     took_ms = (time.perf_counter() - started) * 1000
-    return SearchResponse(query=body.query, k=body.k, hits=[HitOut(**asdict(hit)) for hit in hits], took_ms=took_ms)
+    hits_out = [HitOut(**dataclasses.asdict(hit)) for hit in hits]
+    return SearchResponse(query=body.query, k=body.k, mode=mode, hits=hits_out, took_ms=took_ms)
 
 
 @router.get("/health", response_model=Health)
@@ -36,6 +41,9 @@ def health(searcher: Searcher = Depends(get_searcher)) -> Health:
         path=str(searcher.index.path),
         doc_count=manifest.doc_count,
         encoder=manifest.encoder.name,
+        dense_encoder=manifest.dense_encoder.name if manifest.dense_encoder else None,
+        default_mode=searcher.default_mode,
+        fusion=searcher.default_fusion.to_dict(),
         engine=manifest.engine,
         created_at=manifest.created_at,
     )

@@ -175,7 +175,7 @@ def build_index(
     return manifest
 
 
-def add_dense(
+def add_dense_vectors(
     index_path: str | Path,
     corpus: Corpus,
     dense_encoder: DenseEncoder,

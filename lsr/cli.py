@@ -27,6 +27,22 @@ console = Console()
 IndexPath = Annotated[Path, typer.Argument(help="Index folder (as written by `lsr index`).")]
 DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder, BEIR (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or MS MARCO (collection.tsv, queries.<split>.tsv, qrels.<split>.tsv).")]
 EncoderOption = Annotated[str | None, typer.Option("--encoder", help="Query encoder; default: the one in the index manifest.")]
+ModeOption = Annotated[
+    str | None, typer.Option("--mode", help="sparse, dense or hybrid; default: hybrid when the index has dense vectors.")
+]
+FusionOption = Annotated[str | None, typer.Option("--fusion", help="Hybrid fusion: rrf or convex; default: the index's tuned choice.")]
+WeightOption = Annotated[float | None, typer.Option("--weight", help="Hybrid: the sparse side's weight in [0, 1].")]
+RrfKOption = Annotated[int | None, typer.Option("--rrf-k", help="Hybrid rrf: the k in 1/(k + rank).")]
+NormalizationOption = Annotated[str | None, typer.Option("--normalization", help="Hybrid convex: minmax or zscore.")]
+DepthOption = Annotated[int | None, typer.Option("--depth", help="Hybrid: candidates taken from each side.")]
+
+
+def _fusion(searcher, method: str | None, weight: float | None, rrf_k: int | None, normalization: str | None, depth: int | None):
+    """The index's default fusion with any settings given on the command line replaced."""
+    import dataclasses
+
+    given = {"method": method, "weight": weight, "rrf_k": rrf_k, "normalization": normalization, "depth": depth}
+    return dataclasses.replace(searcher.default_fusion, **{key: value for key, value in given.items() if value is not None})
 
 
 @app.command()
@@ -38,20 +54,38 @@ def index(
     query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = 64,
     chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = 1000,
     scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = 100.0,
+    dense_encoder: Annotated[
+        str | None, typer.Option(help="Also store dense vectors from this sentence-transformers model (e.g. all-minilm-l6-v2).")
+    ] = None,
+    add_dense: Annotated[
+        bool, typer.Option("--add-dense", help="Add dense vectors to the existing index at --out, keeping its sparse side.")
+    ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run, keeping its finished chunks.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
 ) -> None:
-    """Encode every document of a corpus and write an inverted index."""
+    """Encode every document of a corpus and write an inverted index (and, optionally, dense vectors)."""
     from lsr.datasets import read_corpus
-    from lsr.indexer import Quantization, build_index
-    from lsr.retrieval.encoders import load_sparse_encoder
+    from lsr.indexer import Quantization, add_dense_vectors, build_index
+    from lsr.retrieval.encoders import DEFAULT_DENSE_ENCODER, load_dense_encoder, load_sparse_encoder
 
     corpus = read_corpus(dataset)
-    sparse_encoder = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
     started = time.perf_counter()
-    manifest = build_index(
-        corpus, sparse_encoder, out, quantization=Quantization(scale), chunk_size=chunk_size, resume=resume, overwrite=overwrite
-    )
+    if add_dense:
+        dense = load_dense_encoder(dense_encoder or DEFAULT_DENSE_ENCODER)
+        manifest = add_dense_vectors(out, corpus, dense, chunk_size=chunk_size, resume=resume)
+    else:
+        sparse_encoder = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+        dense = load_dense_encoder(dense_encoder) if dense_encoder else None
+        manifest = build_index(
+            corpus,
+            sparse_encoder,
+            out,
+            dense_encoder=dense,
+            quantization=Quantization(scale),
+            chunk_size=chunk_size,
+            resume=resume,
+            overwrite=overwrite,
+        )
     elapsed = time.perf_counter() - started
     console.print(
         f"indexed {manifest.doc_count} documents into {out} in {elapsed:.1f}s "
@@ -64,13 +98,21 @@ def search(
     index_path: IndexPath,
     query: Annotated[str, typer.Argument(help="The query text.")],
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    mode: ModeOption = None,
+    fusion: FusionOption = None,
+    weight: WeightOption = None,
+    rrf_k: RrfKOption = None,
+    normalization: NormalizationOption = None,
+    depth: DepthOption = None,
     encoder: EncoderOption = None,
 ) -> None:
     """Search an index and print ranked doc ids, scores and titles."""
     from lsr.retrieval.search import Searcher, check_k
 
     check_k(k)
-    hits = Searcher.open(index_path, encoder).search(query, k)
+    searcher = Searcher.open(index_path, encoder)
+    settings = _fusion(searcher, fusion, weight, rrf_k, normalization, depth)
+    hits = searcher.search(query, k, mode=mode, fusion=settings)
     table = Table("rank", "doc id", "score", "title")
     for hit in hits:
         table.add_row(str(hit.rank), hit.id, f"{hit.score:.4f}", hit.title)
@@ -106,6 +148,12 @@ def evaluate(
     keep_identical_ids: Annotated[
         bool, typer.Option("--keep-identical-ids", help="Keep hits whose doc id equals the query id (BEIR drops them).")
     ] = False,
+    mode: ModeOption = None,
+    fusion: FusionOption = None,
+    weight: WeightOption = None,
+    rrf_k: RrfKOption = None,
+    normalization: NormalizationOption = None,
+    depth: DepthOption = None,
     encoder: EncoderOption = None,
 ) -> None:
     """Run a split's queries, score them with ir-measures, write a TREC run and JSON + Markdown reports."""
@@ -120,16 +168,20 @@ def evaluate(
     parse_measures(measure_names)  # fail before searching
     evaluation = read_evaluation_set(dataset, split)
     searcher = Searcher.open(index_path, encoder)
+    mode = mode or searcher.default_mode
+    settings = _fusion(searcher, fusion, weight, rrf_k, normalization, depth)
     started = time.perf_counter()
-    run = run_queries(searcher, evaluation.queries, k=k, remove_identical_ids=not keep_identical_ids)
+    run = run_queries(searcher, evaluation.queries, k=k, remove_identical_ids=not keep_identical_ids, mode=mode, fusion=settings)
     elapsed = time.perf_counter() - started
     scores = score_run(evaluation.qrels, run, measure_names)
-    system = Path(index_path).resolve().name
+    system = f"{Path(index_path).resolve().name} ({mode})"
     dataset_name = Path(dataset).resolve().name
     details = {
         "index": str(index_path),
         "manifest": searcher.index.manifest.to_dict(),
         "k": k,
+        "mode": mode,
+        "fusion": settings.to_dict() if mode == "hybrid" else None,
         "remove_identical_ids": not keep_identical_ids,
         "search_seconds": round(elapsed, 3),
         "queries_per_second": round(len(run) / elapsed, 2) if elapsed > 0 else None,
@@ -137,7 +189,7 @@ def evaluate(
         "command": shlex.join(["lsr", *sys.argv[1:]]),
     }
     report = Report(system=system, dataset=dataset_name, split=split, scores=scores, details=details)
-    folder = out or Path("reports") / f"{system}-{dataset_name}-{split}"
+    folder = out or Path("reports") / f"{Path(index_path).resolve().name}-{mode}-{dataset_name}-{split}"
     paths = write_report(report, run, folder)
 
     table = Table(title=f"{system} on {dataset_name} ({split}, {len(scores.per_query)} queries)")
@@ -147,6 +199,46 @@ def evaluate(
         table.add_row(name, f"{value:.4f}")
     console.print(table)
     console.print(f"run: {paths['run']}  report: {paths['json']}, {paths['markdown']}")
+
+
+@app.command()
+def tune(
+    index_path: IndexPath,
+    dataset: DatasetPath,
+    split: Annotated[str, typer.Option(help="Qrels split to tune on: train or dev (never test).")] = "train",
+    measure: Annotated[str, typer.Option("--measure", "-m", help="ir-measures name to maximize.")] = "nDCG@10",
+    depth: Annotated[int, typer.Option(min=1, max=1000, help="Candidates taken from each side.")] = 100,
+    keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
+) -> None:
+    """Pick hybrid fusion settings by grid search on a train/dev split and store them in the index manifest."""
+    import dataclasses
+
+    from lsr.datasets import read_evaluation_set
+    from lsr.eval.metrics import parse_measures
+    from lsr.eval.tuning import check_tuning_split, tune_fusion
+    from lsr.indexer.index_folder import write_manifest
+    from lsr.retrieval.search import Searcher
+
+    check_tuning_split(split)
+    parse_measures([measure])
+    evaluation = read_evaluation_set(dataset, split)
+    searcher = Searcher.open(index_path)
+    searcher.check_mode("hybrid")
+    tuning = tune_fusion(searcher, evaluation, split, measure=measure, depth=depth, remove_identical_ids=not keep_identical_ids)
+    best, value = tuning.best
+    tuned_on = {"dataset": str(dataset), "split": split, "queries": len(evaluation.queries), "measure": measure, "value": value}
+    manifest = dataclasses.replace(searcher.index.manifest, fusion={**best.to_dict(), "tuned_on": tuned_on})
+    write_manifest(searcher.index.path, manifest)
+
+    table = Table(title=f"{measure} on {Path(dataset).resolve().name} ({split}, {len(evaluation.queries)} queries)")
+    table.add_column("system")
+    table.add_column(measure, justify="right")
+    table.add_row("sparse alone", f"{tuning.sparse:.4f}")
+    table.add_row("dense alone", f"{tuning.dense:.4f}")
+    for fusion, score in tuning.results[:5]:
+        table.add_row(f"hybrid {fusion.describe()}", f"{score:.4f}")
+    console.print(table)
+    console.print(f"stored in {searcher.index.path / 'manifest.json'}: hybrid {best.describe()} is now the default")
 
 
 def main() -> None:

@@ -81,7 +81,7 @@ class Searcher:
             dense = load_dense_encoder(dense_encoder or dense_spec.name, max_length=dense_spec.query_max_length if dense_spec else None)
         return cls(index, query_encoder, dense)
 
-    def _check_mode(self, mode: str) -> None:
+    def check_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise LsrError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if mode != "sparse" and self.dense_encoder is None:
@@ -114,7 +114,7 @@ class Searcher:
         """``mode`` defaults to hybrid when the index has dense vectors; ``fusion`` to the index's tuned settings."""
         check_k(k)
         mode = mode or self.default_mode
-        self._check_mode(mode)
+        self.check_mode(mode)
         for query in queries:
             if not query.strip():
                 raise LsrError("the query is empty")

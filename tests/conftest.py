@@ -70,3 +70,28 @@ def small_searcher(small_index, splade):
     from lsr.retrieval.search import Searcher
 
     return Searcher(IndexFolder(small_index), splade)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from lsr.retrieval.encoders import load_dense_encoder
+
+    return load_dense_encoder("all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="session")
+def small_hybrid_index(tmp_path_factory, small_dataset, splade, minilm) -> Path:
+    from lsr.datasets import read_corpus
+    from lsr.indexer import build_index
+
+    out = tmp_path_factory.mktemp("indexes") / "cranfield-120-hybrid"
+    build_index(read_corpus(small_dataset), splade, out, dense_encoder=minilm, chunk_size=50, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hybrid_searcher(small_hybrid_index, splade, minilm):
+    from lsr.indexer import IndexFolder
+    from lsr.retrieval.search import Searcher
+
+    return Searcher(IndexFolder(small_hybrid_index), splade, minilm)
