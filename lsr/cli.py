@@ -87,9 +87,11 @@ def index(
             overwrite=overwrite,
         )
     elapsed = time.perf_counter() - started
+    dense_note = f", dense: {manifest.dense_encoder.name}" if manifest.dense_encoder else ""
+    action = "added dense vectors for" if add_dense else "indexed"
     console.print(
-        f"indexed {manifest.doc_count} documents into {out} in {elapsed:.1f}s "
-        f"({manifest.nnz / manifest.doc_count:.1f} terms/doc)"
+        f"{action} {manifest.doc_count} documents in {out} in {elapsed:.1f}s "
+        f"({manifest.nnz / manifest.doc_count:.1f} terms/doc{dense_note})"
     )
 
 

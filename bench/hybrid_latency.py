@@ -1,0 +1,60 @@
+"""Hybrid retrieval latency against each single side, all measured in the same run, encoding excluded.
+
+    python bench/hybrid_latency.py --dataset ../shared/data/scifact --index indexes/scifact
+
+Query vectors are encoded first; then, per test query, the sparse engine and faiss are timed at depth k,
+and hybrid as what it does: both sides at the fusion depth plus the fusion itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from search_latency import percentiles, timed  # noqa: E402
+
+from lsr.datasets import read_evaluation_set  # noqa: E402
+from lsr.retrieval.fusion import fuse  # noqa: E402
+from lsr.retrieval.search import Searcher  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--index", type=Path, required=True, help="an index with dense vectors (`lsr index … --dense-encoder`)")
+    parser.add_argument("-k", type=int, default=10)
+    args = parser.parse_args()
+
+    searcher = Searcher.open(args.index)
+    searcher.check_mode("hybrid")
+    index, fusion = searcher.index, searcher.default_fusion
+    depth = max(args.k, fusion.depth)
+    queries = list(read_evaluation_set(args.dataset, "test").queries.values())
+    sparse_vectors = index.manifest.quantization.quantize(searcher.encoder.encode_queries(queries))
+    dense_vectors = searcher.dense_encoder.encode_queries(queries)
+
+    times: dict[str, list[float]] = {"sparse": [], "dense": [], "hybrid": []}
+    for row in range(len(queries)):
+        sparse_query, dense_query = sparse_vectors[row], dense_vectors[row : row + 1]
+        times["sparse"].append(timed(index.engine.search, sparse_query, args.k)[0])
+        times["dense"].append(timed(index.dense.search, dense_query, args.k)[0])
+
+        def hybrid():
+            return fuse(index.engine.search(sparse_query, depth)[0], index.dense.search(dense_query, depth)[0], fusion, args.k)
+
+        times["hybrid"].append(timed(hybrid)[0])
+
+    print(f"{len(queries)} test queries of {args.dataset.name}, {index.manifest.doc_count} docs, k={args.k}, {fusion.describe()} over {depth} per side")
+    print(f"{'retrieval (no encoding)':24}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, seconds in times.items():
+        p50, p99 = percentiles(seconds)
+        print(f"{name:24}{p50:10.3f}{p99:10.3f}")
+    slower = max(percentiles(times["sparse"])[0], percentiles(times["dense"])[0])
+    print(f"hybrid p50 / slower single side p50: {percentiles(times['hybrid'])[0] / slower:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
