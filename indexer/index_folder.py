@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from lsr import __version__
 from lsr.errors import IndexFolderError
-from lsr.indexer.dense import FlatDenseIndex
+from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.engines import Engine, engine_class
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import load_vectors, save_vectors
@@ -44,6 +44,7 @@ class Manifest:
     nnz: int
     corpus: dict  # path and sha256 of the corpus file it was built from
     dense_encoder: EncoderSpec | None = None
+    dense_index: DenseIndexSettings = DenseIndexSettings()
     fusion: dict | None = None  # hybrid settings chosen by `lsr tune`, used by default
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     lsr_version: str = __version__
@@ -62,6 +63,7 @@ class Manifest:
             "nnz": self.nnz,
             "corpus": self.corpus,
             "dense_encoder": self.dense_encoder.to_dict() if self.dense_encoder else None,
+            "dense_index": self.dense_index.to_dict() if self.dense_encoder else None,
             "fusion": self.fusion,
         }
 
@@ -76,6 +78,7 @@ class Manifest:
             nnz=int(data["nnz"]),
             corpus=data["corpus"],
             dense_encoder=EncoderSpec.from_dict(data["dense_encoder"]) if data.get("dense_encoder") else None,
+            dense_index=DenseIndexSettings.from_dict(data.get("dense_index")),
             fusion=data.get("fusion"),
             created_at=data["created_at"],
             lsr_version=data["lsr_version"],
@@ -123,7 +126,7 @@ def write_index(
     save_vectors(vectors, folder / "vectors")
     engine_class(manifest.engine).build(vectors, folder / "sparse")
     if dense is not None:
-        FlatDenseIndex.build(dense, folder / "dense")
+        DenseIndex.build(dense, folder / "dense", manifest.dense_index)
     write_manifest(folder, manifest)
 
 
@@ -162,11 +165,11 @@ class IndexFolder:
         return docs
 
     @cached_property
-    def dense(self) -> FlatDenseIndex | None:
+    def dense(self) -> DenseIndex | None:
         if self.manifest.dense_encoder is None:
             return None
         try:
-            return FlatDenseIndex.open(self.path / "dense")
+            return DenseIndex.open(self.path / "dense", self.manifest.dense_index)
         except RuntimeError as exc:  # faiss reports unreadable files as RuntimeError
             raise IndexFolderError(f"{self.path}: cannot open the dense index: {exc}") from exc
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
-from lsr.indexer.dense import FlatDenseIndex
+from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.engines import DEFAULT_ENGINE, engine_class
 from lsr.indexer.index_folder import MANIFEST, DocInfo, IndexFolder, Manifest, publish, write_index, write_manifest
 from lsr.indexer.quantization import Quantization
@@ -128,6 +128,7 @@ def build_index(
     out: str | Path,
     *,
     dense_encoder: DenseEncoder | None = None,
+    dense_index: DenseIndexSettings = DenseIndexSettings(),
     engine: str = DEFAULT_ENGINE,
     quantization: Quantization = Quantization(),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -166,6 +167,7 @@ def build_index(
         nnz=int(encoded.sparse.nnz),
         corpus={"path": str(corpus.path), "sha256": corpus.sha256},
         dense_encoder=dense_encoder.spec if dense_encoder else None,
+        dense_index=dense_index,
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
@@ -180,6 +182,7 @@ def add_dense_vectors(
     corpus: Corpus,
     dense_encoder: DenseEncoder,
     *,
+    dense_index: DenseIndexSettings = DenseIndexSettings(),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     resume: bool = False,
     progress: bool | None = None,
@@ -205,9 +208,9 @@ def add_dense_vectors(
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: the unchanged files are shared with the old index, not copied, and stay intact when it goes.
     shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("dense", MANIFEST))
-    FlatDenseIndex.build(encoded.dense, staging / "dense")
+    DenseIndex.build(encoded.dense, staging / "dense", dense_index)
     # Tuned fusion settings were chosen for the old dense side, so they do not carry over.
-    manifest = dataclasses.replace(index.manifest, dense_encoder=dense_encoder.spec, fusion=None)
+    manifest = dataclasses.replace(index.manifest, dense_encoder=dense_encoder.spec, dense_index=dense_index, fusion=None)
     write_manifest(staging, manifest)
     publish(staging, index.path)
     shutil.rmtree(work)

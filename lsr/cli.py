@@ -57,6 +57,9 @@ def index(
     dense_encoder: Annotated[
         str | None, typer.Option(help="Also store dense vectors from this sentence-transformers model (e.g. all-minilm-l6-v2).")
     ] = None,
+    dense_index: Annotated[
+        str, typer.Option(help="Dense index: flat (exact) or hnsw (approximate, for large corpora).")
+    ] = "flat",
     add_dense: Annotated[
         bool, typer.Option("--add-dense", help="Add dense vectors to the existing index at --out, keeping its sparse side.")
     ] = False,
@@ -66,13 +69,15 @@ def index(
     """Encode every document of a corpus and write an inverted index (and, optionally, dense vectors)."""
     from lsr.datasets import read_corpus
     from lsr.indexer import Quantization, add_dense_vectors, build_index
+    from lsr.indexer.dense import DenseIndexSettings
     from lsr.retrieval.encoders import DEFAULT_DENSE_ENCODER, load_dense_encoder, load_sparse_encoder
 
+    dense_settings = DenseIndexSettings(kind=dense_index)
     corpus = read_corpus(dataset)
     started = time.perf_counter()
     if add_dense:
         dense = load_dense_encoder(dense_encoder or DEFAULT_DENSE_ENCODER)
-        manifest = add_dense_vectors(out, corpus, dense, chunk_size=chunk_size, resume=resume)
+        manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
     else:
         sparse_encoder = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
         dense = load_dense_encoder(dense_encoder) if dense_encoder else None
@@ -81,6 +86,7 @@ def index(
             sparse_encoder,
             out,
             dense_encoder=dense,
+            dense_index=dense_settings,
             quantization=Quantization(scale),
             chunk_size=chunk_size,
             resume=resume,

@@ -114,3 +114,25 @@ def test_api_modes_and_fusion_overrides(hybrid_searcher, small_searcher):
     assert client.get("/health").json()["index"]["dense_encoder"] == "all-minilm-l6-v2"
     sparse_only = TestClient(create_app(small_searcher)).post("/search", json={"query": query, "mode": "dense"})
     assert sparse_only.status_code == 400 and "no dense vectors" in sparse_only.json()["detail"]
+
+
+def test_hnsw_dense_index_is_recorded_and_finds_the_exact_neighbours(tmp_path, small_index, small_dataset, small_hybrid_index, minilm):
+    from lsr.indexer.dense import DenseIndexSettings
+
+    copy = tmp_path / "index"
+    shutil.copytree(small_index, copy)
+    manifest = add_dense_vectors(copy, read_corpus(small_dataset), minilm, dense_index=DenseIndexSettings("hnsw"), progress=False)
+    saved = json.loads((copy / "manifest.json").read_text())["dense_index"]
+    assert saved == {"kind": "hnsw", "hnsw_m": 32, "ef_construction": 200, "ef_search": 128} == manifest.dense_index.to_dict()
+    queries = minilm.encode_queries(["pressure distribution on a cone", "heat transfer in hypersonic flow"])
+    approximate = IndexFolder(copy).dense.search(queries, 10)
+    exact = IndexFolder(small_hybrid_index).dense.search(queries, 10)
+    for got, want in zip(approximate, exact, strict=True):  # 120 vectors: the graph search is exhaustive
+        assert got.doc_indices.tolist() == want.doc_indices.tolist()
+
+
+def test_unknown_dense_index_kind_is_a_user_error():
+    from lsr.indexer.dense import DenseIndexSettings
+
+    with pytest.raises(IndexFolderError, match="dense index must be one of flat, hnsw"):
+        DenseIndexSettings("ivf")
