@@ -60,29 +60,35 @@ class Fusion:
 
 
 def _normalized(candidates: Ranking, fusion: Fusion) -> tuple[np.ndarray, float]:
-    """Each candidate's contribution, and what a document missing from this side gets."""
+    """Each candidate's contribution, and what a document missing from this side gets.
+
+    Candidates come best first, so the first score is the maximum and the last the minimum.
+    """
     scores = candidates.scores.astype(np.float64)
     if fusion.method == "rrf":
         return 1.0 / (fusion.rrf_k + np.arange(1, scores.size + 1)), 0.0
     if fusion.normalization == "minmax":
-        spread = scores.max() - scores.min()
-        normalized = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
+        spread = scores[0] - scores[-1]
+        normalized = (scores - scores[-1]) / spread if spread > 0 else np.ones_like(scores)
     else:
         deviation = scores.std()
         normalized = (scores - scores.mean()) / deviation if deviation > 0 else np.zeros_like(scores)
-    return normalized, float(normalized.min())
+    return normalized, float(normalized[-1])
 
 
 def fuse(sparse: Ranking, dense: Ranking, fusion: Fusion, k: int) -> Ranking:
     """The top k of the fused ranking (each side's candidates best first); ties broken by lower row, like the engines."""
     sides: Sequence[tuple[Ranking, float]] = [(sparse, fusion.weight), (dense, 1.0 - fusion.weight)]
-    rows = np.union1d(sparse.doc_indices, dense.doc_indices)
-    fused = np.zeros(rows.size, dtype=np.float64)
+    base = 0.0  # what every document gets from the sides that did not return it
+    parts = []
     for candidates, weight in sides:
-        if candidates.doc_indices.size == 0:
-            continue
-        contribution, missing = _normalized(candidates, fusion)
-        fused += weight * missing
-        fused[np.searchsorted(rows, candidates.doc_indices)] += weight * (contribution - missing)
+        if candidates.doc_indices.size:
+            contribution, missing = _normalized(candidates, fusion)
+            base += weight * missing
+            parts.append((candidates.doc_indices, weight * (contribution - missing)))
+    if not parts:
+        return Ranking(doc_indices=np.zeros(0, dtype=np.int64), scores=np.zeros(0))
+    rows, position = np.unique(np.concatenate([rows for rows, _ in parts]), return_inverse=True)
+    fused = np.bincount(position, weights=np.concatenate([extra for _, extra in parts]), minlength=rows.size) + base
     order = np.lexsort((rows, -fused))[:k]
     return Ranking(doc_indices=rows[order], scores=fused[order])
