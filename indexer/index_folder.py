@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from lsr import __version__
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
-from lsr.indexer.engines import Engine, engine_class
+from lsr.indexer.engines import BM25_KIND, engine_class, vector_engine_class
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
@@ -115,16 +115,20 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     os.replace(temporary, folder / MANIFEST)
 
 
+def write_docs(folder: Path, docs: list[DocInfo]) -> None:
+    with (folder / "docs.jsonl").open("w", encoding="utf-8") as handle:
+        for doc in docs:
+            handle.write(json.dumps({"id": doc.id, "title": doc.title}, ensure_ascii=False) + "\n")
+
+
 def write_index(
     folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[DocInfo], dense: np.ndarray | None = None
 ) -> None:
     """Writes a complete index into an empty staging folder; the manifest goes last."""
     folder.mkdir(parents=True)
-    with (folder / "docs.jsonl").open("w", encoding="utf-8") as handle:
-        for doc in docs:
-            handle.write(json.dumps({"id": doc.id, "title": doc.title}, ensure_ascii=False) + "\n")
+    write_docs(folder, docs)
     save_vectors(vectors, folder / "vectors")
-    engine_class(manifest.engine).build(vectors, folder / "sparse")
+    vector_engine_class(manifest.engine).build(vectors, folder / "sparse")
     if dense is not None:
         DenseIndex.build(dense, folder / "dense", manifest.dense_index)
     write_manifest(folder, manifest)
@@ -148,13 +152,23 @@ class IndexFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
-        for part in ("docs.jsonl", "vectors", "sparse", *(["dense"] if self.manifest.dense_encoder else [])):
+        for part in self.parts:
             if not (self.path / part).exists():
                 raise IndexFolderError(f"{self.path} is incomplete: {part} is missing")
         try:
-            self.engine: Engine = engine_class(self.manifest.engine).open(self.path / "sparse", self.manifest.doc_count)
+            self.engine = engine_class(self.manifest.engine).open(self.path / "sparse", self.manifest.doc_count)
         except (OSError, ValueError) as exc:
             raise IndexFolderError(f"{self.path}: cannot open the {self.manifest.engine} engine: {exc}") from exc
+
+    @property
+    def parts(self) -> list[str]:
+        """What the folder holds besides the manifest; BM25 indexes have no vectors."""
+        vectors = [] if self.has_text_engine else ["vectors"]
+        return ["docs.jsonl", *vectors, "sparse", *(["dense"] if self.manifest.dense_encoder else [])]
+
+    @property
+    def has_text_engine(self) -> bool:
+        return self.manifest.encoder.kind == BM25_KIND
 
     @cached_property
     def docs(self) -> list[DocInfo]:

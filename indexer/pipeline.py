@@ -22,8 +22,17 @@ from tqdm.auto import tqdm
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
-from lsr.indexer.engines import DEFAULT_ENGINE, engine_class
-from lsr.indexer.index_folder import MANIFEST, DocInfo, IndexFolder, Manifest, publish, write_index, write_manifest
+from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, vector_engine_class
+from lsr.indexer.index_folder import (
+    MANIFEST,
+    DocInfo,
+    IndexFolder,
+    Manifest,
+    publish,
+    write_docs,
+    write_index,
+    write_manifest,
+)
 from lsr.indexer.quantization import Quantization
 from lsr.retrieval.encoders.base import DenseEncoder, SparseEncoder
 
@@ -138,7 +147,7 @@ def build_index(
 ) -> Manifest:
     """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal."""
     out = Path(out)
-    engine_class(engine)  # fail on an unknown engine before hours of encoding
+    vector_engine_class(engine)  # fail on an unknown engine before hours of encoding
     if chunk_size < 1:
         raise IndexFolderError(f"chunk size must be positive, got {chunk_size}")
     _check_target(out, overwrite)
@@ -171,7 +180,7 @@ def build_index(
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
-    write_index(staging, manifest, encoded.sparse, [DocInfo(doc.id, doc.title) for doc in corpus.documents], encoded.dense)
+    write_index(staging, manifest, encoded.sparse, _docs_file_rows(corpus), encoded.dense)
     publish(staging, out)
     shutil.rmtree(work)
     return manifest
@@ -214,4 +223,57 @@ def add_dense_vectors(
     write_manifest(staging, manifest)
     publish(staging, index.path)
     shutil.rmtree(work)
+    return manifest
+
+
+def _staging_folder(out: Path) -> Path:
+    """Where a one-shot build is assembled before the rename."""
+    return out.with_name(f"{out.name}.staging")
+
+
+def _docs_file_rows(corpus: Corpus) -> list[DocInfo]:
+    return [DocInfo(doc.id, doc.title) for doc in corpus.documents]
+
+
+def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False) -> Manifest:
+    """A Lucene BM25 index of the corpus text (Pyserini's BEIR "flat" setting); nothing is encoded."""
+    out = Path(out)
+    _check_target(out, overwrite)
+    staging = _staging_folder(out)
+    shutil.rmtree(staging, ignore_errors=True)  # nothing in a BM25 build is worth resuming
+    staging.mkdir(parents=True)
+    write_docs(staging, _docs_file_rows(corpus))
+    LuceneBm25Engine.build_from_texts([doc.contents for doc in corpus.documents], staging / "sparse")
+    manifest = Manifest(
+        encoder=bm25_spec(),
+        quantization=Quantization(),
+        engine=LuceneBm25Engine.name,
+        doc_count=len(corpus.documents),
+        dim=0,
+        nnz=0,
+        corpus={"path": str(corpus.path), "sha256": corpus.sha256},
+    )
+    write_manifest(staging, manifest)
+    publish(staging, out)
+    return manifest
+
+
+def reindex(index_path: str | Path, out: str | Path, engine: str, *, overwrite: bool = False) -> Manifest:
+    """Builds another engine's files from an index's stored vectors: nothing is re-encoded."""
+    index = IndexFolder(index_path)
+    if index.has_text_engine:
+        raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
+    vector_engine_class(engine)
+    out = Path(out)
+    if out.resolve() == index.path.resolve():
+        raise IndexFolderError("re-index into a new folder (--out), not over the index being read")
+    _check_target(out, overwrite)
+    staging = _staging_folder(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
+    shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
+    vector_engine_class(engine).build(index.vectors, staging / "sparse")
+    manifest = dataclasses.replace(index.manifest, engine=engine)
+    write_manifest(staging, manifest)
+    publish(staging, out)
     return manifest

@@ -49,7 +49,13 @@ def _fusion(searcher, method: str | None, weight: float | None, rrf_k: int | Non
 def index(
     dataset: DatasetPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create.")],
-    encoder: Annotated[str, typer.Option(help="Packaged name (splade-tiny), model folder or Hugging Face id.")] = "splade-tiny",
+    encoder: Annotated[
+        str, typer.Option(help="Packaged name (splade-tiny), model folder, Hugging Face id, or bm25 (Lucene BM25 of the text).")
+    ] = "splade-tiny",
+    engine: Annotated[
+        str | None,
+        typer.Option(help="memory (exact, in-process) or lucene (Pyserini/Anserini); default: memory, lucene for bm25."),
+    ] = None,
     doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = 256,
     query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = 64,
     chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = 1000,
@@ -68,8 +74,9 @@ def index(
 ) -> None:
     """Encode every document of a corpus and write an inverted index (and, optionally, dense vectors)."""
     from lsr.datasets import read_corpus
-    from lsr.indexer import Quantization, add_dense_vectors, build_index
+    from lsr.indexer import Quantization, add_dense_vectors, build_bm25_index, build_index
     from lsr.indexer.dense import DenseIndexSettings
+    from lsr.indexer.engines import BM25_KIND, DEFAULT_ENGINE, LuceneImpactEngine
     from lsr.retrieval.encoders import DEFAULT_DENSE_ENCODER, load_dense_encoder, load_sparse_encoder
 
     dense_settings = DenseIndexSettings(kind=dense_index)
@@ -78,6 +85,12 @@ def index(
     if add_dense:
         dense = load_dense_encoder(dense_encoder or DEFAULT_DENSE_ENCODER)
         manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
+    elif encoder == BM25_KIND:
+        if (engine or LuceneImpactEngine.name) != LuceneImpactEngine.name:
+            raise LsrError(f"BM25 is scored by Lucene: use --engine {LuceneImpactEngine.name} (or leave --engine out)")
+        if dense_encoder:
+            raise LsrError("build the BM25 index first, then add dense vectors with --add-dense")
+        manifest = build_bm25_index(corpus, out, overwrite=overwrite)
     else:
         sparse_encoder = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
         dense = load_dense_encoder(dense_encoder) if dense_encoder else None
@@ -87,6 +100,7 @@ def index(
             out,
             dense_encoder=dense,
             dense_index=dense_settings,
+            engine=engine or DEFAULT_ENGINE,
             quantization=Quantization(scale),
             chunk_size=chunk_size,
             resume=resume,
@@ -95,10 +109,25 @@ def index(
     elapsed = time.perf_counter() - started
     dense_note = f", dense: {manifest.dense_encoder.name}" if manifest.dense_encoder else ""
     action = "added dense vectors for" if add_dense else "indexed"
+    terms = f"{manifest.nnz / manifest.doc_count:.1f} terms/doc, " if manifest.nnz else ""
     console.print(
-        f"{action} {manifest.doc_count} documents in {out} in {elapsed:.1f}s "
-        f"({manifest.nnz / manifest.doc_count:.1f} terms/doc{dense_note})"
+        f"{action} {manifest.doc_count} documents in {out} in {elapsed:.1f}s ({terms}engine: {manifest.engine}{dense_note})"
     )
+
+
+@app.command()
+def reindex(
+    index_path: IndexPath,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create.")],
+    engine: Annotated[str, typer.Option(help="The engine to build: memory or lucene.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
+) -> None:
+    """Build another engine's index from an index's stored vectors, without encoding anything again."""
+    from lsr.indexer import reindex as rebuild
+
+    started = time.perf_counter()
+    manifest = rebuild(index_path, out, engine, overwrite=overwrite)
+    console.print(f"re-indexed {manifest.doc_count} documents into {out} ({engine}) in {time.perf_counter() - started:.1f}s")
 
 
 @app.command()

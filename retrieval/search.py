@@ -42,12 +42,23 @@ def _check_same_model(index: IndexFolder, expected: EncoderSpec, actual: Encoder
         )
 
 
+def _check_encoder_presence(index: IndexFolder, has_encoder: bool) -> None:
+    if has_encoder == index.has_text_engine:
+        needs = "a BM25 index: it takes no" if index.has_text_engine else "not a BM25 index: it needs a"
+        raise EncoderMismatchError(f"{index.path} is {needs} sparse encoder")
+
+
 class Searcher:
-    def __init__(self, index: IndexFolder, encoder: SparseEncoder, dense_encoder: DenseEncoder | None = None) -> None:
+    def __init__(
+        self, index: IndexFolder, encoder: SparseEncoder | None, dense_encoder: DenseEncoder | None = None
+    ) -> None:
+        """``encoder`` is None for a BM25 index: Lucene analyses the query text itself."""
         manifest = index.manifest
-        _check_same_model(index, manifest.encoder, encoder.spec)
-        if encoder.dim != manifest.dim:
-            raise EncoderMismatchError(f"{index.path} has {manifest.dim} dimensions, the encoder {encoder.dim}")
+        _check_encoder_presence(index, encoder is not None)
+        if encoder is not None:
+            _check_same_model(index, manifest.encoder, encoder.spec)
+            if encoder.dim != manifest.dim:
+                raise EncoderMismatchError(f"{index.path} has {manifest.dim} dimensions, the encoder {encoder.dim}")
         if dense_encoder is not None:
             if manifest.dense_encoder is None:
                 raise LsrError(f"{index.path} has no dense vectors; add them with `lsr index … --add-dense`")
@@ -70,11 +81,15 @@ class Searcher:
         """Opens an index with the encoders named in its manifest, or with the given ones if they are the same models."""
         index = IndexFolder(index_path)
         spec = index.manifest.encoder
-        query_encoder = load_sparse_encoder(
-            encoder or spec.name,
-            query_max_length=query_max_length or spec.query_max_length,
-            doc_max_length=spec.doc_max_length,
-        )
+        query_encoder = None
+        if encoder:
+            _check_encoder_presence(index, True)
+        if not index.has_text_engine:
+            query_encoder = load_sparse_encoder(
+                encoder or spec.name,
+                query_max_length=query_max_length or spec.query_max_length,
+                doc_max_length=spec.doc_max_length,
+            )
         dense_spec = index.manifest.dense_encoder
         dense = None
         if dense_spec or dense_encoder:
@@ -91,6 +106,8 @@ class Searcher:
         """One side's top ``depth`` per query, as index rows and that side's float scores."""
         if side == "dense":
             return self.index.dense.search(self.dense_encoder.encode_queries(queries), depth)
+        if self.encoder is None:
+            return self.index.engine.search_texts(queries, depth)
         quantization = self.index.manifest.quantization
         query_vectors = quantization.quantize(self.encoder.encode_queries(queries))
         return [
