@@ -1,27 +1,30 @@
-"""The embedded exact engine on real and synthetic corpora, against brute force measured in the same run.
+"""Index engines on real and synthetic corpora, with Pyserini's Lucene impact search as the baseline in the same run.
 
     python bench/engines.py --index indexes/scifact --sizes 100000 1000000
 
-For each corpus — the real index at --index, then a synthetic corpus per --sizes — prints build time, size on
-disk, time to open, single-query p50/p99 latency, batched throughput, and brute force's p50 on a sample of
-queries (checking that both return the same top-k).
+For each corpus — the real index at --index, then a synthetic corpus per --sizes — and each engine (--engines:
+memory, the exact in-process default; impact-ordered, exact at budget 1 and approximate below it, one row per
+--budgets value; lucene, Anserini's impact index through Pyserini) prints build time, size on disk, resident
+memory added by opening the index and running every query (RSS), time to open, single-query p50/p99 latency on
+one thread, batched throughput, recall@10 against the exact memory engine, and the ratio of Lucene's p50 to the
+row's p50. The memory engine is also checked against brute force on a sample of queries (same top-k).
 
 Synthetic corpora are generated from the real index's quantized document vectors so that each term keeps its
 document frequency and its impact distribution: term t appears in each synthetic document independently with
 probability df_t / N (so its expected document frequency is the real one, scaled), and each of its impacts is
-drawn from t's real impacts. Document lengths come out close to the real mean, with less spread. Queries are the
-dataset's real test queries, encoded by the index's encoder.
-
-The Lucene (Pyserini) baseline the engines issue asks for is not in this script yet.
+drawn from t's real impacts. Document lengths come out close to the real mean, with less spread. Terms are
+independent of each other, unlike in real text, which makes approximate search harder than on real data.
+Queries are the dataset's real test queries, encoded by the index's encoder.
 """
-
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,7 @@ from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.indexer import IndexFolder  # noqa: E402
-from lsr.indexer.engines import MemoryEngine  # noqa: E402
+from lsr.indexer.engines import ENGINES, ImpactOrderedEngine, MemoryEngine  # noqa: E402
 from lsr.indexer.vectors import brute_force_search  # noqa: E402
 from lsr.retrieval.encoders import load_sparse_encoder  # noqa: E402
 
@@ -59,26 +62,70 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, k: int, brute_sample: int, scratch: Path) -> None:
-    folder = scratch / name
-    build, _ = timed(MemoryEngine.build, documents, folder)
-    opening, engine = timed(MemoryEngine.open, folder, documents.shape[0])
-    engine.search(queries[:1], k)  # load the compiled code before timing
-    single = [timed(engine.search, queries[row], k)[0] for row in range(queries.shape[0])]
-    batched, rankings = timed(engine.search, queries, k)
-    brute = []
-    for row in range(min(brute_sample, queries.shape[0])):
-        seconds, (expected,) = timed(brute_force_search, documents, queries[row], k)
-        brute.append(seconds)
-        assert rankings[row].doc_indices.tolist() == expected.doc_indices.tolist(), "engine disagrees with brute force"
-    p50, p99 = percentiles(single)
-    brute_p50, _ = percentiles(brute)
-    print(
-        f"{name:>10} {documents.shape[0]:>9} {documents.nnz / documents.shape[0]:>6.0f} {build:>8.1f} "
-        f"{folder_bytes(folder) / 2**20:>8.0f} {opening * 1000:>8.1f} {p50:>8.2f} {p99:>8.2f} "
-        f"{queries.shape[0] / batched:>9.0f} {brute_p50:>9.1f} {brute_p50 / p50:>7.0f}x"
-    )
-    shutil.rmtree(folder)
+def resident_mib() -> float:
+    with open("/proc/self/statm") as handle:  # Linux: resident pages are the second field
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@dataclass
+class Row:
+    engine: str
+    build_s: float
+    disk_mib: float
+    ram_mib: float
+    open_ms: float
+    p50: float
+    p99: float
+    qps: float
+    recall: float
+
+
+def measure_engine(engine_class, budget: float | None, documents, queries, k: int, folder: Path, built: bool):
+    """Builds (once per engine) and opens the engine, then times single queries and a batch."""
+    build = 0.0
+    if not built:
+        build, _ = timed(engine_class.build, documents, folder)
+    before = resident_mib()
+    opening, engine = timed(engine_class.open, folder, documents.shape[0])
+    search = engine.search if budget is None else functools.partial(engine.search, budget=budget)
+    search(queries[:1], k)  # load the compiled code before timing
+    single = [timed(search, queries[row], k)[0] for row in range(queries.shape[0])]
+    batched, rankings = timed(search, queries, k)
+    return build, opening, single, batched, rankings, resident_mib() - before
+
+
+def recall_at_k(rankings, exact) -> float:
+    found = [len(set(r.doc_indices.tolist()) & set(e.doc_indices.tolist())) / max(1, len(e.doc_indices)) for r, e in zip(rankings, exact, strict=True)]
+    return float(np.mean(found))
+
+
+def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, args, scratch: Path) -> None:
+    rows: list[Row] = []
+    for engine_name in args.engines:
+        engine_class = ENGINES[engine_name]
+        folder = scratch / f"{name}-{engine_name}"
+        budgets = args.budgets if engine_name == ImpactOrderedEngine.name else [None]
+        for number, budget in enumerate(budgets):
+            build, opening, single, batched, rankings, ram = measure_engine(
+                engine_class, budget, documents, queries, args.k, folder, built=number > 0
+            )
+            if engine_name == MemoryEngine.name:  # the first engine: the exact reference
+                exact = rankings
+                for row in range(min(args.brute_sample, queries.shape[0])):
+                    (expected,) = brute_force_search(documents, queries[row], args.k)
+                    assert rankings[row].doc_indices.tolist() == expected.doc_indices.tolist(), "memory engine disagrees with brute force"
+            p50, p99 = percentiles(single)
+            label = engine_name if budget is None else f"{engine_name} b={budget:g}"
+            rows.append(Row(label, build, folder_bytes(folder) / 2**20, ram, opening * 1000, p50, p99, queries.shape[0] / batched, recall_at_k(rankings, exact)))
+        shutil.rmtree(folder)
+    lucene = next((row.p50 for row in rows if row.engine == "lucene"), None)
+    for row in rows:
+        ratio = f"{lucene / row.p50:>7.1f}x" if lucene else "      –"
+        print(
+            f"{name:>10} {documents.shape[0]:>8} {row.engine:>20} {row.build_s:>8.1f} {row.disk_mib:>8.0f} {row.ram_mib:>8.0f} "
+            f"{row.open_ms:>8.1f} {row.p50:>8.2f} {row.p99:>8.2f} {row.qps:>8.0f} {row.recall:>7.3f} {ratio}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -86,9 +133,13 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=Path("../shared/data/scifact"))
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000])
+    parser.add_argument("--engines", nargs="+", default=["memory", "impact-ordered", "lucene"], choices=sorted(ENGINES))
+    parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 0.3, 0.1], help="impact-ordered budgets")
     parser.add_argument("--brute-sample", type=int, default=20, help="queries also run by brute force")
     parser.add_argument("-k", type=int, default=10)
     args = parser.parse_args()
+    if args.engines[0] != "memory":
+        parser.error("--engines must start with memory: it is the exact reference for recall")
 
     index = IndexFolder(args.index)
     spec = index.manifest.encoder
@@ -96,18 +147,20 @@ def main() -> None:
     texts = list(read_evaluation_set(args.dataset, "test").queries.values())
     queries = index.manifest.quantization.quantize(encoder.encode_queries(texts))
     real = index.vectors
-    print(f"{len(texts)} test queries of {args.dataset.name}, k={args.k}; single queries on one thread, batches on {os.cpu_count()}")
+    print(f"{len(texts)} test queries of {args.dataset.name} ({queries.nnz / len(texts):.0f} terms each), k={args.k}; "
+          f"single queries on one thread, batches on {os.cpu_count()}; x = Lucene p50 / p50")
     print(
-        f"{'corpus':>10} {'docs':>9} {'terms':>6} {'build s':>8} {'disk MiB':>8} {'open ms':>8} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'batch q/s':>9} {'brute ms':>9} {'speedup':>8}"
+        f"{'corpus':>10} {'docs':>8} {'engine':>20} {'build s':>8} {'disk MiB':>8} {'RSS MiB':>8} {'open ms':>8} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'batch/s':>8} {'R@10':>7} {'vs Lucene':>8}",
+        flush=True,
     )
     with tempfile.TemporaryDirectory(dir=args.index.parent) as scratch:
-        measure(args.dataset.name, real, queries, args.k, args.brute_sample, Path(scratch))
+        measure(args.dataset.name, real, queries, args, Path(scratch))
         for size in args.sizes:
             started = time.perf_counter()
             documents = synthetic_postings(real, size).tocsr()
-            print(f"{'':>10} (synthetic {size} docs generated in {time.perf_counter() - started:.0f} s)")
-            measure(f"synth-{size // 1000}k", documents, queries, args.k, args.brute_sample, Path(scratch))
+            print(f"{'':>10} (synthetic {size} docs, {documents.nnz / size:.0f} terms each, generated in {time.perf_counter() - started:.0f} s)", flush=True)
+            measure(f"synth-{size // 1000}k", documents, queries, args, Path(scratch))
             del documents
 
 

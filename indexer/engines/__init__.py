@@ -6,10 +6,13 @@ re-encoding; ``lucene-bm25`` indexes text. The Lucene engines start a JVM only w
 
 from lsr.errors import IndexFolderError
 from lsr.indexer.engines.base import Engine, Ranking, top_k
+from lsr.indexer.engines.impact_ordered import ImpactOrderedEngine
 from lsr.indexer.engines.lucene import BM25_KIND, LuceneBm25Engine, LuceneImpactEngine, bm25_spec
 from lsr.indexer.engines.memory import MemoryEngine
 
-VECTOR_ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (MemoryEngine, LuceneImpactEngine)}
+VECTOR_ENGINES: dict[str, type[Engine]] = {
+    engine.name: engine for engine in (MemoryEngine, ImpactOrderedEngine, LuceneImpactEngine)
+}
 ENGINES: dict[str, type] = {**VECTOR_ENGINES, LuceneBm25Engine.name: LuceneBm25Engine}
 DEFAULT_ENGINE = MemoryEngine.name
 
@@ -34,6 +37,7 @@ __all__ = [
     "ENGINES",
     "VECTOR_ENGINES",
     "Engine",
+    "ImpactOrderedEngine",
     "LuceneBm25Engine",
     "LuceneImpactEngine",
     "MemoryEngine",

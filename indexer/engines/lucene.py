@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,11 +50,19 @@ def _index_collection(kind: str, collection: Path, folder: Path, *flags: str) ->
     anserini_class("io.anserini.index.IndexCollection").main(args)
 
 
-def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _write_collection(collection: Path, rows: Iterable[dict], count: int) -> None:
+    """One JSONL file per indexing thread: Anserini reads each file on one thread."""
+    collection.mkdir(parents=True)
+    per_file = max(1, -(-count // _THREADS))
+    handle = None
+    for number, row in enumerate(rows):
+        if number % per_file == 0:
+            if handle:
+                handle.close()
+            handle = (collection / f"part-{number // per_file:03d}.jsonl").open("w", encoding="utf-8")
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if handle:
+        handle.close()
 
 
 def _rankings(hits_per_query: list[Any], as_integers: bool) -> list[Ranking]:
@@ -97,7 +105,7 @@ class LuceneImpactEngine:
             }
             for row, (start, end) in enumerate(zip(vectors.indptr[:-1], vectors.indptr[1:], strict=True))
         )
-        _write_jsonl(collection / "docs.jsonl", rows)
+        _write_collection(collection, rows, vectors.shape[0])
         try:
             _index_collection("JsonVectorCollection", collection, folder, "-impact", "-pretokenized")
         finally:
@@ -133,7 +141,8 @@ class LuceneBm25Engine:
     def build_from_texts(cls, texts: Sequence[str], folder: Path) -> None:
         collection = folder.with_name(f"{folder.name}.collection")
         shutil.rmtree(collection, ignore_errors=True)
-        _write_jsonl(collection / "docs.jsonl", [{"id": str(row), "contents": text} for row, text in enumerate(texts)])
+        rows = ({"id": str(row), "contents": text} for row, text in enumerate(texts))
+        _write_collection(collection, rows, len(texts))
         try:
             _index_collection("JsonCollection", collection, folder, "-storePositions", "-storeDocvectors")
         finally:

@@ -1,0 +1,182 @@
+"""Impact-ordered postings searched score-at-a-time: exact, or approximate within a budget of postings.
+
+Each term's postings are stored by decreasing impact, in runs ("segments") of equal impact. A query orders all its
+segments by their contribution (query weight × impact) and adds them to the scores, largest first — the
+score-at-a-time, anytime strategy of JASS (Lin & Trotman, 2015). Stopping after a fraction ``budget`` of the
+query's postings skips the long tails of small contributions that dominate exhaustive scoring of SPLADE's
+expanded queries, at a measured cost in recall (``bench/engines.py``); ``budget=1`` scores every posting and is
+exact. Scores accumulate in a per-thread array that is reset only where documents were touched, so a query costs
+time in proportion to the postings it reads, not to the size of the corpus.
+
+Seismic (``pyseismic-lsr``), the maintained approximate engine we tried first, was measured slower than our exact
+engine on these corpora (100k synthetic documents: 10 ms p50 at recall@10 0.97, against 3–8 ms exact), so this
+one is ours.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ClassVar
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.errors import LsrError
+from lsr.indexer.engines.base import Ranking
+from lsr.indexer.quantization import IMPACT_DTYPE
+
+_FILES = (
+    "segment_indptr", "segment_ends", "segment_impacts", "postings_docs", "postings_impacts",
+    "forward_indptr", "forward_terms", "forward_impacts",
+)
+BANDS_PER_OCTAVE = 2  # segment granularity: finer orders postings better, coarser sorts fewer segments per query
+RESCORED = 100  # approximate mode: candidates whose exact scores are computed from the forward index
+_THREADS = os.cpu_count() or 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_score(forward_indptr, forward_terms, forward_impacts, doc, terms, weights) -> np.int64:
+    """The full dot product of one document with the query: both term lists are sorted, so one merge."""
+    score = np.int64(0)
+    i, j, end = 0, forward_indptr[doc], forward_indptr[doc + 1]
+    while i < terms.size and j < end:
+        if terms[i] == forward_terms[j]:
+            score += np.int64(weights[i]) * forward_impacts[j]
+            i += 1
+            j += 1
+        elif terms[i] < forward_terms[j]:
+            i += 1
+        else:
+            j += 1
+    return score
+
+
+@numba.njit(cache=True, nogil=True)
+def _top(rows, found, k):
+    """The k best (score, then lower row) of candidate rows."""
+    if rows.size > k:
+        kth = np.partition(found, rows.size - k)[rows.size - k]
+        above = rows[found > kth]
+        tied = np.sort(rows[found == kth])[: k - above.size]  # ties go to the lower row, as in every engine
+        rows = np.concatenate((above, tied))
+        found = np.concatenate((found[found > kth], np.full(tied.size, kth)))
+    by_row = np.argsort(rows)
+    rows, found = rows[by_row], found[by_row]
+    order = np.argsort(-found, kind="mergesort")  # stable: equal scores stay in row order
+    return rows[order], found[order]
+
+
+@numba.njit(cache=True, nogil=True)
+def _search(arrays, terms, weights, budget, k, scores, touched):
+    segment_indptr, segment_ends, segment_impacts, docs, impacts, forward_indptr, forward_terms, forward_impacts = arrays
+    # Every segment of every query term, with its contribution per posting and its bounds.
+    segment_count = 0
+    for i in range(terms.size):
+        segment_count += segment_indptr[terms[i] + 1] - segment_indptr[terms[i]]
+    contributions = np.empty(segment_count, np.int64)
+    starts = np.empty(segment_count, np.int64)
+    ends = np.empty(segment_count, np.int64)
+    segment_terms = np.empty(segment_count, np.int64)  # index into the query's terms
+    position = 0
+    total = 0
+    for i in range(terms.size):
+        term = terms[i]
+        for segment in range(segment_indptr[term], segment_indptr[term + 1]):
+            contributions[position] = np.int64(weights[i]) * segment_impacts[segment]  # the segment's largest
+            starts[position] = segment_ends[segment - 1] if segment > 0 else 0
+            ends[position] = segment_ends[segment]
+            segment_terms[position] = i
+            total += ends[position] - starts[position]
+            position += 1
+    limit = total if budget >= 1.0 else np.int64(np.ceil(budget * total))
+    touched_count = 0
+    read = 0
+    for segment in np.argsort(-contributions, kind="mergesort"):
+        if read >= limit:
+            break
+        weight = np.int64(weights[segment_terms[segment]])
+        for p in range(starts[segment], ends[segment]):
+            doc = docs[p]
+            if scores[doc] == 0:
+                touched[touched_count] = doc
+                touched_count += 1
+            scores[doc] += weight * impacts[p]
+        read += ends[segment] - starts[segment]
+    rows = touched[:touched_count].copy()
+    found = scores[rows]
+    for row in rows:
+        scores[row] = 0  # leave the buffer clean for this thread's next query
+    if read >= total:
+        return _top(rows, found, k)
+    # Partial scores rank the candidates; the best ones are then scored exactly, so a document that the skipped
+    # postings would have lifted into the top k is not lost as long as it is among them.
+    rows, found = _top(rows, found, max(k, RESCORED))
+    for i in range(rows.size):
+        found[i] = _exact_score(forward_indptr, forward_terms, forward_impacts, rows[i], terms, weights)
+    return _top(rows, found, k)
+
+
+class ImpactOrderedEngine:
+    name: ClassVar[str] = "impact-ordered"
+
+    def __init__(self, arrays: list[np.ndarray], doc_count: int) -> None:
+        self._arrays = tuple(arrays)
+        self.doc_count = doc_count
+        self._buffers = threading.local()
+
+    @classmethod
+    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+        postings = vectors.tocsc()
+        terms = np.repeat(np.arange(postings.shape[1]), np.diff(postings.indptr))
+        order = np.lexsort((postings.indices, -postings.data.astype(np.int64), terms))  # by term, impact ↓, doc ↑
+        impacts, docs, terms = postings.data[order], postings.indices[order], terms[order]
+        # A segment ends where the term or the impact band (a fraction of an octave) changes.
+        bands = np.floor(np.log2(np.maximum(impacts, 1)) * BANDS_PER_OCTAVE).astype(np.int64)
+        boundary = np.flatnonzero((np.diff(terms) != 0) | (np.diff(bands) != 0)) + 1
+        segment_ends = np.append(boundary, impacts.size).astype(np.int64)
+        segment_terms = terms[segment_ends - 1]
+        segment_indptr = np.searchsorted(segment_terms, np.arange(postings.shape[1] + 1)).astype(np.int64)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "segment_indptr.npy", segment_indptr)
+        np.save(folder / "segment_ends.npy", segment_ends)
+        segment_starts = np.concatenate(([0], segment_ends[:-1]))
+        np.save(folder / "segment_impacts.npy", impacts[segment_starts].astype(IMPACT_DTYPE))
+        np.save(folder / "postings_impacts.npy", impacts.astype(IMPACT_DTYPE))
+        np.save(folder / "postings_docs.npy", docs.astype(np.int32))
+        forward = vectors.tocsr()
+        forward.sort_indices()
+        np.save(folder / "forward_indptr.npy", forward.indptr.astype(np.int64))
+        np.save(folder / "forward_terms.npy", forward.indices.astype(np.int32))
+        np.save(folder / "forward_impacts.npy", forward.data.astype(IMPACT_DTYPE))
+
+    @classmethod
+    def open(cls, folder: Path, doc_count: int) -> ImpactOrderedEngine:
+        return cls([np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES], doc_count)
+
+    def _thread_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self._buffers, "scores"):
+            self._buffers.scores = np.zeros(self.doc_count, np.int64)
+            self._buffers.touched = np.empty(self.doc_count, np.int32)
+        return self._buffers.scores, self._buffers.touched
+
+    def search(self, queries: sp.csr_matrix, k: int, budget: float = 1.0) -> list[Ranking]:
+        """``budget``: the fraction of each query's postings to read, highest contributions first (1 = exact)."""
+        if not 0 < budget <= 1:
+            raise LsrError(f"budget must be in (0, 1], got {budget}")
+        bounds = list(zip(queries.indptr[:-1], queries.indptr[1:], strict=True))
+
+        def search_one(bound: tuple[int, int]) -> Ranking:
+            start, end = bound
+            terms, weights = queries.indices[start:end], queries.data[start:end]
+            rows, scores = _search(self._arrays, terms, weights, budget, k, *self._thread_buffers())
+            return Ranking(doc_indices=rows.astype(np.int64), scores=scores)
+
+        threads = min(_THREADS, len(bounds))
+        if threads < 2:
+            return [search_one(bound) for bound in bounds]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(search_one, bounds))
