@@ -171,7 +171,7 @@ def build_index(
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
-    write_index(staging, manifest, encoded.sparse, [DocInfo(doc.id, doc.title) for doc in corpus.documents], encoded.dense)
+    write_index(staging, manifest, encoded.sparse, [DocInfo(doc.id, doc.title, doc.text, doc.metadata or None) for doc in corpus.documents], encoded.dense)
     publish(staging, out)
     shutil.rmtree(work)
     return manifest
