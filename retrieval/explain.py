@@ -58,7 +58,7 @@ def _in_text(searcher: Searcher, text: str, term_ids: np.ndarray) -> list[bool |
     return [int(term) in present for term in term_ids]
 
 
-def _term_weights(searcher: Searcher, vector: sp.csr_matrix, text: str, limit: int | None) -> list[TermWeight]:
+def term_weights(searcher: Searcher, vector: sp.csr_matrix, text: str, limit: int | None) -> list[TermWeight]:
     scale = searcher.index.manifest.quantization.scale
     order = np.argsort(-vector.data, kind="stable")[:limit]
     terms, impacts = vector.indices[order], vector.data[order]
@@ -82,7 +82,7 @@ def explain(searcher: Searcher, query: str, doc_ids: list[str]) -> list[Explanat
     index = searcher.index
     quantization = index.manifest.quantization
     query_vector = quantization.quantize(searcher.encoder.encode_queries([query]))
-    query_terms = _term_weights(searcher, query_vector, query, None)
+    query_terms = term_weights(searcher, query_vector, query, None)
     explanations = []
     for doc_id in doc_ids:
         row = index.row(doc_id)
@@ -110,7 +110,7 @@ def explain(searcher: Searcher, query: str, doc_ids: list[str]) -> list[Explanat
                 score=float(products.sum()) / scale**2,
                 matches=matches,
                 query_terms=query_terms,
-                document_terms=_term_weights(searcher, doc_vector, text, TOP_DOCUMENT_TERMS),
+                document_terms=term_weights(searcher, doc_vector, text, TOP_DOCUMENT_TERMS),
             )
         )
     return explanations
