@@ -54,6 +54,7 @@ def create_app(service: LiveSearcher | Searcher, settings: Settings | None = Non
         # Warm up off the event loop: the first model call is slow; /ready says when it is done.
         threading.Thread(target=_warm_up, args=(app,), daemon=True).start()
         yield
+        app.state.queue.close()
         service.live.close()
 
     app = FastAPI(title="lsr", version=__version__, description="Learned sparse retrieval search API", lifespan=lifespan)

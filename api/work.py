@@ -1,14 +1,19 @@
 """A bounded work queue: model calls run in a thread pool off the event loop, at most ``workers`` at once,
 and at most ``max_queue`` requests are admitted; the rest are answered 503 with Retry-After at once, so an
-overload shows as fast refusals rather than unbounded latency."""
+overload shows as fast refusals rather than unbounded latency.
+
+A plain thread pool rather than anyio's limiter: it does not belong to one event loop, so the same app
+also works under test clients that run each request on its own loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-
-import anyio
-import anyio.to_thread
 
 T = TypeVar("T")
 
@@ -19,15 +24,21 @@ class Overloaded(Exception):
 
 class WorkQueue:
     def __init__(self, workers: int, max_queue: int) -> None:
-        self._limiter = anyio.CapacityLimiter(workers)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lsr-work")
         self._max_queue = max_queue
-        self.admitted = 0  # only touched on the event loop thread, so no lock is needed
+        self._lock = threading.Lock()
+        self.admitted = 0
 
     async def run(self, function: Callable[..., T], *args) -> T:
-        if self.admitted >= self._max_queue:
-            raise Overloaded
-        self.admitted += 1
+        with self._lock:
+            if self.admitted >= self._max_queue:
+                raise Overloaded
+            self.admitted += 1
         try:
-            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(function, *args))
         finally:
-            self.admitted -= 1
+            with self._lock:
+                self.admitted -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
