@@ -80,7 +80,7 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("LSR_API_KEY", None)
     env.pop("LSR_API_KEY_FILE", None)
-    server = subprocess.Popen([sys.executable, "-m", "lsr", "serve", str(args.index), "--port", str(port)], env=env, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "lsr", "serve", str(args.index), "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
         while True:
