@@ -1,62 +1,78 @@
-"""The HTTP layer: FastAPI app factory and routes. No retrieval logic lives here."""
+"""The HTTP layer: FastAPI app factory, middleware and error handlers. No retrieval logic lives here."""
 
 from __future__ import annotations
 
-import dataclasses
-import time
+import threading
+from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lsr import __version__
-from lsr.api.schemas import ErrorBody, Health, HitOut, IndexInfo, SearchRequest, SearchResponse
+from lsr.api.limits import BodySizeLimit
+from lsr.api.metrics import Metrics, MetricsMiddleware
+from lsr.api.routers import documents, explain, ops, page, search
+from lsr.api.settings import Settings
+from lsr.api.work import Overloaded, WorkQueue
 from lsr.errors import LsrError
+from lsr.retrieval.live import LiveSearcher
 from lsr.retrieval.search import Searcher
 
-router = APIRouter()
-
-
-def get_searcher(request: Request) -> Searcher:
-    return request.app.state.searcher
-
-
-# Plain `def` endpoints run in FastAPI's thread pool, keeping model calls off the event loop.
-@router.post("/search", response_model=SearchResponse, responses={400: {"model": ErrorBody}})
-def search(body: SearchRequest, searcher: Searcher = Depends(get_searcher)) -> SearchResponse:
-    mode = body.mode or searcher.default_mode
-    fusion = searcher.default_fusion
-    if body.fusion is not None:
-        fusion = dataclasses.replace(fusion, **body.fusion.model_dump(exclude_none=True))
-    started = time.perf_counter()
-    hits = searcher.search(body.query, body.k, mode=mode, fusion=fusion)
-    took_ms = (time.perf_counter() - started) * 1000
-    hits_out = [HitOut(**dataclasses.asdict(hit)) for hit in hits]
-    return SearchResponse(query=body.query, k=body.k, mode=mode, hits=hits_out, took_ms=took_ms)
-
-
-@router.get("/health", response_model=Health)
-def health(searcher: Searcher = Depends(get_searcher)) -> Health:
-    manifest = searcher.index.manifest
-    info = IndexInfo(
-        path=str(searcher.index.path),
-        doc_count=manifest.doc_count,
-        encoder=manifest.encoder.name,
-        dense_encoder=manifest.dense_encoder.name if manifest.dense_encoder else None,
-        default_mode=searcher.default_mode,
-        fusion=searcher.default_fusion.to_dict(),
-        engine=manifest.engine,
-        created_at=manifest.created_at,
-    )
-    return Health(status="ok", index=info)
+WARM_UP_QUERY = "warm up"
 
 
 def _user_error(request: Request, exc: LsrError) -> JSONResponse:
     return JSONResponse(status_code=400, content={"detail": str(exc)})
 
 
-def create_app(searcher: Searcher) -> FastAPI:
-    app = FastAPI(title="lsr", version=__version__, description="Learned sparse retrieval search API")
-    app.state.searcher = searcher
-    app.include_router(router)
+def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+    request.app.state.metrics.overloaded.inc()
+    retry_after = request.app.state.settings.retry_after_s
+    return JSONResponse(
+        status_code=503, content={"detail": "overloaded: too many requests in progress"}, headers={"Retry-After": str(retry_after)}
+    )
+
+
+def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with the reasons, as JSON-safe text (pydantic errors can carry raw bytes of a bad body)."""
+    errors = [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+        for error in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+def create_app(service: LiveSearcher | Searcher, settings: Settings | None = None) -> FastAPI:
+    """``settings`` default to the environment (``Settings.from_env``): no LSR_API_KEY means no writes."""
+    if isinstance(service, Searcher):
+        service = LiveSearcher.from_searcher(service)
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Warm up off the event loop: the first model call is slow; /ready says when it is done.
+        threading.Thread(target=_warm_up, args=(app,), daemon=True).start()
+        yield
+        app.state.queue.close()
+        service.live.close()
+
+    app = FastAPI(title="lsr", version=__version__, description="Learned sparse retrieval search API", lifespan=lifespan)
+    app.state.service = service
+    app.state.settings = settings
+    app.state.queue = WorkQueue(settings.workers, settings.max_queue)
+    app.state.metrics = Metrics()
+    app.state.ready = threading.Event()
+    for module in (search, explain, documents, ops, page):
+        app.include_router(module.router)
     app.add_exception_handler(LsrError, _user_error)
+    app.add_exception_handler(Overloaded, _overloaded)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def _warm_up(app: FastAPI) -> None:
+    app.state.service.searcher().search(WARM_UP_QUERY, 1)
+    app.state.ready.set()

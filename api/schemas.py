@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_API_K = 1000
+MAX_OFFSET = 9000  # offset + k stays within the searcher's 10,000
 MAX_QUERY_CHARS = 4096
+MAX_BATCH_QUERIES = 32
+MAX_BATCH_DOCUMENTS = 256
+MAX_DOC_CHARS = 100_000
+MAX_FILTER_FIELDS = 16
+
+DocId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+FilterScalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
+FilterValue = FilterScalar | Annotated[list[FilterScalar], Field(min_length=1, max_length=256)]
 
 
 class FusionRequest(BaseModel):
@@ -31,6 +41,14 @@ class SearchRequest(BaseModel):
         None, description="default: hybrid when the index has dense vectors, else sparse"
     )
     fusion: FusionRequest | None = None
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="hits to skip (pagination): returns ranks offset+1 … offset+k")
+    filter: dict[FieldName, FilterValue] | None = Field(
+        None,
+        max_length=MAX_FILTER_FIELDS,
+        description="document metadata fields that must match: a value, or a list of accepted values",
+        examples=[{"year": 2020, "lang": ["en", "de"]}],
+    )
+    explain: bool = Field(False, description="add each hit's matching terms and their contributions")
 
     @field_validator("query")
     @classmethod
@@ -38,6 +56,45 @@ class SearchRequest(BaseModel):
         if not value.strip():
             raise ValueError("query must contain non-whitespace characters")
         return value
+
+
+class BatchSearchRequest(BaseModel):
+    """Several queries with shared settings, answered in one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S")]] = Field(
+        min_length=1, max_length=MAX_BATCH_QUERIES
+    )
+    k: int = Field(10, ge=1, le=MAX_API_K)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    mode: Literal["sparse", "dense", "hybrid"] | None = None
+    fusion: FusionRequest | None = None
+    filter: dict[FieldName, FilterValue] | None = Field(None, max_length=MAX_FILTER_FIELDS)
+
+
+class TermWeightOut(BaseModel):
+    term: str
+    weight: float
+    in_text: bool | None = Field(description="false: an expansion term; null: unknown (the index stores no text)")
+
+
+class ContributionOut(BaseModel):
+    term: str
+    query_weight: float
+    document_weight: float
+    score: float = Field(description="query_weight × document_weight; a hit's contributions sum to its sparse score")
+    in_query: bool | None
+    in_document: bool | None = Field(description="false: an expansion term of the document")
+
+
+class ExplanationOut(BaseModel):
+    doc_id: str
+    title: str
+    score: float = Field(description="the sparse score (Σ of the contributions), whatever mode ranked the hit")
+    matches: list[ContributionOut]
+    query_terms: list[TermWeightOut]
+    document_terms: list[TermWeightOut]
 
 
 class HitOut(BaseModel):
@@ -48,14 +105,72 @@ class HitOut(BaseModel):
         "hybrid: the fused score (rrf: Σ w/(rrf_k + rank); convex: weighted sum of normalized scores)"
     )
     title: str
+    explanation: ExplanationOut | None = None
 
 
 class SearchResponse(BaseModel):
     query: str
     k: int
+    offset: int = 0
     mode: str
     hits: list[HitOut]
     took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[SearchResponse]
+    took_ms: float
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: DocId
+    title: str = Field("", max_length=MAX_DOC_CHARS)
+    text: str = Field("", max_length=MAX_DOC_CHARS)
+    metadata: dict[FieldName, FilterValue] | None = Field(None, max_length=64)
+
+    @field_validator("text")
+    @classmethod
+    def _has_content(cls, value: str, info) -> str:
+        if not value.strip() and not info.data.get("title", "").strip():
+            raise ValueError("a document needs a non-blank title or text")
+        return value
+
+
+class UpsertRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_BATCH_DOCUMENTS)
+
+
+class UpsertResponse(BaseModel):
+    upserted: list[str] = Field(description="ids now durable (logged and fsynced) and visible to search")
+    took_ms: float
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    text: str = Field(description="empty when the index was built without storing text")
+    metadata: dict | None
+
+
+class EncodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_DOC_CHARS)
+    kind: Literal["query", "document"] = "query"
+    dense: bool = Field(False, description="also return the dense vector (when the index has a dense encoder)")
+
+
+class EncodeResponse(BaseModel):
+    terms: list[TermWeightOut] = Field(description="the sparse vector, heaviest term first, after quantization")
+    dense: list[float] | None = None
+
+
+class Ready(BaseModel):
+    ready: bool
 
 
 class IndexInfo(BaseModel):
@@ -72,6 +187,8 @@ class IndexInfo(BaseModel):
 class Health(BaseModel):
     status: str
     index: IndexInfo
+    live_documents: int = Field(description="documents searchable now, live updates included")
+    pending_updates: int = Field(description="upserts and deletes not yet compacted into the index folder")
 
 
 class ErrorBody(BaseModel):

@@ -1,7 +1,7 @@
 """The index folder: one directory is one searchable thing.
 
     manifest.json  what built it (encoder spec, quantization, engine, counts); written last
-    docs.jsonl     doc ids and titles, in index row order
+    docs.jsonl     doc ids and titles, in index row order (and text and metadata, when the corpus had them)
     vectors/       the quantized document vectors (canonical; engines are built from them)
     sparse/        the engine's files
     dense/         dense document vectors in a faiss index (when the index has a dense encoder)
@@ -106,6 +106,13 @@ def read_manifest(folder: Path) -> Manifest:
 class DocInfo:
     id: str
     title: str
+    text: str = ""  # older indexes stored no text: explanations then cannot tell expansion terms apart
+    metadata: dict | None = None
+
+    def to_json(self) -> str:
+        row = {"id": self.id, "title": self.title}
+        row.update({key: value for key, value in (("text", self.text), ("metadata", self.metadata)) if value})
+        return json.dumps(row, ensure_ascii=False)
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
@@ -118,7 +125,7 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 def write_docs(folder: Path, docs: list[DocInfo]) -> None:
     with (folder / "docs.jsonl").open("w", encoding="utf-8") as handle:
         for doc in docs:
-            handle.write(json.dumps({"id": doc.id, "title": doc.title}, ensure_ascii=False) + "\n")
+            handle.write(doc.to_json() + "\n")
 
 
 def write_index(

@@ -232,7 +232,7 @@ def _staging_folder(out: Path) -> Path:
 
 
 def _docs_file_rows(corpus: Corpus) -> list[DocInfo]:
-    return [DocInfo(doc.id, doc.title) for doc in corpus.documents]
+    return [DocInfo(doc.id, doc.title, doc.text, doc.metadata or None) for doc in corpus.documents]
 
 
 def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False) -> Manifest:

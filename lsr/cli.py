@@ -162,16 +162,20 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     encoder: EncoderOption = None,
+    compact_after: Annotated[
+        int, typer.Option(min=1, help="Live updates (upserts + deletes) held in memory before they are compacted into the index.")
+    ] = 1000,
 ) -> None:
-    """Serve an index over HTTP (POST /search, GET /health, docs at /docs)."""
+    """Serve an index over HTTP: search page at /, API docs at /docs. Writes need LSR_API_KEY or LSR_API_KEY_FILE."""
     import uvicorn
 
     from lsr.api.app import create_app
-    from lsr.retrieval.search import Searcher
+    from lsr.api.settings import Settings
+    from lsr.retrieval.live import LiveSearcher
 
-    searcher = Searcher.open(index_path, encoder)
-    _ = searcher.index.docs  # load before the first request, not during it
-    uvicorn.run(create_app(searcher), host=host, port=port)
+    settings = Settings.from_env()  # a bad setting fails here, before the models load
+    service = LiveSearcher.open(index_path, encoder, compact_after=compact_after)
+    uvicorn.run(create_app(service, settings), host=host, port=port)
 
 
 @app.command(name="eval")
@@ -276,6 +280,18 @@ def tune(
         table.add_row(f"hybrid {fusion.describe()}", f"{score:.4f}")
     console.print(table)
     console.print(f"stored in {searcher.index.path / 'manifest.json'}: hybrid {best.describe()} is now the default")
+
+
+@app.command()
+def compact(index_path: IndexPath) -> None:
+    """Fold the live updates logged in an index (by `lsr serve`) into a new index folder. Stop the server first."""
+    from lsr.indexer.live import LiveIndex
+
+    live = LiveIndex(index_path)
+    pending = live.pending
+    live.compact()
+    live.close()
+    console.print(f"{index_path}: {pending} live updates compacted; {live.view.doc_count} documents")
 
 
 def main() -> None:

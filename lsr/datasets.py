@@ -16,7 +16,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsr.errors import DatasetError
@@ -29,6 +29,7 @@ class Document:
     id: str
     title: str
     text: str
+    metadata: dict = field(default_factory=dict)  # a BEIR row's "metadata" object, kept for filtering
 
     @property
     def contents(self) -> str:
@@ -154,7 +155,10 @@ def _beir_documents(path: Path, data: bytes) -> Iterator[Document]:
         title = _string_field(path, lineno, record, "title", required=False)
         # An empty document is kept (BEIR corpora have a few); it is indexed like any other.
         text = _string_field(path, lineno, record, "text", required="title" not in record)
-        yield Document(doc_id, title, text)
+        metadata = record.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise DatasetError(f"{path}:{lineno}: \"metadata\" must be an object, got {type(metadata).__name__}")
+        yield Document(doc_id, title, text, metadata)
 
 
 def _msmarco_documents(path: Path, data: bytes) -> Iterator[Document]:

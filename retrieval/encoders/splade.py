@@ -62,6 +62,10 @@ class SpladeEncoder:
     def decode(self, ids: Sequence[int]) -> list[str]:
         return self._tokenizer.convert_ids_to_tokens([int(i) for i in ids])
 
+    def term_ids(self, text: str) -> set[int]:
+        """The vocabulary terms that occur in ``text``: a SPLADE weight on any other term is an expansion."""
+        return set(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def _pool(self, texts: list[str], max_length: int) -> np.ndarray:
         tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         with torch.inference_mode():

@@ -1,0 +1,34 @@
+"""Dependencies shared by the routers: the service, settings, the work queue, and the write key check."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from lsr.api.settings import Settings
+from lsr.api.work import WorkQueue
+from lsr.retrieval.live import LiveSearcher
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by write endpoints")
+
+
+def get_service(request: Request) -> LiveSearcher:
+    return request.app.state.service
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_queue(request: Request) -> WorkQueue:
+    return request.app.state.queue
+
+
+def require_api_key(key: str | None = Security(_api_key_header), settings: Settings = Depends(get_settings)) -> None:
+    """No key configured means writes are disabled (403), never open; a wrong or missing key is 401."""
+    if settings.api_key is None:
+        raise HTTPException(403, "writes disabled: the server has no API key (set LSR_API_KEY or LSR_API_KEY_FILE)")
+    if key is None or not hmac.compare_digest(key.encode(), settings.api_key.encode()):
+        raise HTTPException(401, "a valid X-API-Key header is required for writes", headers={"WWW-Authenticate": "X-API-Key"})

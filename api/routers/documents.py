@@ -1,0 +1,48 @@
+"""POST /documents (batch upsert), GET and DELETE /documents/{id}: durable, immediately searchable."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+
+from lsr.api.deps import get_queue, get_service, require_api_key
+from lsr.api.schemas import DocumentOut, ErrorBody, UpsertRequest, UpsertResponse
+from lsr.api.work import WorkQueue
+from lsr.indexer.index_folder import DocInfo
+from lsr.retrieval.live import LiveSearcher
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+WRITE_ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+DocIdPath = Annotated[str, Path(min_length=1, max_length=256)]
+
+
+@router.post("", response_model=UpsertResponse, dependencies=[Depends(require_api_key)], responses=WRITE_ERRORS)
+async def upsert(
+    body: UpsertRequest, service: LiveSearcher = Depends(get_service), queue: WorkQueue = Depends(get_queue)
+) -> UpsertResponse:
+    """Adds or replaces documents. Answered only once they are on disk (fsynced) and visible to search."""
+    started = time.perf_counter()
+    docs = [DocInfo(d.id, d.title, d.text, d.metadata or None) for d in body.documents]
+    await queue.run(service.upsert, docs)
+    return UpsertResponse(upserted=[doc.id for doc in docs], took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.get("/{doc_id}", response_model=DocumentOut, responses={404: {"model": ErrorBody}})
+def get_document(doc_id: DocIdPath, service: LiveSearcher = Depends(get_service)) -> DocumentOut:
+    doc = service.get(doc_id)
+    if doc is None:
+        raise HTTPException(404, f"no document with id {doc_id!r}")
+    return DocumentOut(id=doc.id, title=doc.title, text=doc.text, metadata=doc.metadata)
+
+
+@router.delete(
+    "/{doc_id}", status_code=204, dependencies=[Depends(require_api_key)], responses={404: {"model": ErrorBody}, **WRITE_ERRORS}
+)
+async def delete_document(
+    doc_id: DocIdPath, service: LiveSearcher = Depends(get_service), queue: WorkQueue = Depends(get_queue)
+) -> None:
+    """Removes a document; answered once the delete is durable and searches no longer return it."""
+    if not await queue.run(service.delete, doc_id):
+        raise HTTPException(404, f"no document with id {doc_id!r}")

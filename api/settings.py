@@ -1,0 +1,56 @@
+"""Service configuration, from environment variables (how docker-compose and systemd configure it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lsr.errors import LsrError
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise LsrError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise LsrError(f"{name} must be ≥ {minimum}, got {value}")
+    return value
+
+
+def _api_key() -> str | None:
+    key = os.environ.get("LSR_API_KEY")
+    path = os.environ.get("LSR_API_KEY_FILE")
+    if key and path:
+        raise LsrError("set LSR_API_KEY or LSR_API_KEY_FILE, not both")
+    if path:
+        try:
+            key = Path(path).read_text().strip()
+        except OSError as exc:
+            raise LsrError(f"LSR_API_KEY_FILE: cannot read {path}: {exc}") from exc
+        if not key:
+            raise LsrError(f"LSR_API_KEY_FILE: {path} is empty")
+    return key or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None = None  # None: write endpoints answer 403, they are never open
+    max_body_bytes: int = 1 << 20
+    workers: int = 4  # model calls running at once, in threads off the event loop
+    max_queue: int = 64  # requests admitted (running + waiting); more are answered 503
+    retry_after_s: int = 1
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            api_key=_api_key(),
+            max_body_bytes=_int("LSR_MAX_BODY_BYTES", cls.max_body_bytes),
+            workers=_int("LSR_WORKERS", cls.workers),
+            max_queue=_int("LSR_MAX_QUEUE", cls.max_queue),
+            retry_after_s=_int("LSR_RETRY_AFTER_S", cls.retry_after_s),
+        )

@@ -1,0 +1,364 @@
+"""Live updates of an index folder: a write-ahead log, an in-memory delta segment, tombstones, compaction.
+
+    <index>/live/wal.jsonl   one JSON line per acknowledged batch of upserts and deletes, fsynced before the
+                             writer is answered, replayed on open (a torn last line — a batch that was never
+                             acknowledged — is dropped)
+
+The base index folder is never modified in place. Upserted documents (already encoded and quantized) live in
+a delta segment; deleted or replaced base rows are tombstoned. ``LiveView`` composes base and delta behind
+the interface the Searcher uses (``engine``, ``dense``, ``docs``, ``manifest``): rows ``0…N-1`` are the base
+index's, rows ``N…`` the delta's, and both sides are scored exactly with the same integer impacts, so a
+document ranks the same before and after compaction. Compaction folds the delta into a new index folder,
+written aside and renamed into place (which also starts an empty log).
+
+Live updates need an engine whose scores are exact (the default ``memory`` engine); others are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.errors import LsrError
+from lsr.indexer.engines import MemoryEngine, Ranking, top_k
+from lsr.indexer.index_folder import DocInfo, IndexFolder, publish, write_index
+
+WAL_FOLDER = "live"
+WAL_FILE = "wal.jsonl"
+LIVE_ENGINES = (MemoryEngine.name,)
+log = logging.getLogger(__name__)
+
+
+class LiveUpdateError(LsrError):
+    """A live update cannot be applied (the engine does not support it, the log is held or corrupt)."""
+
+
+@dataclass(frozen=True)
+class EncodedDocument:
+    """A document to upsert, with its quantized sparse vector (term ids, impacts) and dense vector."""
+
+    doc: DocInfo
+    terms: np.ndarray  # int32, ascending
+    impacts: np.ndarray  # int32, positive
+    dense: np.ndarray | None = None  # float32
+
+    def to_record(self) -> dict:
+        record = {"op": "upsert", "id": self.doc.id, "title": self.doc.title, "text": self.doc.text}
+        record.update(metadata=self.doc.metadata, terms=self.terms.tolist(), impacts=self.impacts.tolist())
+        if self.dense is not None:
+            record["dense"] = self.dense.tolist()  # float32 → float64 text → float32 round-trips exactly
+        return record
+
+    @staticmethod
+    def from_record(record: dict) -> EncodedDocument:
+        doc = DocInfo(record["id"], record["title"], record["text"], record["metadata"])
+        dense = np.asarray(record["dense"], dtype=np.float32) if "dense" in record else None
+        return EncodedDocument(doc, np.asarray(record["terms"], np.int32), np.asarray(record["impacts"], np.int32), dense)
+
+
+@dataclass(frozen=True)
+class Delete:
+    id: str
+
+    def to_record(self) -> dict:
+        return {"op": "delete", "id": self.id}
+
+
+Operation = EncodedDocument | Delete
+
+
+class WriteAheadLog:
+    """Append-only, one line per batch; an exclusive lock keeps a second process from writing the same log."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / WAL_FOLDER / WAL_FILE
+        self._handle = None
+
+    def replay(self) -> list[list[Operation]]:
+        if not self.path.is_file():
+            return []
+        batches = []
+        with self.path.open("rb") as handle:
+            data = handle.read()
+        lines = data.split(b"\n")
+        complete, torn = lines[:-1], lines[-1]  # a batch ends with "\n" once it is whole
+        for number, line in enumerate(complete, start=1):
+            try:
+                records = json.loads(line)["batch"]
+                batches.append([EncodedDocument.from_record(r) if r["op"] == "upsert" else Delete(r["id"]) for r in records])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise LiveUpdateError(f"{self.path}:{number} is corrupt ({exc}); restore the index from a backup") from exc
+        if torn:
+            self._truncate(len(data) - len(torn))  # never acknowledged: its writer got no answer
+        return batches
+
+    def _truncate(self, size: int) -> None:
+        with self.path.open("r+b") as handle:
+            handle.truncate(size)
+            os.fsync(handle.fileno())
+
+    def append(self, batch: Sequence[Operation]) -> None:
+        """Returns once the batch is on disk (fsync), so an acknowledged write survives a crash."""
+        handle = self._open()
+        handle.write(json.dumps({"batch": [operation.to_record() for operation in batch]}).encode() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    def _open(self):
+        if self._handle is None:
+            self.path.parent.mkdir(exist_ok=True)
+            handle = self.path.open("ab")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise LiveUpdateError(f"{self.path} is locked by another process writing this index") from None
+            directory = os.open(self.path.parent, os.O_RDONLY)  # make the new file's name durable too
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._handle = handle
+        return self._handle
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The documents upserted since the base index was built, in upsert order."""
+
+    docs: tuple[DocInfo, ...]
+    sparse: sp.csr_matrix  # int32 impacts, one row per doc
+    dense: np.ndarray | None
+
+    @staticmethod
+    def empty(dim: int, dense_dim: int | None) -> Delta:
+        dense = np.zeros((0, dense_dim), dtype=np.float32) if dense_dim else None
+        return Delta((), sp.csr_matrix((0, dim), dtype=np.int32), dense)
+
+    def extend(self, added: Sequence[EncodedDocument]) -> Delta:
+        dim = self.sparse.shape[1]
+        rows = [sp.csr_matrix((d.impacts, d.terms, [0, d.terms.size]), shape=(1, dim), dtype=np.int32) for d in added]
+        dense = self.dense
+        if dense is not None:
+            dense = np.vstack([dense, *(d.dense[None, :] for d in added)])
+        return Delta(self.docs + tuple(d.doc for d in added), sp.vstack([self.sparse, *rows], format="csr"), dense)
+
+
+class _Rows(Sequence):
+    """Base docs followed by delta docs, indexed by unified row, without copying the base list."""
+
+    def __init__(self, base: Sequence[DocInfo], delta: Sequence[DocInfo]) -> None:
+        self._base, self._delta = base, delta
+
+    def __len__(self) -> int:
+        return len(self._base) + len(self._delta)
+
+    def __getitem__(self, row: int) -> DocInfo:
+        return self._base[row] if row < len(self._base) else self._delta[row - len(self._base)]
+
+
+def _merge(base: Ranking, delta_rows: np.ndarray, delta_scores: np.ndarray, hidden: np.ndarray, k: int) -> Ranking:
+    """Visible rows of both, best first, ties broken by lower unified row like every engine."""
+    rows = np.concatenate((base.doc_indices, delta_rows))
+    scores = np.concatenate((base.scores, delta_scores.astype(base.scores.dtype, copy=False)))
+    visible = ~hidden[rows]
+    rows, scores = rows[visible], scores[visible]
+    order = np.lexsort((rows, -scores))[:k]
+    return Ranking(doc_indices=rows[order], scores=scores[order])
+
+
+def _sparse_delta_top(delta: sp.csr_matrix, queries: sp.csr_matrix, depth: int) -> list[Ranking]:
+    scores = (queries.astype(np.int64) @ delta.T.astype(np.int64)).toarray()
+    return [top_k(row, depth) for row in scores]
+
+
+def _dense_delta_top(delta: np.ndarray, queries: np.ndarray, depth: int) -> list[Ranking]:
+    scores = np.asarray(queries, dtype=np.float32) @ delta.T
+    orders = (np.argsort(-row, kind="stable")[:depth] for row in scores)
+    return [Ranking(doc_indices=order.astype(np.int64), scores=row[order]) for order, row in zip(orders, scores, strict=True)]
+
+
+class _Composed:
+    """One side (an engine or the dense index) of base + delta, with hidden rows dropped."""
+
+    def __init__(self, base, delta, delta_top, hidden: np.ndarray, base_count: int) -> None:
+        self._base, self._delta, self._delta_top = base, delta, delta_top
+        self._hidden, self._base_count = hidden, base_count
+        # A hidden row can push at most one visible row out of its part's top k.
+        self._hidden_in_base = int(hidden[:base_count].sum())
+        self._hidden_in_delta = int(hidden[base_count:].sum())
+
+    def search(self, queries, k: int) -> list[Ranking]:
+        base = self._base.search(queries, k + self._hidden_in_base)
+        delta = self._delta_top(self._delta, queries, k + self._hidden_in_delta)
+        return [
+            _merge(b, d.doc_indices + self._base_count, d.scores, self._hidden, k) for b, d in zip(base, delta, strict=True)
+        ]
+
+
+class LiveView:
+    """An immutable snapshot of base + delta − hidden rows, shaped like an IndexFolder for the Searcher."""
+
+    def __init__(self, base: IndexFolder, delta: Delta, hidden: np.ndarray, ids: dict[str, int]) -> None:
+        self.base, self.delta, self.hidden, self.ids = base, delta, hidden, ids
+        self.path = base.path
+        count = base.manifest.doc_count
+        self.manifest = base.manifest
+        self.docs = _Rows(base.docs, delta.docs)
+        self.engine = _Composed(base.engine, delta.sparse, _sparse_delta_top, hidden, count)
+        self.dense = _Composed(base.dense, delta.dense, _dense_delta_top, hidden, count) if base.dense is not None else None
+
+    @property
+    def doc_count(self) -> int:
+        """Visible documents."""
+        return len(self.ids)
+
+    def row(self, doc_id: str) -> int | None:
+        return self.ids.get(doc_id)
+
+    def vector(self, row: int) -> sp.csr_matrix:
+        """The quantized sparse vector of one row (1 × dim, int32)."""
+        count = self.manifest.doc_count
+        return self.base.vectors[row] if row < count else self.delta.sparse[row - count]
+
+    def restricted(self, allowed: np.ndarray) -> LiveView:
+        """The same snapshot with only the ``allowed`` rows (a boolean mask) visible: metadata filters."""
+        hidden = self.hidden | ~allowed
+        return LiveView(self.base, self.delta, hidden, {i: r for i, r in self.ids.items() if not hidden[r]})
+
+
+class LiveIndex:
+    """An index folder that takes upserts and deletes; ``view`` is always the latest acknowledged state."""
+
+    def __init__(self, path: str | Path, *, compact_after: int = 1000) -> None:
+        self.path = Path(path)
+        _recover_interrupted_publish(self.path)
+        self.compact_after = compact_after  # delta rows + tombstones that trigger a background compaction
+        self._lock = threading.Lock()  # one writer at a time; readers never wait
+        self._compacting = threading.Lock()
+        self._load()
+
+    def _load(self) -> None:
+        base = IndexFolder(self.path)
+        self._wal = WriteAheadLog(self.path)
+        manifest = base.manifest
+        dense_dim = base.dense.dim if base.dense is not None else None
+        ids = {doc.id: row for row, doc in enumerate(base.docs)}
+        self.view = LiveView(base, Delta.empty(manifest.dim, dense_dim), np.zeros(manifest.doc_count, bool), ids)
+        for batch in self._wal.replay():
+            self._apply(batch)
+
+    @property
+    def pending(self) -> int:
+        """Delta rows and tombstones waiting for compaction."""
+        return len(self.view.delta.docs) + int(self.view.hidden[: self.view.manifest.doc_count].sum())
+
+    def write(self, batch: Sequence[Operation]) -> None:
+        """Durable (logged and fsynced) and visible to searches when this returns."""
+        if not batch:
+            return
+        with self._lock:
+            manifest = self.view.manifest
+            if manifest.engine not in LIVE_ENGINES:
+                raise LiveUpdateError(f"{self.path} uses the {manifest.engine} engine, which takes no live updates")
+            for operation in batch:
+                self._check(operation)
+            self._wal.append(batch)
+            self._apply(batch)
+        if self.pending >= self.compact_after and not self._compacting.locked():
+            threading.Thread(target=self._compact_in_background, daemon=True).start()
+
+    def _compact_in_background(self) -> None:
+        if not self._compacting.acquire(blocking=False):
+            return
+        try:
+            self.compact()
+        except Exception:  # a failed compaction loses nothing (the log is intact); the next write retries
+            log.exception("compacting %s failed", self.path)
+        finally:
+            self._compacting.release()
+
+    def _check(self, operation: Operation) -> None:
+        if isinstance(operation, Delete):
+            return
+        manifest = self.view.manifest
+        if operation.terms.size and int(operation.terms.max()) >= manifest.dim:
+            raise LiveUpdateError(f"document {operation.doc.id!r}: term id beyond the index's {manifest.dim} dimensions")
+        if (operation.dense is None) != (manifest.dense_encoder is None):
+            raise LiveUpdateError(f"document {operation.doc.id!r}: dense vector given for an index without one, or missing")
+
+    def _apply(self, batch: Sequence[Operation]) -> None:
+        view = self.view
+        hidden = view.hidden
+        ids = dict(view.ids)
+        added: list[EncodedDocument] = []
+        superseded = []
+        next_row = hidden.size
+        for operation in batch:
+            previous = ids.pop(operation.id if isinstance(operation, Delete) else operation.doc.id, None)
+            if previous is not None:
+                superseded.append(previous)
+            if isinstance(operation, EncodedDocument):
+                ids[operation.doc.id] = next_row
+                added.append(operation)
+                next_row += 1
+        hidden = np.concatenate((hidden, np.zeros(len(added), bool)))
+        hidden[superseded] = True
+        delta = view.delta.extend(added) if added else view.delta
+        self.view = LiveView(view.base, delta, hidden, ids)  # one reference swap: readers see all of it or none
+
+    def get(self, doc_id: str) -> DocInfo | None:
+        view = self.view
+        row = view.row(doc_id)
+        return None if row is None else view.docs[row]
+
+    def compact(self) -> bool:
+        """Folds the delta and tombstones into a new index folder; False when there was nothing to fold."""
+        with self._lock:
+            if self.pending == 0:
+                return False
+            view = self.view
+            kept = np.flatnonzero(~view.hidden)
+            count = view.manifest.doc_count
+            base_kept, delta_kept = kept[kept < count], kept[kept >= count] - count
+            vectors = sp.vstack([view.base.vectors[base_kept], view.delta.sparse[delta_kept]], format="csr")
+            dense = None
+            if view.dense is not None:
+                dense = np.vstack([view.base.dense.vectors()[base_kept], view.delta.dense[delta_kept]])
+            docs = [view.docs[int(row)] for row in kept]
+            corpus = {**view.manifest.corpus, "live_updates": True}
+            manifest = dataclasses.replace(view.manifest, doc_count=len(docs), nnz=int(vectors.nnz), corpus=corpus)
+            staging = self.path.with_name(f"{self.path.name}.compacting")
+            shutil.rmtree(staging, ignore_errors=True)
+            write_index(staging, manifest, vectors, docs, dense)
+            self._wal.close()
+            publish(staging, self.path)  # the new folder has no log: everything logged is now in it
+            self._load()
+            return True
+
+    def close(self) -> None:
+        self._wal.close()
+
+
+def _recover_interrupted_publish(path: Path) -> None:
+    """A crash between publish's two renames leaves only ``<index>.previous``: that index (and its log) is whole."""
+    previous = path.with_name(f"{path.name}.previous")
+    if not path.exists() and (previous / "manifest.json").is_file():
+        previous.rename(path)
+

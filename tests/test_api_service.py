@@ -1,0 +1,151 @@
+"""The service endpoints end to end over the real splade-tiny and a copy of the small Cranfield index."""
+
+import shutil
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lsr.api.app import create_app
+from lsr.api.settings import Settings
+from lsr.indexer.live import LiveIndex
+from lsr.retrieval.live import LiveSearcher
+
+KEY = "test-key"
+WRITE = {"X-API-Key": KEY}
+
+
+def open_client(path, splade, **settings) -> TestClient:
+    service = LiveSearcher(LiveIndex(path), splade)
+    return TestClient(create_app(service, Settings(**settings)))
+
+
+@pytest.fixture(scope="module")
+def index_copy(tmp_path_factory, small_index):
+    copy = tmp_path_factory.mktemp("service") / "index"
+    shutil.copytree(small_index, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def client(index_copy, splade):
+    with open_client(index_copy, splade, api_key=KEY, max_body_bytes=200_000) as client:
+        yield client
+
+
+def test_writes_without_a_configured_key_are_disabled(small_index, splade):
+    with open_client(small_index, splade) as client:
+        response = client.post("/documents", json={"documents": [{"id": "a", "title": "b"}]}, headers=WRITE)
+        assert response.status_code == 403 and "writes disabled" in response.json()["detail"]
+        assert client.delete("/documents/1", headers=WRITE).status_code == 403
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}])
+def test_writes_need_the_right_key(client, headers):
+    assert client.post("/documents", json={"documents": [{"id": "a", "title": "b"}]}, headers=headers).status_code == 401
+    assert client.delete("/documents/1", headers=headers).status_code == 401
+
+
+def test_upsert_get_search_delete(client):
+    doc = {"id": "live-1", "title": "ornithopter wing", "text": "flapping wing ornithopter lift", "metadata": {"kind": "note"}}
+    response = client.post("/documents", json={"documents": [doc]}, headers=WRITE)
+    assert response.status_code == 200 and response.json()["upserted"] == ["live-1"]
+    assert client.get("/documents/live-1").json() == doc
+    hits = client.post("/search", json={"query": "ornithopter", "k": 3, "filter": {"kind": "note"}}).json()["hits"]
+    assert [hit["id"] for hit in hits] == ["live-1"]
+    assert client.delete("/documents/live-1", headers=WRITE).status_code == 204
+    assert client.get("/documents/live-1").status_code == 404
+    assert client.delete("/documents/live-1", headers=WRITE).status_code == 404
+    assert "live-1" not in [h["id"] for h in client.post("/search", json={"query": "ornithopter", "k": 50}).json()["hits"]]
+
+
+def test_pagination_matches_the_full_ranking(client):
+    full = client.post("/search", json={"query": "boundary layer", "k": 20}).json()["hits"]
+    page = client.post("/search", json={"query": "boundary layer", "k": 5, "offset": 10}).json()["hits"]
+    assert [(h["rank"], h["id"]) for h in page] == [(h["rank"], h["id"]) for h in full[10:15]]
+
+
+def test_batch_search_equals_single_searches(client):
+    queries = ["shock waves", "heat transfer"]
+    batch = client.post("/search/batch", json={"queries": queries, "k": 4}).json()["results"]
+    for query, result in zip(queries, batch, strict=True):
+        single = client.post("/search", json={"query": query, "k": 4}).json()
+        assert [h["id"] for h in result["hits"]] == [h["id"] for h in single["hits"]]
+
+
+def test_explain_flag_and_endpoint_agree_with_the_score(client):
+    hit = client.post("/search", json={"query": "supersonic flow", "k": 1, "explain": True}).json()["hits"][0]
+    assert hit["explanation"]["score"] == pytest.approx(hit["score"])
+    explained = client.get("/explain", params={"query": "supersonic flow", "id": hit["id"]}).json()
+    assert explained == hit["explanation"]
+    assert sum(m["score"] for m in explained["matches"]) == pytest.approx(explained["score"])
+    assert client.get("/explain", params={"query": "supersonic flow", "id": "nope"}).status_code == 404
+    assert client.get("/explain", params={"query": "  ", "id": hit["id"]}).status_code == 422
+
+
+def test_encode_decodes_terms(client):
+    terms = client.post("/encode", json={"text": "wing flutter"}).json()["terms"]
+    by_term = {t["term"]: t for t in terms}
+    assert by_term["wing"]["in_text"] and by_term["flutter"]["in_text"]
+    assert terms == sorted(terms, key=lambda t: -t["weight"])
+    assert client.post("/encode", json={"text": "wing", "dense": True}).json()["dense"] is None  # sparse-only index
+
+
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("post", "/search", {"query": "wing", "offset": -1}),
+        ("post", "/search", {"query": "wing", "filter": {"a": {"nested": 1}}}),
+        ("post", "/search/batch", {"queries": []}),
+        ("post", "/search/batch", {"queries": ["ok", " "]}),
+        ("post", "/documents", {"documents": [{"id": "a"}]}),
+        ("post", "/documents", {"documents": [{"id": "a/b", "title": "t"}]}),
+        ("post", "/documents", {"documents": []}),
+        ("post", "/encode", {"text": ""}),
+    ],
+)
+def test_bad_input_is_4xx_json(client, method, path, body):
+    response = getattr(client, method)(path, json=body, headers=WRITE)
+    assert 400 <= response.status_code < 500 and response.json()["detail"]
+
+
+def test_request_size_limit(client):
+    response = client.post("/documents", json={"documents": [{"id": "big", "title": "x" * 300_000}]}, headers=WRITE)
+    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+
+
+def test_health_ready_metrics(client):
+    assert client.get("/ready").json() == {"ready": True}  # the context manager ran the warm-up
+    health = client.get("/health").json()
+    assert health["live_documents"] >= 120
+    client.post("/search", json={"query": "wing"})
+    metrics = client.get("/metrics").text
+    assert 'lsr_http_requests_total{method="POST",route="/search",status="200"}' in metrics
+    assert "lsr_http_request_duration_seconds_bucket" in metrics
+    assert f"lsr_index_documents {float(health['live_documents'])}" in metrics
+
+
+def test_overload_is_503_with_retry_after(small_index, splade):
+    with open_client(small_index, splade, workers=1, max_queue=1, retry_after_s=2) as client:
+        barrier = threading.Barrier(8)
+        statuses, retry_after = [], set()
+
+        def send() -> None:
+            barrier.wait()
+            response = client.post("/search/batch", json={"queries": [f"wing {i}" for i in range(32)], "k": 5})
+            statuses.append(response.status_code)
+            retry_after.add(response.headers.get("retry-after"))
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}
+        assert "2" in retry_after
+        assert client.get("/metrics").text.count("lsr_overloaded_rejections_total") >= 1
+
+
+def test_page_is_served(client):
+    response = client.get("/")
+    assert response.status_code == 200 and 'id="query"' in response.text
