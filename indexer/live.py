@@ -211,6 +211,11 @@ class _Composed:
             _merge(b, d.doc_indices + self._base_count, d.scores, self._hidden, k) for b, d in zip(base, delta, strict=True)
         ]
 
+    def search_texts(self, queries: Sequence[str], k: int) -> list[Ranking]:
+        """BM25 indexes take no writes, so only hidden (filtered-out) rows need dropping."""
+        nothing = np.empty(0, np.int64)
+        return [_merge(b, nothing, nothing, self._hidden, k) for b in self._base.search_texts(queries, k + self._hidden_in_base)]
+
 
 class LiveView:
     """An immutable snapshot of base + delta − hidden rows, shaped like an IndexFolder for the Searcher."""
@@ -221,6 +226,7 @@ class LiveView:
         count = base.manifest.doc_count
         self.manifest = base.manifest
         self.docs = _Rows(base.docs, delta.docs)
+        self.has_text_engine = base.has_text_engine
         self.engine = _Composed(base.engine, delta.sparse, _sparse_delta_top, hidden, count)
         self.dense = _Composed(base.dense, delta.dense, _dense_delta_top, hidden, count) if base.dense is not None else None
 
@@ -269,14 +275,17 @@ class LiveIndex:
         """Delta rows and tombstones waiting for compaction."""
         return len(self.view.delta.docs) + int(self.view.hidden[: self.view.manifest.doc_count].sum())
 
+    def check_writable(self) -> None:
+        engine = self.view.manifest.engine
+        if engine not in LIVE_ENGINES:
+            raise LiveUpdateError(f"{self.path} uses the {engine} engine, which takes no live updates")
+
     def write(self, batch: Sequence[Operation]) -> None:
         """Durable (logged and fsynced) and visible to searches when this returns."""
         if not batch:
             return
         with self._lock:
-            manifest = self.view.manifest
-            if manifest.engine not in LIVE_ENGINES:
-                raise LiveUpdateError(f"{self.path} uses the {manifest.engine} engine, which takes no live updates")
+            self.check_writable()
             for operation in batch:
                 self._check(operation)
             self._wal.append(batch)

@@ -51,6 +51,13 @@ class Explanation:
     document_terms: list[TermWeight]  # the document's heaviest terms
 
 
+def require_term_weights(searcher: Searcher) -> Searcher:
+    """Explanations and encodings are term weights, which a BM25 index (scored inside Lucene) does not expose."""
+    if searcher.encoder is None:
+        raise LsrError(f"{searcher.index.path} is a BM25 index: it has no sparse encoder to explain or encode with")
+    return searcher
+
+
 def _in_text(searcher: Searcher, text: str, term_ids: np.ndarray) -> list[bool | None]:
     if not text or not isinstance(searcher.encoder, Tokenizing):
         return [None] * term_ids.size
@@ -77,6 +84,7 @@ def explain(searcher: Searcher, query: str, doc_ids: list[str]) -> list[Explanat
 
     Raises KeyError for an id that is not in the index.
     """
+    require_term_weights(searcher)
     if not query.strip():
         raise LsrError("the query is empty")
     index = searcher.index

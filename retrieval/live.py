@@ -64,6 +64,7 @@ class LiveSearcher:
 
     def upsert(self, docs: Sequence[DocInfo]) -> None:
         """Encoded here, then logged durably; visible to every search that starts after this returns."""
+        self.live.check_writable()  # before encoding: a BM25 index has no encoder to encode with
         ids = [doc.id for doc in docs]
         if len(set(ids)) != len(ids):
             raise LsrError("a batch names the same document id twice")

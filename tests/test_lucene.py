@@ -97,3 +97,21 @@ def test_bm25_reproduces_pyserini_beir_flat(dataset, published, tmp_path):
     run = run_queries(Searcher.open(tmp_path / "bm25"), evaluation.queries, k=1000)
     measured = score_run(evaluation.qrels, run, ["nDCG@10"]).aggregate["nDCG@10"]
     assert abs(measured - published) <= 0.005, measured
+
+
+def test_bm25_index_is_served_over_http_and_refuses_writes(small_bm25_index, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from lsr.api.app import create_app
+
+    monkeypatch.setenv("LSR_API_KEY", "secret")
+    with TestClient(create_app(Searcher.open(small_bm25_index))) as client:
+        response = client.post("/search", json={"query": "boundary layer flow", "k": 3})
+        assert response.status_code == 200, response.text
+        assert [hit["id"] for hit in response.json()["hits"]] == [h.id for h in Searcher.open(small_bm25_index).search("boundary layer flow", k=3)]
+        upsert = client.post(
+            "/documents", json={"documents": [{"id": "new", "title": "t", "text": "x"}]}, headers={"x-api-key": "secret"}
+        )
+        assert 400 <= upsert.status_code < 500, upsert.text
+        for refused in (client.post("/encode", json={"text": "flow"}), client.get("/explain", params={"query": "flow", "id": "1"})):
+            assert refused.status_code == 400 and "BM25" in refused.json()["detail"], refused.text

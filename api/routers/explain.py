@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from lsr.api.deps import get_queue, get_service
 from lsr.api.schemas import MAX_QUERY_CHARS, EncodeRequest, EncodeResponse, ErrorBody, ExplanationOut, TermWeightOut
 from lsr.api.work import WorkQueue
-from lsr.retrieval.explain import Explanation, explain, term_weights
+from lsr.retrieval.explain import Explanation, explain, require_term_weights, term_weights
 from lsr.retrieval.live import LiveSearcher
 
 router = APIRouter(tags=["explain"])
@@ -41,7 +41,7 @@ async def explain_match(
 
 
 def _encode(service: LiveSearcher, body: EncodeRequest) -> EncodeResponse:
-    searcher = service.searcher()
+    searcher = require_term_weights(service.searcher())
     encode = searcher.encoder.encode_queries if body.kind == "query" else searcher.encoder.encode_documents
     vector = searcher.index.manifest.quantization.quantize(encode([body.text]))
     terms = [TermWeightOut(**dataclasses.asdict(t)) for t in term_weights(searcher, vector, body.text, None)]
