@@ -46,6 +46,7 @@ class Manifest:
     dense_encoder: EncoderSpec | None = None
     dense_index: DenseIndexSettings = DenseIndexSettings()
     fusion: dict | None = None  # hybrid settings chosen by `lsr tune`, used by default
+    engine_settings: dict = field(default_factory=dict)  # passed to the engine when it opens (e.g. a search budget)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     lsr_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -57,7 +58,7 @@ class Manifest:
             "created_at": self.created_at,
             "encoder": self.encoder.to_dict(),
             "quantization": self.quantization.to_dict(),
-            "engine": {"name": self.engine},
+            "engine": {"name": self.engine, **self.engine_settings},
             "doc_count": self.doc_count,
             "dim": self.dim,
             "nnz": self.nnz,
@@ -73,6 +74,7 @@ class Manifest:
             encoder=EncoderSpec.from_dict(data["encoder"]),
             quantization=Quantization.from_dict(data["quantization"]),
             engine=data["engine"]["name"],
+            engine_settings={key: value for key, value in data["engine"].items() if key != "name"},
             doc_count=int(data["doc_count"]),
             dim=int(data["dim"]),
             nnz=int(data["nnz"]),
@@ -163,8 +165,10 @@ class IndexFolder:
             if not (self.path / part).exists():
                 raise IndexFolderError(f"{self.path} is incomplete: {part} is missing")
         try:
-            self.engine = engine_class(self.manifest.engine).open(self.path / "sparse", self.manifest.doc_count)
-        except (OSError, ValueError) as exc:
+            self.engine = engine_class(self.manifest.engine).open(
+                self.path / "sparse", self.manifest.doc_count, **self.manifest.engine_settings
+            )
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: settings the engine does not take
             raise IndexFolderError(f"{self.path}: cannot open the {self.manifest.engine} engine: {exc}") from exc
 
     @property

@@ -8,6 +8,7 @@ renamed to ``<out>``. Sparse and dense vectors are encoded in one pass over the 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import shutil
@@ -258,12 +259,22 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
     return manifest
 
 
-def reindex(index_path: str | Path, out: str | Path, engine: str, *, overwrite: bool = False) -> Manifest:
-    """Builds another engine's files from an index's stored vectors: nothing is re-encoded."""
+def reindex(
+    index_path: str | Path, out: str | Path, engine: str, *, settings: dict | None = None, overwrite: bool = False
+) -> Manifest:
+    """Builds another engine's files from an index's stored vectors: nothing is re-encoded.
+
+    ``settings`` go into the manifest and are passed to the engine whenever the index is opened.
+    """
     index = IndexFolder(index_path)
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
-    vector_engine_class(engine)
+    settings = settings or {}
+    engine_type = vector_engine_class(engine)
+    try:
+        inspect.signature(engine_type.open).bind(Path(), 0, **settings)
+    except TypeError:
+        raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(sorted(settings))}") from None
     out = Path(out)
     if out.resolve() == index.path.resolve():
         raise IndexFolderError("re-index into a new folder (--out), not over the index being read")
@@ -272,8 +283,9 @@ def reindex(index_path: str | Path, out: str | Path, engine: str, *, overwrite: 
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
     shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
-    vector_engine_class(engine).build(index.vectors, staging / "sparse")
-    manifest = dataclasses.replace(index.manifest, engine=engine)
+    engine_type.build(index.vectors, staging / "sparse")
+    engine_type.open(staging / "sparse", index.manifest.doc_count, **settings)  # bad values fail here, unpublished
+    manifest = dataclasses.replace(index.manifest, engine=engine, engine_settings=settings)
     write_manifest(staging, manifest)
     publish(staging, out)
     return manifest

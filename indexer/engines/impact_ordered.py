@@ -120,11 +120,18 @@ def _search(arrays, terms, weights, budget, k, scores, touched):
     return _top(rows, found, k)
 
 
+def _check_budget(budget: float) -> None:
+    if not 0 < budget <= 1:
+        raise LsrError(f"budget must be in (0, 1], got {budget}")
+
+
 class ImpactOrderedEngine:
     name: ClassVar[str] = "impact-ordered"
 
-    def __init__(self, arrays: list[np.ndarray], doc_count: int) -> None:
+    def __init__(self, arrays: list[np.ndarray], doc_count: int, budget: float = 1.0) -> None:
+        _check_budget(budget)
         self._arrays = tuple(arrays)
+        self.budget = budget
         self.doc_count = doc_count
         self._buffers = threading.local()
 
@@ -154,8 +161,9 @@ class ImpactOrderedEngine:
         np.save(folder / "forward_impacts.npy", forward.data.astype(IMPACT_DTYPE))
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int) -> ImpactOrderedEngine:
-        return cls([np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES], doc_count)
+    def open(cls, folder: Path, doc_count: int, budget: float = 1.0) -> ImpactOrderedEngine:
+        """``budget``: the default fraction of each query's postings to read (1 = exact), as the manifest records it."""
+        return cls([np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES], doc_count, budget)
 
     def _thread_buffers(self) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self._buffers, "scores"):
@@ -163,10 +171,10 @@ class ImpactOrderedEngine:
             self._buffers.touched = np.empty(self.doc_count, np.int32)
         return self._buffers.scores, self._buffers.touched
 
-    def search(self, queries: sp.csr_matrix, k: int, budget: float = 1.0) -> list[Ranking]:
+    def search(self, queries: sp.csr_matrix, k: int, budget: float | None = None) -> list[Ranking]:
         """``budget``: the fraction of each query's postings to read, highest contributions first (1 = exact)."""
-        if not 0 < budget <= 1:
-            raise LsrError(f"budget must be in (0, 1], got {budget}")
+        budget = self.budget if budget is None else budget
+        _check_budget(budget)
         bounds = list(zip(queries.indptr[:-1], queries.indptr[1:], strict=True))
 
         def search_one(bound: tuple[int, int]) -> Ranking:

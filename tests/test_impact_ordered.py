@@ -1,0 +1,62 @@
+"""The impact-ordered engine: exact at budget 1 (equal to brute force and to the memory engine on real queries),
+approximate below, with the budget recorded in the manifest by `lsr reindex`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lsr.datasets import read_queries
+from lsr.errors import IndexFolderError, LsrError
+from lsr.indexer import IndexFolder, reindex
+from lsr.indexer.engines import ImpactOrderedEngine
+from lsr.indexer.vectors import brute_force_search
+from lsr.retrieval.search import Searcher
+from tests.test_engines import random_impacts
+
+
+@pytest.mark.parametrize("k", [1, 10, 1000])
+def test_exact_at_full_budget_equals_brute_force(tmp_path, k):
+    docs = random_impacts(2000, 500, 0.02, seed=1)
+    queries = random_impacts(50, 500, 0.01, seed=2)
+    ImpactOrderedEngine.build(docs, tmp_path / "sparse")
+    engine = ImpactOrderedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0])
+    for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k), strict=True):
+        assert got.doc_indices.tolist() == expected.doc_indices.tolist()
+        assert got.scores.tolist() == expected.scores.tolist()
+
+
+def test_a_smaller_budget_reads_fewer_postings_and_returns_exact_scores_of_what_it_finds(tmp_path):
+    docs = random_impacts(3000, 300, 0.05, seed=3)
+    queries = random_impacts(40, 300, 0.05, seed=4)
+    ImpactOrderedEngine.build(docs, tmp_path / "sparse")
+    engine = ImpactOrderedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0])
+    exact = brute_force_search(docs, queries, 10)
+    recalls = []
+    for budget in (1.0, 0.5, 0.05):
+        found = engine.search(queries, 10, budget=budget)
+        recalls.append(np.mean([len(set(f.doc_indices) & set(e.doc_indices)) / 10 for f, e in zip(found, exact, strict=True)]))
+        for row, ranking in enumerate(found):  # candidates are rescored exactly from the forward index
+            true_scores = (docs[ranking.doc_indices] @ queries[row].T).toarray().ravel()
+            assert ranking.scores.tolist() == true_scores.tolist()
+    assert recalls[0] == 1.0 and recalls[0] >= recalls[1] >= recalls[2] and recalls[2] < 1.0
+    with pytest.raises(LsrError, match="budget"):
+        engine.search(queries, 10, budget=0)
+
+
+def test_reindexed_real_index_searches_like_the_memory_engine(small_index, small_dataset, tmp_path):
+    exact_folder, approximate_folder = tmp_path / "exact", tmp_path / "approximate"
+    reindex(small_index, exact_folder, "impact-ordered")
+    reindex(small_index, approximate_folder, "impact-ordered", settings={"budget": 0.2})
+    assert IndexFolder(approximate_folder).manifest.engine_settings == {"budget": 0.2}
+    queries = list(read_queries(small_dataset).values())
+    memory, exact, approximate = (Searcher.open(f) for f in (small_index, exact_folder, approximate_folder))
+    expected = memory.search_many(queries, 10)
+    assert exact.search_many(queries, 10) == expected
+    overlap = [len({h.id for h in a} & {h.id for h in e}) / max(1, len(e)) for a, e in zip(approximate.search_many(queries, 10), expected, strict=True)]
+    assert 0.5 < np.mean(overlap) <= 1.0
+    with pytest.raises(IndexFolderError, match="takes no setting budget"):
+        reindex(small_index, tmp_path / "x", "memory", settings={"budget": 0.5})
+    with pytest.raises(LsrError, match="budget must be in"):
+        reindex(small_index, tmp_path / "y", "impact-ordered", settings={"budget": 2.0})
+    assert not (tmp_path / "y").exists()
