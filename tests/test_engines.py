@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lsr.indexer.engines import MemoryEngine, top_k
+from lsr.indexer.engines import ImpactOrderedEngine, MemoryEngine, top_k
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import brute_force_search
 
@@ -30,12 +30,13 @@ def random_impacts(rows, dim, density, seed):
     return matrix.astype(np.int32)
 
 
+@pytest.mark.parametrize("engine_class", [MemoryEngine, ImpactOrderedEngine])  # impact-ordered: at its default budget 1
 @pytest.mark.parametrize("k", [1, 10, 1000])
-def test_memory_engine_equals_brute_force(tmp_path, k):
+def test_exact_engines_equal_brute_force(tmp_path, engine_class, k):
     docs = random_impacts(2000, 500, 0.02, seed=1)
     queries = random_impacts(50, 500, 0.01, seed=2)
-    MemoryEngine.build(docs, tmp_path / "sparse")
-    engine = MemoryEngine.open(tmp_path / "sparse", doc_count=docs.shape[0])
+    engine_class.build(docs, tmp_path / "sparse")
+    engine = engine_class.open(tmp_path / "sparse", doc_count=docs.shape[0])
     for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k), strict=True):
         assert got.doc_indices.tolist() == expected.doc_indices.tolist()
         assert got.scores.tolist() == expected.scores.tolist()

@@ -50,6 +50,17 @@ def _index_collection(kind: str, collection: Path, folder: Path, *flags: str) ->
     anserini_class("io.anserini.index.IndexCollection").main(args)
 
 
+def _index_rows(kind: str, rows: Iterable[dict], count: int, folder: Path, *flags: str) -> None:
+    """Writes the rows as an Anserini collection beside ``folder``, indexes it into ``folder``, deletes it."""
+    collection = folder.with_name(f"{folder.name}.collection")
+    shutil.rmtree(collection, ignore_errors=True)
+    _write_collection(collection, rows, count)
+    try:
+        _index_collection(kind, collection, folder, *flags)
+    finally:
+        shutil.rmtree(collection, ignore_errors=True)
+
+
 def _write_collection(collection: Path, rows: Iterable[dict], count: int) -> None:
     """One JSONL file per indexing thread: Anserini reads each file on one thread."""
     collection.mkdir(parents=True)
@@ -95,8 +106,6 @@ class LuceneImpactEngine:
 
     @classmethod
     def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
-        collection = folder.with_name(f"{folder.name}.collection")
-        shutil.rmtree(collection, ignore_errors=True)
         rows = (
             {
                 "id": str(row),
@@ -105,11 +114,7 @@ class LuceneImpactEngine:
             }
             for row, (start, end) in enumerate(zip(vectors.indptr[:-1], vectors.indptr[1:], strict=True))
         )
-        _write_collection(collection, rows, vectors.shape[0])
-        try:
-            _index_collection("JsonVectorCollection", collection, folder, "-impact", "-pretokenized")
-        finally:
-            shutil.rmtree(collection, ignore_errors=True)
+        _index_rows("JsonVectorCollection", rows, vectors.shape[0], folder, "-impact", "-pretokenized")
 
     @classmethod
     def open(cls, folder: Path, doc_count: int) -> LuceneImpactEngine:
@@ -139,14 +144,8 @@ class LuceneBm25Engine:
 
     @classmethod
     def build_from_texts(cls, texts: Sequence[str], folder: Path) -> None:
-        collection = folder.with_name(f"{folder.name}.collection")
-        shutil.rmtree(collection, ignore_errors=True)
         rows = ({"id": str(row), "contents": text} for row, text in enumerate(texts))
-        _write_collection(collection, rows, len(texts))
-        try:
-            _index_collection("JsonCollection", collection, folder, "-storePositions", "-storeDocvectors")
-        finally:
-            shutil.rmtree(collection, ignore_errors=True)
+        _index_rows("JsonCollection", rows, len(texts), folder, "-storePositions", "-storeDocvectors")
 
     @classmethod
     def open(cls, folder: Path, doc_count: int) -> LuceneBm25Engine:
