@@ -3,7 +3,7 @@
     python bench/engines.py --index indexes/scifact --sizes 100000 1000000
 
 For each corpus — the real index at --index, then a synthetic corpus per --sizes — and each engine (--engines:
-memory, the exact in-process default; impact-ordered, exact at budget 1 and approximate below it, one row per
+memory, the exact in-process default; sharded, the same split into one shard per core; impact-ordered, exact at budget 1 and approximate below it, one row per
 --budgets value; lucene, Anserini's impact index through Pyserini) prints build time, size on disk, resident
 memory added by opening the index and running every query (RSS), time to open, single-query p50/p99 latency on
 one thread, batched throughput, recall@10 against the exact memory engine, and the ratio of Lucene's p50 to the
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=Path("../shared/data/scifact"))
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000])
-    parser.add_argument("--engines", nargs="+", default=["memory", "impact-ordered", "lucene"], choices=sorted(ENGINES))
+    parser.add_argument("--engines", nargs="+", default=["memory", "sharded", "impact-ordered", "lucene"], choices=sorted(ENGINES))
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 0.3, 0.1], help="impact-ordered budgets")
     parser.add_argument("--brute-sample", type=int, default=20, help="queries also run by brute force")
     parser.add_argument("-k", type=int, default=10)

@@ -271,7 +271,7 @@ def reindex(
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
     settings = settings or {}
     engine_type = vector_engine_class(engine)
-    try:
+    try:  # settings go to every open of the engine, and to its build where it takes them (e.g. shards)
         inspect.signature(engine_type.open).bind(Path(), 0, **settings)
     except TypeError:
         raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(sorted(settings))}") from None
@@ -283,7 +283,8 @@ def reindex(
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
     shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
-    engine_type.build(index.vectors, staging / "sparse")
+    build_parameters = inspect.signature(engine_type.build).parameters
+    engine_type.build(index.vectors, staging / "sparse", **{k: v for k, v in settings.items() if k in build_parameters})
     engine_type.open(staging / "sparse", index.manifest.doc_count, **settings)  # bad values fail here, unpublished
     manifest = dataclasses.replace(index.manifest, engine=engine, engine_settings=settings)
     write_manifest(staging, manifest)

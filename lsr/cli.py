@@ -119,18 +119,21 @@ def index(
 def reindex(
     index_path: IndexPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create.")],
-    engine: Annotated[str, typer.Option(help="The engine to build: memory, impact-ordered or lucene.")],
+    engine: Annotated[str, typer.Option(help="The engine to build: memory, sharded, impact-ordered or lucene.")],
     budget: Annotated[
         float | None,
         typer.Option(help="impact-ordered: fraction of each query's postings to read; below 1, search is approximate."),
     ] = None,
+    shards: Annotated[int | None, typer.Option(help="sharded: number of shards (default: one per CPU core).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
 ) -> None:
     """Build another engine's index from an index's stored vectors, without encoding anything again."""
     from lsr.indexer import reindex as rebuild
 
     started = time.perf_counter()
-    manifest = rebuild(index_path, out, engine, settings={} if budget is None else {"budget": budget}, overwrite=overwrite)
+    given = {"budget": budget, "shards": shards}
+    settings = {key: value for key, value in given.items() if value is not None}
+    manifest = rebuild(index_path, out, engine, settings=settings, overwrite=overwrite)
     console.print(f"re-indexed {manifest.doc_count} documents into {out} ({engine}) in {time.perf_counter() - started:.1f}s")
 
 

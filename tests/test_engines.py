@@ -3,6 +3,7 @@ import pytest
 import scipy.sparse as sp
 
 from lsr.indexer.engines import ImpactOrderedEngine, MemoryEngine, top_k
+from lsr.errors import IndexFolderError
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import brute_force_search
 
@@ -40,3 +41,19 @@ def test_exact_engines_equal_brute_force(tmp_path, engine_class, k):
     for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k), strict=True):
         assert got.doc_indices.tolist() == expected.doc_indices.tolist()
         assert got.scores.tolist() == expected.scores.tolist()
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_sharded_engine_equals_brute_force(tmp_path, shards):
+    from lsr.indexer.engines import ShardedEngine
+
+    docs = random_impacts(2000, 500, 0.02, seed=1)
+    queries = random_impacts(50, 500, 0.01, seed=2)
+    ShardedEngine.build(docs, tmp_path / "sparse", shards=shards)
+    engine = ShardedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0], shards=shards)
+    for k in (1, 10, 1000):
+        for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k), strict=True):
+            assert got.doc_indices.tolist() == expected.doc_indices.tolist()
+            assert got.scores.tolist() == expected.scores.tolist()
+    with pytest.raises(IndexFolderError, match="has 3 shards|has 1 shards"):
+        ShardedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0], shards=shards + 1)

@@ -9,9 +9,10 @@ from lsr.indexer.engines.base import Engine, Ranking, top_k
 from lsr.indexer.engines.impact_ordered import ImpactOrderedEngine
 from lsr.indexer.engines.lucene import BM25_KIND, LuceneBm25Engine, LuceneImpactEngine, bm25_spec
 from lsr.indexer.engines.memory import MemoryEngine
+from lsr.indexer.engines.sharded import ShardedEngine
 
 VECTOR_ENGINES: dict[str, type[Engine]] = {
-    engine.name: engine for engine in (MemoryEngine, ImpactOrderedEngine, LuceneImpactEngine)
+    engine.name: engine for engine in (MemoryEngine, ShardedEngine, ImpactOrderedEngine, LuceneImpactEngine)
 }
 ENGINES: dict[str, type] = {**VECTOR_ENGINES, LuceneBm25Engine.name: LuceneBm25Engine}
 DEFAULT_ENGINE = MemoryEngine.name
@@ -42,6 +43,7 @@ __all__ = [
     "LuceneImpactEngine",
     "MemoryEngine",
     "Ranking",
+    "ShardedEngine",
     "bm25_spec",
     "engine_class",
     "top_k",

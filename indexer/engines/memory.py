@@ -69,6 +69,13 @@ class MemoryEngine:
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(search_one, bounds))
 
+    def search_serially(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
+        """On the calling thread: for callers that spread work over threads themselves (the sharded engine)."""
+        return [
+            self._search_one(queries.indices[start:end], queries.data[start:end], k)
+            for start, end in zip(queries.indptr[:-1], queries.indptr[1:], strict=True)
+        ]
+
     def _search_one(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Ranking:
         scores = np.zeros(self.doc_count, dtype=np.int64)
         _accumulate(self._indptr, self._docs, self._impacts, terms, weights, scores)

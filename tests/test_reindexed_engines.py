@@ -1,5 +1,5 @@
-"""The impact-ordered engine approximate below budget 1 (exact at 1: see test_engines and the real-index test here),
-with the budget recorded in the manifest by `lsr reindex`."""
+"""Engines built by `lsr reindex` from a real index: impact-ordered (approximate below budget 1, exact at 1) and
+sharded search like the memory engine; their settings are recorded in the manifest."""
 
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ def test_reindexed_real_index_searches_like_the_memory_engine(small_index, small
     assert 0.5 < np.mean(overlap) <= 1.0
     with pytest.raises(IndexFolderError, match="takes no setting budget"):
         reindex(small_index, tmp_path / "x", "memory", settings={"budget": 0.5})
+    sharded = tmp_path / "sharded"
+    reindex(small_index, sharded, "sharded", settings={"shards": 2})
+    assert Searcher.open(sharded).search_many(queries, 10) == expected
     with pytest.raises(LsrError, match="budget must be in"):
         reindex(small_index, tmp_path / "y", "impact-ordered", settings={"budget": 2.0})
     assert not (tmp_path / "y").exists()
