@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -12,10 +14,15 @@ from lsr.retrieval.search import Hit, Searcher
 Run = dict[str, dict[str, float]]
 
 
+def keep_hits(query_id: str, ranked: Iterable[tuple[str, float]], k: int, remove_identical_ids: bool) -> dict[str, float]:
+    """The first ``k`` of ranked (doc id, score) pairs; ``remove_identical_ids`` drops the query's own id
+    (BEIR's ``ignore_identical_ids``)."""
+    kept = [(doc_id, score) for doc_id, score in ranked if not (remove_identical_ids and doc_id == query_id)][:k]
+    return dict(kept)
+
+
 def run_entry(query_id: str, hits: Sequence[Hit], k: int, remove_identical_ids: bool) -> dict[str, float]:
-    """``remove_identical_ids`` drops a hit whose doc id equals the query id (BEIR's ``ignore_identical_ids``)."""
-    kept = [hit for hit in hits if not (remove_identical_ids and hit.id == query_id)][:k]
-    return {hit.id: hit.score for hit in kept}
+    return keep_hits(query_id, ((hit.id, hit.score) for hit in hits), k, remove_identical_ids)
 
 
 def run_queries(
@@ -40,3 +47,41 @@ def run_queries(
                 run[query_id] = run_entry(query_id, hits, k, remove_identical_ids)
             bar.update(len(batch))
     return run
+
+
+@dataclass
+class TimedRun:
+    run: Run = field(default_factory=dict)
+    encode_ms: list[float] = field(default_factory=list)  # per query, in run order
+    retrieve_ms: list[float] = field(default_factory=list)
+
+
+def run_queries_timed(
+    searcher: Searcher,
+    queries: dict[str, str],
+    encoders: Sequence,
+    *,
+    k: int = 1000,
+    remove_identical_ids: bool = True,
+    mode: str | None = None,
+    progress: bool | None = None,
+    desc: str = "searching",
+) -> TimedRun:
+    """One query per call, as a user's request arrives; each call's time is split into the time ``encoders``
+    (the searcher's :class:`~lsr.eval.efficiency.TimedEncoder` wrappers) spent encoding and the rest (retrieval)."""
+    depth = k + 1 if remove_identical_ids else k
+    first = next(iter(queries.values()))
+    searcher.search_many([first], depth, mode=mode)  # warm-up: compiled code and caches, not a user's latency
+    for encoder in encoders:
+        encoder.take()
+        encoder.outputs.clear()
+    timed = TimedRun()
+    for query_id, text in tqdm(queries.items(), unit="query", desc=desc, disable=None if progress is None else not progress):
+        started = time.perf_counter()
+        hits = searcher.search_many([text], depth, mode=mode)[0]
+        total = time.perf_counter() - started
+        encoding = sum(encoder.take() for encoder in encoders)
+        timed.run[query_id] = run_entry(query_id, hits, k, remove_identical_ids)
+        timed.encode_ms.append(encoding * 1000)
+        timed.retrieve_ms.append((total - encoding) * 1000)
+    return timed
