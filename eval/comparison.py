@@ -12,7 +12,7 @@ from lsr.datasets import EvaluationSet, read_corpus, read_evaluation_set, read_q
 from lsr.errors import LsrError
 from lsr.eval.efficiency import Efficiency, TimedEncoder, index_efficiency
 from lsr.eval.metrics import Scores, parse_measures, score_run
-from lsr.eval.runner import Run, run_queries_timed
+from lsr.eval.runner import Run, run_queries, time_queries
 from lsr.eval.significance import PairedTest, compare_to_baseline
 from lsr.eval.systems import INDEX, SystemSpec, cut_run, file_sha256, read_run_file
 from lsr.indexer.index_folder import IndexFolder
@@ -51,6 +51,7 @@ class Comparison:
     k: int
     remove_identical_ids: bool
     seed: int
+    latency_queries: int  # the first this many queries of each dataset are also timed one per call
     datasets: list[DatasetResult] = field(default_factory=list)
 
 
@@ -79,29 +80,28 @@ def _evaluate_index(
     sparse = TimedEncoder(opened.encoder)
     dense = TimedEncoder(opened.dense_encoder) if opened.dense_encoder is not None else None
     searcher = Searcher(opened.index, sparse, dense)
-    timed = run_queries_timed(
-        searcher,
-        evaluation.queries,
-        [encoder for encoder in (sparse, dense) if encoder is not None],
-        k=comparison.k,
-        remove_identical_ids=comparison.remove_identical_ids,
-        mode=mode,
+    run = run_queries(
+        searcher, evaluation.queries, k=comparison.k, remove_identical_ids=comparison.remove_identical_ids, mode=mode,
         progress=progress,
-        desc=f"{dataset} · {system.name}",
+        desc=f"{dataset} · {system.name}: searching",
     )
     manifest = opened.index.manifest
     sparse_queries = manifest.quantization.quantize(sp.vstack(sparse.outputs, format="csr")) if sparse.outputs else None
+    sample = list(evaluation.queries.values())[: comparison.latency_queries]
+    depth = comparison.k + 1 if comparison.remove_identical_ids else comparison.k
+    timed = [encoder for encoder in (sparse, dense) if encoder is not None]
+    latencies = time_queries(searcher, sample, timed, depth=depth, mode=mode, progress=progress, desc=f"{dataset} · {system.name}: timing")
     efficiency = index_efficiency(
         opened.index,
         mode,
         sparse_queries=sparse_queries,
         dense_dim=dense.dim if dense is not None else None,
-        encode_ms=timed.encode_ms,
-        retrieve_ms=timed.retrieve_ms,
+        encode_ms=latencies.encode_ms,
+        retrieve_ms=latencies.retrieve_ms,
     )
     provenance = {"manifest": manifest.to_dict(), "fusion": opened.default_fusion.to_dict() if mode == "hybrid" else None}
-    scores = score_run(evaluation.qrels, timed.run, comparison.measures)
-    return SystemResult(system.name, INDEX, str(path), mode, timed.run, scores, efficiency, provenance)
+    scores = score_run(evaluation.qrels, run, comparison.measures)
+    return SystemResult(system.name, INDEX, str(path), mode, run, scores, efficiency, provenance)
 
 
 def run_comparison(
@@ -114,11 +114,12 @@ def run_comparison(
     k: int = 1000,
     remove_identical_ids: bool = True,
     seed: int = 0,
+    latency_queries: int = 100,
     progress: bool | None = None,
 ) -> Comparison:
     """Checks every input (datasets, systems' paths, run files, index corpora) before the first query runs."""
     parse_measures(measures)
-    comparison = Comparison(systems, baseline, list(measures), split, k, remove_identical_ids, seed)
+    comparison = Comparison(systems, baseline, list(measures), split, k, remove_identical_ids, seed, latency_queries)
     prepared = []
     for name, folder in zip(dataset_names(datasets), datasets, strict=True):
         evaluation = read_evaluation_set(folder, split)

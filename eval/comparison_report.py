@@ -148,8 +148,9 @@ def settings_lines(comparison: Comparison) -> list[str]:
         "compared on each dataset and measure. W/T/L: queries where the system is better / equal / worse than the baseline.",
         "Efficiency: terms = non-zero quantized weights; FLOPS = expected multiplications per query-document pair "
         "(SPLADE papers; a dense side adds its dimension); postings = posting entries an exhaustive traversal of the "
-        "query's terms visits; latency = one query per call, encoding and the rest (retrieval) timed separately on "
-        "this machine; – = does not apply or was not recorded.",
+        "query's terms visits; latency = the first "
+        f"{comparison.latency_queries} queries of each dataset, one query per call after one warm-up call, encoding and "
+        "the rest (retrieval) timed separately; – = does not apply or was not recorded.",
     ]
 
 
@@ -227,6 +228,7 @@ def report_data(comparison: Comparison, command: str, versions: dict[str, str]) 
         "settings": {
             "baseline": comparison.baseline, "measures": comparison.measures, "split": comparison.split, "k": comparison.k,
             "remove_identical_ids": comparison.remove_identical_ids, "seed": comparison.seed, "permutations": PERMUTATIONS,
+            "latency_queries": comparison.latency_queries,
             "systems": [{"name": s.name, "path": s.template, "mode": s.mode} for s in comparison.systems],
         },  # fmt: skip
         "datasets": [

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display, no GUI toolkit
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from lsr.eval.comparison import Comparison  # noqa: E402
 
@@ -48,6 +49,7 @@ def effectiveness_vs_flops(comparison: Comparison, measure: str) -> str | None:
                 axis.scatter(result.efficiency.flops, result.scores.aggregate[measure], s=40)
                 axis.annotate(name, (result.efficiency.flops, result.scores.aggregate[measure]), textcoords="offset points", xytext=(5, 4))
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
         axis.set_xlabel("FLOPS (multiplications per query-doc pair)")
         axis.set_ylabel(measure)
         axis.set_title(dataset.name)

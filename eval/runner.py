@@ -35,11 +35,12 @@ def run_queries(
     fusion: Fusion | None = None,
     batch_size: int = 64,
     progress: bool | None = None,
+    desc: str = "searching",
 ) -> Run:
     ids = list(queries)
     depth = k + 1 if remove_identical_ids else k  # keep k hits after dropping the query's own doc
     run: Run = {}
-    with tqdm(total=len(ids), unit="query", desc="searching", disable=None if progress is None else not progress) as bar:
+    with tqdm(total=len(ids), unit="query", desc=desc, disable=None if progress is None else not progress) as bar:
         for start in range(0, len(ids), batch_size):
             batch = ids[start : start + batch_size]
             results = searcher.search_many([queries[q] for q in batch], depth, mode=mode, fusion=fusion)
@@ -50,38 +51,28 @@ def run_queries(
 
 
 @dataclass
-class TimedRun:
-    run: Run = field(default_factory=dict)
-    encode_ms: list[float] = field(default_factory=list)  # per query, in run order
-    retrieve_ms: list[float] = field(default_factory=list)
+class Latencies:
+    encode_ms: list[float] = field(default_factory=list)  # per query
+    retrieve_ms: list[float] = field(default_factory=list)  # the rest of each call: quantization, engine, fusion, hits
 
 
-def run_queries_timed(
-    searcher: Searcher,
-    queries: dict[str, str],
-    encoders: Sequence,
-    *,
-    k: int = 1000,
-    remove_identical_ids: bool = True,
-    mode: str | None = None,
-    progress: bool | None = None,
-    desc: str = "searching",
-) -> TimedRun:
+def time_queries(
+    searcher: Searcher, texts: Sequence[str], encoders: Sequence, *, depth: int, mode: str | None = None, progress: bool | None = None,
+    desc: str = "timing",
+) -> Latencies:
     """One query per call, as a user's request arrives; each call's time is split into the time ``encoders``
-    (the searcher's :class:`~lsr.eval.efficiency.TimedEncoder` wrappers) spent encoding and the rest (retrieval)."""
-    depth = k + 1 if remove_identical_ids else k
-    first = next(iter(queries.values()))
-    searcher.search_many([first], depth, mode=mode)  # warm-up: compiled code and caches, not a user's latency
+    (the searcher's :class:`~lsr.eval.efficiency.TimedEncoder` wrappers) spent encoding and the rest."""
+    latencies = Latencies()
+    if not texts:
+        return latencies
+    searcher.search_many([texts[0]], depth, mode=mode)  # warm-up: compiled code and caches, not a user's latency
     for encoder in encoders:
         encoder.take()
-        encoder.outputs.clear()
-    timed = TimedRun()
-    for query_id, text in tqdm(queries.items(), unit="query", desc=desc, disable=None if progress is None else not progress):
+    for text in tqdm(texts, unit="query", desc=desc, disable=None if progress is None else not progress):
         started = time.perf_counter()
-        hits = searcher.search_many([text], depth, mode=mode)[0]
+        searcher.search_many([text], depth, mode=mode)
         total = time.perf_counter() - started
         encoding = sum(encoder.take() for encoder in encoders)
-        timed.run[query_id] = run_entry(query_id, hits, k, remove_identical_ids)
-        timed.encode_ms.append(encoding * 1000)
-        timed.retrieve_ms.append((total - encoding) * 1000)
-    return timed
+        latencies.encode_ms.append(encoding * 1000)
+        latencies.retrieve_ms.append((total - encoding) * 1000)
+    return latencies

@@ -268,6 +268,9 @@ def report(
     measures: Annotated[list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable; the first is the headline.")] = None,
     keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the randomization test.")] = 0,
+    latency_queries: Annotated[
+        int, typer.Option(min=0, help="Time the first N queries of each dataset one per call (latency p50/p99).")
+    ] = 100,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder.")] = False,
 ) -> None:
     """Compare systems on datasets: effectiveness, significance against a baseline, efficiency; HTML + Markdown + runs."""
@@ -290,6 +293,7 @@ def report(
         k=k,
         remove_identical_ids=not keep_identical_ids,
         seed=seed,
+        latency_queries=latency_queries,
     )
     paths = write_comparison_report(comparison, out, shlex.join(["lsr", *sys.argv[1:]]), overwrite=overwrite)
     summary = summary_table(comparison)

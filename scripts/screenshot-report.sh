@@ -11,6 +11,6 @@ browser=$(command -v chromium || command -v chromium-browser || command -v googl
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 "$browser" --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
-    --disable-sync --no-first-run --disable-extensions --hide-scrollbars --user-data-dir="$profile" \
+    --disable-sync --no-first-run --disable-extensions --hide-scrollbars --virtual-time-budget=10000 --user-data-dir="$profile" \
     --window-size="${size/x/,}" --screenshot="$png" "file://$html" >/dev/null 2>&1
 [ -s "$png" ] || { echo "error: chromium wrote no screenshot to $png" >&2; exit 1; }

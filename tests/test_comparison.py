@@ -128,7 +128,7 @@ def report_inputs(tmp_path_factory, small_dataset, small_hybrid_index, small_ind
 
 def report_command(root: Path, dataset: Path, out: Path, *extra: str) -> list[str]:
     systems = [f"sparse={root}/{{dataset}}:sparse", f"dense={root}/{{dataset}}:dense", f"hybrid={root}/{{dataset}}", f"run={root}/{{dataset}}.trec"]
-    return ["report", *(arg for s in systems for arg in ("--system", s)), "--dataset", str(dataset), "-o", str(out), "-k", "100", *extra]
+    return ["report", *(arg for s in systems for arg in ("--system", s)), "--dataset", str(dataset), "-o", str(out), "-k", "100", "--latency-queries", "5", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_report_contents(report_folder, small_dataset):
     sparse, dense, hybrid = (systems[n]["efficiency"] for n in ("sparse", "dense", "hybrid"))
     assert sparse["query_terms"] > 0 and sparse["flops"] > 0 and dense["query_terms"] is None
     assert dense["flops"] == 384 and hybrid["flops"] == pytest.approx(sparse["flops"] + 384)
-    assert len(sparse["encode_ms"]) == data["datasets"][0]["judged_queries"]
+    assert len(sparse["encode_ms"]) == 5 and min(sparse["encode_ms"]) > 0 and min(hybrid["retrieve_ms"]) > 0
     assert sparse["docs_per_second"] > 0  # the fixture's index records its indexing time
     assert set(data["datasets"][0]["significance"]["nDCG@10"]) == {"sparse", "dense", "hybrid"}
 
@@ -189,7 +189,7 @@ def test_rerunning_gives_the_same_runs_and_statistics(report_folder, report_inpu
 def test_report_errors_come_before_any_search(report_inputs, small_dataset, cranfield, tmp_path):
     runner = CliRunner()
     # The index and run file belong to the 120-document subset, not to the full Cranfield corpus.
-    result = runner.invoke(app, ["report", "-s", f"x={report_inputs}/{small_dataset.name}", "-d", str(cranfield), "-o", str(tmp_path / "r")])
+    result = runner.invoke(app, ["report", "-s", f"x={report_inputs}/{{dataset}}", "-d", str(cranfield), "-o", str(tmp_path / "r")])
     assert isinstance(result.exception, LsrError)
     assert "has nothing for dataset 'cranfield'" in str(result.exception)
     shutil.copytree(report_inputs / small_dataset.name, tmp_path / "cranfield")
@@ -212,5 +212,5 @@ def test_html_report_is_self_contained_and_renders_with_its_plots(report_folder,
     subprocess.run([str(REPO / "scripts" / "screenshot-report.sh"), str(report_folder / "report.html"), str(png)], check=True, timeout=120)
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
     assert (pixels.min(axis=1) < 200).mean() > 0.01  # not blank: text and tables drawn
-    matplotlib_blue = np.array([0x1F, 0x77, 0xB4])  # the first series' colour: only the plots use it
-    assert (np.abs(pixels - matplotlib_blue).sum(axis=1) < 30).sum() > 200
+    coloured = pixels.max(axis=1) - pixels.min(axis=1) > 60  # text and tables are grey: colour comes from the plots
+    assert coloured.sum() > 500
