@@ -274,6 +274,11 @@ def report(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder.")] = False,
 ) -> None:
     """Compare systems on datasets: effectiveness, significance against a baseline, efficiency; HTML + Markdown + runs."""
+    try:
+        import matplotlib  # noqa: F401
+        import statsmodels  # noqa: F401
+    except ImportError as exc:
+        raise LsrError(f"`lsr report` needs the report extra: pip install -e '.[report]' ({exc})") from exc
     from lsr.eval import DEFAULT_MEASURES
     from lsr.eval.comparison import run_comparison
     from lsr.eval.comparison_report import summary_table, write_comparison_report

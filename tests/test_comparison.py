@@ -214,3 +214,20 @@ def test_html_report_is_self_contained_and_renders_with_its_plots(report_folder,
     assert (pixels.min(axis=1) < 200).mean() > 0.01  # not blank: text and tables drawn
     coloured = pixels.max(axis=1) - pixels.min(axis=1) > 60  # text and tables are grey: colour comes from the plots
     assert coloured.sum() > 500
+
+
+def test_manifests_without_indexing_time_still_open_and_show_a_dash(small_index, tmp_path):
+    from lsr.eval.comparison_report import DASH, _efficiency_row
+    from lsr.eval.comparison import SystemResult
+    from lsr.eval.efficiency import Efficiency
+    from lsr.eval.metrics import Scores
+    from lsr.indexer import IndexFolder
+
+    old = tmp_path / "old"
+    shutil.copytree(small_index, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    assert manifest.pop("indexing_seconds") > 0
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert IndexFolder(old).manifest.indexing_seconds is None
+    result = SystemResult("x", "index", str(old), "sparse", {}, Scores({}, {}), Efficiency(index_bytes=2**20), {})
+    assert _efficiency_row("d", result)[-2:] == ["1.0", DASH]
