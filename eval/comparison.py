@@ -77,7 +77,8 @@ def _evaluate_index(
     opened = Searcher.open(path)
     mode = system.mode or opened.default_mode
     opened.check_mode(mode)
-    sparse = TimedEncoder(opened.encoder)
+    # No sparse encoder: a BM25 index, whose engine analyses the query text itself (its latency is all retrieval).
+    sparse = TimedEncoder(opened.encoder) if opened.encoder is not None else None
     dense = TimedEncoder(opened.dense_encoder) if opened.dense_encoder is not None else None
     searcher = Searcher(opened.index, sparse, dense)
     run = run_queries(
@@ -86,7 +87,7 @@ def _evaluate_index(
         desc=f"{dataset} · {system.name}: searching",
     )
     manifest = opened.index.manifest
-    sparse_queries = manifest.quantization.quantize(sp.vstack(sparse.outputs, format="csr")) if sparse.outputs else None
+    sparse_queries = manifest.quantization.quantize(sp.vstack(sparse.outputs, format="csr")) if sparse and sparse.outputs else None
     sample = list(evaluation.queries.values())[: comparison.latency_queries]
     depth = comparison.k + 1 if comparison.remove_identical_ids else comparison.k
     timed = [encoder for encoder in (sparse, dense) if encoder is not None]

@@ -131,8 +131,11 @@ def reproducibility_table(comparison: Comparison) -> Table:
                 manifest = result.provenance["manifest"]
                 encoders = [manifest["encoder"], manifest.get("dense_encoder")]
                 what = ", ".join(f"{e['name']} ({e['kind']}, {e['content_hash'][:12]})" for e in encoders if e)
-                fusion = result.provenance.get("fusion")
-                detail = f"{result.mode}; engine {manifest['engine']['name']}" + (f"; fusion {json.dumps(fusion)}" if fusion else "")
+                detail = f"{result.mode}; engine {manifest['engine']['name']}"
+                if result.provenance.get("fusion"):
+                    tuned = (manifest.get("fusion") or {}).get("tuned_on")
+                    origin = f"tuned on {tuned['split']} for {tuned['measure']}" if tuned else "default, not tuned"
+                    detail += f"; fusion {json.dumps(result.provenance['fusion'])} ({origin})"
             else:
                 what, detail = "TREC run file", f"sha256 {result.provenance['sha256'][:16]}"
             rows.append([dataset.name, name, result.path, what, detail])
@@ -148,7 +151,7 @@ def settings_lines(comparison: Comparison) -> list[str]:
         "compared on each dataset and measure. W/T/L: queries where the system is better / equal / worse than the baseline.",
         "Efficiency: terms = non-zero quantized weights; FLOPS = expected multiplications per query-document pair "
         "(SPLADE papers; a dense side adds its dimension); postings = posting entries an exhaustive traversal of the "
-        "query's terms visits; latency = the first "
+        "query's terms visits; index MiB = the whole index folder; latency = the first "
         f"{comparison.latency_queries} queries of each dataset, one query per call after one warm-up call, encoding and "
         "the rest (retrieval) timed separately; – = does not apply or was not recorded.",
     ]
@@ -172,7 +175,7 @@ def _markdown_table(table: Table) -> str:
 
 
 def markdown(comparison: Comparison, command: str, versions: dict[str, str]) -> str:
-    parts = ["# Evaluation report", "", *settings_lines(comparison), ""]
+    parts = ["# Evaluation report", ""] + [f"{line}\n" for line in settings_lines(comparison)]
     parts += [_markdown_table(t) for t in tables(comparison)]
     parts += ["## Reproducibility", "", f"Command: `{command}`", "", "Packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     parts += ["Index manifests, per-query values and latencies are in report.json; runs in runs/<dataset>/<system>.trec.", ""]

@@ -59,12 +59,12 @@ def effectiveness_vs_flops(comparison: Comparison, measure: str) -> str | None:
 
 def latency_distribution(comparison: Comparison) -> str | None:
     """One panel per dataset: box plots of per-query latency (encoding + retrieval) for each index system."""
-    if not any(r.efficiency and r.efficiency.encode_ms for d in comparison.datasets for r in d.systems.values()):
+    if not any(r.efficiency and r.efficiency.retrieve_ms for d in comparison.datasets for r in d.systems.values()):
         return None
     figure, axes = _panels(len(comparison.datasets))
     for axis, dataset in zip(axes, comparison.datasets, strict=True):
-        timed = {n: r.efficiency for n, r in dataset.systems.items() if r.efficiency and r.efficiency.encode_ms}
-        totals = [[e + r for e, r in zip(eff.encode_ms, eff.retrieve_ms, strict=True)] for eff in timed.values()]
+        timed = {n: r.efficiency for n, r in dataset.systems.items() if r.efficiency and r.efficiency.retrieve_ms}
+        totals = [[e + r for e, r in zip(eff.encode_ms or [0.0] * len(eff.retrieve_ms), eff.retrieve_ms, strict=True)] for eff in timed.values()]
         axis.boxplot(totals, tick_labels=list(timed), whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
         axis.set_yscale("log")
         axis.set_ylabel("ms per query (whiskers: p1–p99)")

@@ -73,6 +73,7 @@ def time_queries(
         searcher.search_many([text], depth, mode=mode)
         total = time.perf_counter() - started
         encoding = sum(encoder.take() for encoder in encoders)
-        latencies.encode_ms.append(encoding * 1000)
+        if encoders:  # without a query encoder there is no encoding step to report
+            latencies.encode_ms.append(encoding * 1000)
         latencies.retrieve_ms.append((total - encoding) * 1000)
     return latencies
