@@ -189,7 +189,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child, td:nth-child(2) { text-align: left; }
 th { background: #f0f0f0; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
-pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
+pre { background: #f7f7f7; padding: 0.8em; white-space: pre-wrap; font-size: 0.8em; }
 p.note { color: #555; font-size: 0.9em; max-width: 70em; }
 """
 

@@ -31,7 +31,8 @@ def _data_uri(figure) -> str:
 def _panels(count: int):
     columns = min(count, 4)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), squeeze=False)
+    size = (PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows)
+    figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, layout="constrained")  # labels never overlap
     flat = axes.ravel()
     for unused in flat[count:]:
         unused.set_visible(False)
