@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -12,10 +14,15 @@ from lsr.retrieval.search import Hit, Searcher
 Run = dict[str, dict[str, float]]
 
 
+def keep_hits(query_id: str, ranked: Iterable[tuple[str, float]], k: int, remove_identical_ids: bool) -> dict[str, float]:
+    """The first ``k`` of ranked (doc id, score) pairs; ``remove_identical_ids`` drops the query's own id
+    (BEIR's ``ignore_identical_ids``)."""
+    kept = [(doc_id, score) for doc_id, score in ranked if not (remove_identical_ids and doc_id == query_id)][:k]
+    return dict(kept)
+
+
 def run_entry(query_id: str, hits: Sequence[Hit], k: int, remove_identical_ids: bool) -> dict[str, float]:
-    """``remove_identical_ids`` drops a hit whose doc id equals the query id (BEIR's ``ignore_identical_ids``)."""
-    kept = [hit for hit in hits if not (remove_identical_ids and hit.id == query_id)][:k]
-    return {hit.id: hit.score for hit in kept}
+    return keep_hits(query_id, ((hit.id, hit.score) for hit in hits), k, remove_identical_ids)
 
 
 def run_queries(
@@ -28,11 +35,12 @@ def run_queries(
     fusion: Fusion | None = None,
     batch_size: int = 64,
     progress: bool | None = None,
+    desc: str = "searching",
 ) -> Run:
     ids = list(queries)
     depth = k + 1 if remove_identical_ids else k  # keep k hits after dropping the query's own doc
     run: Run = {}
-    with tqdm(total=len(ids), unit="query", desc="searching", disable=None if progress is None else not progress) as bar:
+    with tqdm(total=len(ids), unit="query", desc=desc, disable=None if progress is None else not progress) as bar:
         for start in range(0, len(ids), batch_size):
             batch = ids[start : start + batch_size]
             results = searcher.search_many([queries[q] for q in batch], depth, mode=mode, fusion=fusion)
@@ -40,3 +48,32 @@ def run_queries(
                 run[query_id] = run_entry(query_id, hits, k, remove_identical_ids)
             bar.update(len(batch))
     return run
+
+
+@dataclass
+class Latencies:
+    encode_ms: list[float] = field(default_factory=list)  # per query
+    retrieve_ms: list[float] = field(default_factory=list)  # the rest of each call: quantization, engine, fusion, hits
+
+
+def time_queries(
+    searcher: Searcher, texts: Sequence[str], encoders: Sequence, *, depth: int, mode: str | None = None, progress: bool | None = None,
+    desc: str = "timing",
+) -> Latencies:
+    """One query per call, as a user's request arrives; each call's time is split into the time ``encoders``
+    (the searcher's :class:`~lsr.eval.efficiency.TimedEncoder` wrappers) spent encoding and the rest."""
+    latencies = Latencies()
+    if not texts:
+        return latencies
+    searcher.search_many([texts[0]], depth, mode=mode)  # warm-up: compiled code and caches, not a user's latency
+    for encoder in encoders:
+        encoder.take()
+    for text in tqdm(texts, unit="query", desc=desc, disable=None if progress is None else not progress):
+        started = time.perf_counter()
+        searcher.search_many([text], depth, mode=mode)
+        total = time.perf_counter() - started
+        encoding = sum(encoder.take() for encoder in encoders)
+        if encoders:  # without a query encoder there is no encoding step to report
+            latencies.encode_ms.append(encoding * 1000)
+        latencies.retrieve_ms.append((total - encoding) * 1000)
+    return latencies

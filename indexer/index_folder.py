@@ -47,6 +47,8 @@ class Manifest:
     dense_index: DenseIndexSettings = DenseIndexSettings()
     fusion: dict | None = None  # hybrid settings chosen by `lsr tune`, used by default
     engine_settings: dict = field(default_factory=dict)  # passed to the engine when it opens (e.g. a search budget)
+    # Wall time of the run that finished the index (a resumed run counts only its own part); None in older indexes.
+    indexing_seconds: float | None = None
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     lsr_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -66,6 +68,7 @@ class Manifest:
             "dense_encoder": self.dense_encoder.to_dict() if self.dense_encoder else None,
             "dense_index": self.dense_index.to_dict() if self.dense_encoder else None,
             "fusion": self.fusion,
+            "indexing_seconds": self.indexing_seconds,
         }
 
     @classmethod
@@ -82,6 +85,7 @@ class Manifest:
             dense_encoder=EncoderSpec.from_dict(data["dense_encoder"]) if data.get("dense_encoder") else None,
             dense_index=DenseIndexSettings.from_dict(data.get("dense_index")),
             fusion=data.get("fusion"),
+            indexing_seconds=data.get("indexing_seconds"),
             created_at=data["created_at"],
             lsr_version=data["lsr_version"],
             format_version=int(data["format_version"]),

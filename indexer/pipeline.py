@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,7 @@ def build_index(
     progress: bool | None = None,
 ) -> Manifest:
     """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal."""
+    started = time.perf_counter()
     out = Path(out)
     vector_engine_class(engine)  # fail on an unknown engine before hours of encoding
     if chunk_size < 1:
@@ -182,6 +184,9 @@ def build_index(
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
     write_index(staging, manifest, encoded.sparse, _docs_file_rows(corpus), encoded.dense)
+    # Rewritten once the engine is built, so the recorded time covers encoding and every index structure.
+    manifest = dataclasses.replace(manifest, indexing_seconds=round(time.perf_counter() - started, 3))
+    write_manifest(staging, manifest)
     publish(staging, out)
     shutil.rmtree(work)
     return manifest
@@ -238,6 +243,7 @@ def _docs_file_rows(corpus: Corpus) -> list[DocInfo]:
 
 def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False) -> Manifest:
     """A Lucene BM25 index of the corpus text (Pyserini's BEIR "flat" setting); nothing is encoded."""
+    started = time.perf_counter()
     out = Path(out)
     _check_target(out, overwrite)
     staging = _staging_folder(out)
@@ -253,6 +259,7 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
         dim=0,
         nnz=0,
         corpus={"path": str(corpus.path), "sha256": corpus.sha256},
+        indexing_seconds=round(time.perf_counter() - started, 3),
     )
     write_manifest(staging, manifest)
     publish(staging, out)

@@ -301,6 +301,66 @@ def compact(index_path: IndexPath) -> None:
     console.print(f"{index_path}: {pending} live updates compacted; {live.view.doc_count} documents")
 
 
+@app.command()
+def report(
+    systems: Annotated[
+        list[str],
+        typer.Option(
+            "--system",
+            "-s",
+            help="NAME=PATH[:MODE], repeatable. PATH: an index folder (MODE sparse, dense or hybrid; default: the index's) "
+            "or a TREC run file; {dataset} in PATH stands for each dataset folder's name.",
+        ),
+    ],
+    datasets: Annotated[list[Path], typer.Option("--dataset", "-d", help="Dataset folder (BEIR or MS MARCO); repeatable.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder to create.")],
+    baseline: Annotated[str | None, typer.Option(help="System the others are tested against; default: the first.")] = None,
+    split: Annotated[str, typer.Option(help="Qrels split, the same for every dataset.")] = "test",
+    k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = 1000,
+    measures: Annotated[list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable; the first is the headline.")] = None,
+    keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the randomization test.")] = 0,
+    latency_queries: Annotated[
+        int, typer.Option(min=0, help="Time the first N queries of each dataset one per call (latency p50/p99).")
+    ] = 100,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder.")] = False,
+) -> None:
+    """Compare systems on datasets: effectiveness, significance against a baseline, efficiency; HTML + Markdown + runs."""
+    try:
+        import matplotlib  # noqa: F401
+        import statsmodels  # noqa: F401
+    except ImportError as exc:
+        raise LsrError(f"`lsr report` needs the report extra: pip install -e '.[report]' ({exc})") from exc
+    from lsr.eval import DEFAULT_MEASURES
+    from lsr.eval.comparison import run_comparison
+    from lsr.eval.comparison_report import summary_table, write_comparison_report
+    from lsr.eval.systems import parse_systems
+    from lsr.retrieval.search import check_k
+
+    check_k(k)
+    specs, baseline_name = parse_systems(systems, baseline)
+    if out.exists() and not overwrite:  # before the long run, not after it
+        raise LsrError(f"{out} already exists: pass --overwrite to replace it")
+    comparison = run_comparison(
+        specs,
+        baseline_name,
+        datasets,
+        split=split,
+        measures=measures or list(DEFAULT_MEASURES),
+        k=k,
+        remove_identical_ids=not keep_identical_ids,
+        seed=seed,
+        latency_queries=latency_queries,
+    )
+    paths = write_comparison_report(comparison, out, shlex.join(["lsr", *sys.argv[1:]]), overwrite=overwrite)
+    summary = summary_table(comparison)
+    table = Table(*summary.header, title=summary.title)
+    for row in summary.rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"report: {paths['html']}, {paths['markdown']} (runs in {paths['runs']})")
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr, never a traceback."""
     try:

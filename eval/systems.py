@@ -1,0 +1,118 @@
+"""Systems to compare: an lsr index searched in one mode, or an existing TREC run file.
+
+A system is named once for all datasets: ``NAME=PATH[:MODE]``, where PATH may hold a ``{dataset}``
+placeholder (replaced by each dataset folder's name) and MODE is sparse, dense or hybrid (index default
+when left out). A folder is an lsr index; a file is a TREC run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from lsr.errors import LsrError
+from lsr.eval.runner import Run, keep_hits
+from lsr.retrieval.search import MODES
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # also a file name: runs/<dataset>/<name>.trec
+INDEX, RUN_FILE = "index", "run"
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    name: str
+    template: str  # path, possibly with {dataset}
+    mode: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SystemSpec:
+        name, separator, target = text.partition("=")
+        name, target = name.strip(), target.strip()
+        if not separator or not target:
+            raise LsrError(f"system {text!r}: expected NAME=PATH[:MODE], e.g. hybrid=indexes/{{dataset}}:hybrid")
+        if not NAME_PATTERN.fullmatch(name):
+            raise LsrError(f"system name {name!r}: use letters, digits and _ . + - (it names the run files)")
+        path, colon, suffix = target.rpartition(":")
+        if colon and "/" not in suffix and "\\" not in suffix:
+            if suffix not in MODES:
+                raise LsrError(f"system {name!r}: unknown mode {suffix!r} (one of {', '.join(MODES)})")
+            return cls(name, path, suffix)
+        return cls(name, target)
+
+    def path_for(self, dataset: str) -> Path:
+        try:
+            return Path(self.template.format(dataset=dataset))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise LsrError(f"system {self.name!r}: bad path template {self.template!r}; the only placeholder is {{dataset}}") from exc
+
+    def locate(self, dataset: str) -> tuple[str, Path]:
+        """(INDEX or RUN_FILE, path) of this system for one dataset, with a clear error when it is missing."""
+        path = self.path_for(dataset)
+        if path.is_dir():
+            return INDEX, path
+        if path.is_file():
+            if self.mode:
+                raise LsrError(f"system {self.name!r}: {path} is a run file, which has no mode (drop :{self.mode})")
+            return RUN_FILE, path
+        raise LsrError(f"system {self.name!r} has nothing for dataset {dataset!r}: {path} does not exist (from {self.template!r})")
+
+
+def parse_systems(texts: list[str], baseline: str | None) -> tuple[list[SystemSpec], str]:
+    """The systems in command-line order and the baseline's name (default: the first system)."""
+    if not texts:
+        raise LsrError("give at least one --system NAME=PATH[:MODE]")
+    systems = [SystemSpec.parse(text) for text in texts]
+    names = [system.name for system in systems]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise LsrError(f"system names must be unique: {', '.join(duplicates)} given twice")
+    baseline = baseline or names[0]
+    if baseline not in names:
+        raise LsrError(f"baseline {baseline!r} is not one of the systems ({', '.join(names)})")
+    return systems, baseline
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_run_file(path: Path, known_queries: Collection[str], known_docs: Collection[str]) -> Run:
+    """A TREC run (query-id Q0 doc-id rank score tag), checked against the dataset.
+
+    Parsed here rather than with ir_measures.read_trec_run so that every error names the file and line.
+    """
+    run: Run = {}
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            columns = line.split()
+            if len(columns) != 6:
+                raise LsrError(f"{path}:{lineno}: expected 6 columns (query-id Q0 doc-id rank score tag), got {len(columns)}")
+            query_id, _, doc_id, _, score, _ = columns
+            if query_id not in known_queries:
+                raise LsrError(f"{path}:{lineno}: query {query_id!r} is not a query of this dataset (wrong run file for it?)")
+            if doc_id not in known_docs:
+                raise LsrError(f"{path}:{lineno}: document {doc_id!r} is not in this dataset's corpus")
+            try:
+                value = float(score)
+            except ValueError as exc:
+                raise LsrError(f"{path}:{lineno}: score {score!r} is not a number") from exc
+            hits = run.setdefault(query_id, {})
+            if doc_id in hits:
+                raise LsrError(f"{path}:{lineno}: document {doc_id!r} is ranked twice for query {query_id!r}")
+            hits[doc_id] = value
+    if not run:
+        raise LsrError(f"{path}: the run file is empty")
+    return run
+
+
+def cut_run(run: Run, k: int, remove_identical_ids: bool) -> Run:
+    """The same rules as for index systems: top k by score (file order among ties), optionally without the query's own id."""
+    return {
+        query_id: keep_hits(query_id, sorted(hits.items(), key=lambda item: -item[1]), k, remove_identical_ids)
+        for query_id, hits in run.items()
+    }
