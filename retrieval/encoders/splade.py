@@ -27,6 +27,17 @@ def _is_masked_lm(config) -> bool:
     return any(arch.endswith("ForMaskedLM") for arch in (config.architectures or []))
 
 
+def splade_pool(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, vocab) MLM logits → (batch, vocab) SPLADE weights; differentiable (training uses it)."""
+    padding = attention_mask.unsqueeze(-1) == 0
+    # log1p∘ReLU is monotone with f(0) = 0, so max_i f(x_i) == f(max_i x_i) exactly; pooling first
+    # runs the activation on (batch, vocab) instead of (batch, tokens, vocab). Padding set to 0
+    # (not -inf) keeps the max ≥ 0, where ReLU would clip it anyway. In place: the logits are not
+    # needed for the backward pass of the layer that produced them.
+    pooled = logits.masked_fill_(padding, 0.0).amax(dim=1)
+    return torch.log1p(torch.relu(pooled))
+
+
 class SpladeEncoder:
     def __init__(
         self,
@@ -53,6 +64,10 @@ class SpladeEncoder:
         self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).eval()
         self.dim = int(config.vocab_size)
 
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self._encode(texts, self.spec.query_max_length)
 
@@ -65,13 +80,7 @@ class SpladeEncoder:
     def _pool(self, texts: list[str], max_length: int) -> np.ndarray:
         tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         with torch.inference_mode():
-            logits = self._model(**tokens).logits
-            padding = tokens["attention_mask"].unsqueeze(-1) == 0
-            # log1p∘ReLU is monotone with f(0) = 0, so max_i f(x_i) == f(max_i x_i) exactly; pooling first
-            # runs the activation on (batch, vocab) instead of (batch, tokens, vocab). Padding set to 0
-            # (not -inf) keeps the max ≥ 0, where ReLU would clip it anyway.
-            pooled = logits.masked_fill_(padding, 0.0).amax(dim=1)
-            return torch.log1p(torch.relu(pooled)).numpy()
+            return splade_pool(self._model(**tokens).logits, tokens["attention_mask"]).numpy()
 
     def _encode(self, texts: Sequence[str], max_length: int) -> sp.csr_matrix:
         texts = list(texts)

@@ -1,0 +1,223 @@
+"""Training experiments: FLOPS λ sweep, fine-tuned vs base splade-tiny, UHD vs SPLADE, inference-free vs SPLADE.
+
+    nice -n 10 python bench/train_experiments.py            # writes docs/training/{README.md,results.json,*.png}
+
+Every model is trained on nfcorpus train (hard negatives mined from a base splade-tiny index of nfcorpus),
+indexed with the same settings and evaluated on nfcorpus test (the fine-tuned SPLADE and its base also on
+scifact test). FLOPS is measured on the index and the test queries: Σ_j P(query uses j)·P(document has j),
+the expected number of postings a query touches per document. Models and indexes are kept under --work,
+so a rerun skips what is done (--fresh retrains everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from lsr.datasets import read_corpus, read_evaluation_set  # noqa: E402
+from lsr.eval import run_queries, score_run  # noqa: E402
+from lsr.indexer import IndexFolder, build_index  # noqa: E402
+from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder  # noqa: E402
+from lsr.retrieval.search import Searcher  # noqa: E402
+from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, train  # noqa: E402
+
+LAMBDAS = (1e-3, 1e-2, 1e-1)  # λ_d = λ_q
+UHD_VARIANTS = ((8, False), (32, False), (32, True))  # (k, binarized)
+UHD_DIM = 2048
+DOC_MAX_LENGTH = 64  # indexing: short, so that the whole set runs in well under an hour on 2 shared cores
+LATENCY_QUERIES = 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--work", type=Path, default=Path("indexes/train-experiments"))
+    parser.add_argument("--out", type=Path, default=Path("docs/training"))
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--fresh", action="store_true")
+    args = parser.parse_args()
+    if args.fresh:
+        shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    nfcorpus, scifact = args.data / "nfcorpus", args.data / "scifact"
+    base = TrainingConfig(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=1e-4, lambda_warmup_steps=args.steps // 2,
+        query_max_length=24, doc_max_length=64, seed=0,
+    )
+    results: dict = {"recipe": {**base.to_dict(), "index_doc_max_length": DOC_MAX_LENGTH, "training_dataset": "nfcorpus train"}, "systems": []}
+
+    base_index = index(args.work / "index-base-nfcorpus", nfcorpus, "splade-tiny")
+    data = load_training_data(nfcorpus, "train", max_queries=500, seed=0)
+    mine_hard_negatives(data, Searcher(IndexFolder(base_index), load_sparse_encoder("splade-tiny")), depth=50)
+    results["training_queries"] = len(data.queries)
+
+    systems = [("splade-tiny (base)", "base", "splade-tiny", None)]
+    systems += [(f"SPLADE λ={lam:g}", "sweep", None, replace(base, lambda_d=lam, lambda_q=lam)) for lam in LAMBDAS]
+    for k, binarized in UHD_VARIANTS:
+        uhd = Architecture(arch="uhd", uhd=UhdSettings(dim=UHD_DIM, k=k, binarized=binarized))
+        label = f"UHD k={k}{' binarized' if binarized else ''}"
+        systems.append((label, "uhd", None, replace(base, architecture=uhd, lambda_d=0.0, lambda_q=0.0)))
+    inference_free = replace(base, architecture=Architecture(query_encoder="bow", idf=True), lambda_d=LAMBDAS[0])
+    systems.append(("inference-free SPLADE (IDF bag of words)", "inference-free", None, inference_free))
+
+    for label, group, model, config in systems:
+        entry = {"system": label, "group": group}
+        if config is not None:
+            model_folder = args.work / f"model-{slug(label)}"
+            if not (model_folder / "training.json").is_file():
+                print(f"training {label} …", flush=True)
+                train(config, data, model_folder, overwrite=True, on_log=progress)
+            summary = json.loads((model_folder / "training.json").read_text())
+            entry["train_seconds"] = summary["wall_seconds"]
+            entry["last_step"] = summary["last_step"]
+            model = str(model_folder)
+        entry["model"] = model
+        entry["nfcorpus"] = evaluate(index(args.work / f"index-{slug(label)}-nfcorpus", nfcorpus, model), nfcorpus)
+        print(label, entry["nfcorpus"], flush=True)
+        results["systems"].append(entry)
+        write(results, args.out)  # after every system: an interrupted run still leaves a report
+
+    finetuned = next(e for e in results["systems"] if e["group"] == "sweep")
+    for entry in (results["systems"][0], finetuned):
+        entry["scifact"] = evaluate(index(args.work / f"index-{slug(entry['system'])}-scifact", scifact, entry["model"]), scifact)
+        print(entry["system"], "scifact", entry["scifact"], flush=True)
+        write(results, args.out)
+
+    latency_systems = [results["systems"][0], finetuned, next(e for e in results["systems"] if e["group"] == "inference-free")]
+    results["latency"] = latency(args.work, nfcorpus, latency_systems)
+    write(results, args.out)
+    print(f"wrote {args.out}/README.md, results.json and plots")
+
+
+def write(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, out)
+    (out / "README.md").write_text(report(results))
+
+
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in ".=" else "-" for c in label.lower()).strip("-")
+
+
+def progress(entry: dict) -> None:
+    if entry["step"] % 10 == 0:
+        print(f"  step {entry['step']}: loss {entry['loss']:.3f} (ranking {entry['ranking_loss']:.3f}), "
+              f"terms q/d {entry['active_terms_query']}/{entry['active_terms_document']}, {entry['seconds']}s", flush=True)
+
+
+def index(folder: Path, dataset: Path, model: str) -> Path:
+    if not (folder / "manifest.json").is_file():
+        started = time.perf_counter()
+        encoder = load_sparse_encoder(model, doc_max_length=DOC_MAX_LENGTH, query_max_length=32)
+        build_index(read_corpus(dataset), encoder, folder, overwrite=True, progress=False)
+        print(f"indexed {dataset.name} with {model} in {time.perf_counter() - started:.0f}s", flush=True)
+    return folder
+
+
+def evaluate(folder: Path, dataset: Path) -> dict:
+    searcher = Searcher.open(folder)
+    evaluation = read_evaluation_set(dataset, "test")
+    run = run_queries(searcher, evaluation.queries, k=100, progress=False)
+    scores = score_run(evaluation.qrels, run, ["nDCG@10", "R@100"])
+    documents = searcher.index.vectors > 0
+    queries = searcher.encoder.encode_queries(list(evaluation.queries.values())) > 0
+    document_share = np.asarray(documents.mean(axis=0)).ravel()
+    query_share = np.asarray(queries.mean(axis=0)).ravel()
+    return {
+        **{name: round(value, 4) for name, value in scores.aggregate.items()},
+        "flops": round(float(query_share @ document_share), 3),
+        "terms_per_document": round(documents.nnz / documents.shape[0], 1),
+        "terms_per_query": round(queries.nnz / queries.shape[0], 1),
+    }
+
+
+def latency(work: Path, dataset: Path, systems: list[dict]) -> dict:
+    """Per-query search time (query encoding included), systems interleaved query by query, median over queries."""
+    queries = list(read_evaluation_set(dataset, "test").queries.values())[:LATENCY_QUERIES]
+    searchers = {e["system"]: Searcher.open(work / f"index-{slug(e['system'])}-nfcorpus") for e in systems}
+    times: dict[str, list[float]] = {name: [] for name in searchers}
+    for query in queries:
+        for name, searcher in searchers.items():
+            started = time.perf_counter()
+            searcher.search(query, 10, mode="sparse")
+            times[name].append(time.perf_counter() - started)
+    reference = statistics.median(times[systems[0]["system"]])
+    return {
+        name: {"median_ms": round(statistics.median(values) * 1000, 2), "vs_base": round(statistics.median(values) / reference, 3)}
+        for name, values in times.items()
+    }
+
+
+def plot(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    markers = {"base": "*", "sweep": "o", "uhd": "s", "inference-free": "^"}
+    for entry in results["systems"]:
+        point = entry["nfcorpus"]
+        axis.scatter(point["flops"], point["nDCG@10"], marker=markers[entry["group"]], s=80)
+        axis.annotate(entry["system"], (point["flops"], point["nDCG@10"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    sweep = sorted((e["nfcorpus"]["flops"], e["nfcorpus"]["nDCG@10"]) for e in results["systems"] if e["group"] == "sweep")
+    if sweep:
+        axis.plot(*zip(*sweep), linestyle="--", color="grey", linewidth=1)
+    axis.set_xscale("log")
+    axis.set_xlabel("FLOPS (expected postings touched per query–document pair, log)")
+    axis.set_ylabel("nDCG@10, nfcorpus test")
+    axis.set_title("Effectiveness vs efficiency")
+    figure.tight_layout()
+    figure.savefig(out / "ndcg_vs_flops.png", dpi=120)
+    plt.close(figure)
+
+
+def report(results: dict) -> str:
+    recipe = results["recipe"]
+    lines = [
+        "# Training experiments",
+        "",
+        "Reproduce: `HF_HUB_OFFLINE=1 nice -n 10 python bench/train_experiments.py` (writes this folder).",
+        "",
+        f"Recipe (every trained model): {recipe['steps']} steps, batch {recipe['batch_size']} queries × (1 positive + 1 mined hard "
+        f"negative) with in-batch negatives, lr {recipe['learning_rate']}, training lengths query {recipe['query_max_length']} / "
+        f"document {recipe['doc_max_length']} tokens, λ warm-up T = {recipe['lambda_warmup_steps']} steps; "
+        f"{results['training_queries']} nfcorpus train queries, negatives from a splade-tiny index (top 50 minus positives). "
+        f"All indexes use documents truncated to {recipe['index_doc_max_length']} tokens. On 2 shared CPU cores.",
+        "",
+        "FLOPS = Σ_j P(query uses term j)·P(document has term j), measured on the index and the test queries.",
+        "",
+        "![nDCG@10 vs FLOPS](ndcg_vs_flops.png)",
+        "",
+        "| system | nDCG@10 | R@100 | FLOPS | terms/doc | terms/query | train wall time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for entry in results["systems"]:
+        n = entry["nfcorpus"]
+        wall = f"{entry['train_seconds']:.0f}s" if "train_seconds" in entry else "—"
+        lines.append(f"| {entry['system']} | {n['nDCG@10']:.4f} | {n['R@100']:.4f} | {n['flops']:.3f} | {n['terms_per_document']} | {n['terms_per_query']} | {wall} |")
+    lines += ["", "## scifact test (zero-shot: trained on nfcorpus)", "", "| system | nDCG@10 | R@100 |", "|---|---:|---:|"]
+    for entry in results["systems"]:
+        if "scifact" in entry:
+            lines.append(f"| {entry['system']} | {entry['scifact']['nDCG@10']:.4f} | {entry['scifact']['R@100']:.4f} |")
+    lines += ["", "## Query latency on nfcorpus (query encoding + sparse search, k=10, median over "
+              f"{LATENCY_QUERIES} queries, interleaved)", "", "| system | median ms | × base |", "|---|---:|---:|"]
+    for name, value in results.get("latency", {}).items():
+        lines.append(f"| {name} | {value['median_ms']} | {value['vs_base']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
