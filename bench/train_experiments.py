@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--only", nargs="*", help="run just these systems (slugs, e.g. uhd-k=8); for splitting the work over processes")
     args = parser.parse_args()
     if args.fresh:
         shutil.rmtree(args.work, ignore_errors=True)
@@ -57,12 +58,13 @@ def main() -> None:
     )
     results: dict = {"recipe": {**base.to_dict(), "index_doc_max_length": DOC_MAX_LENGTH, "training_dataset": "nfcorpus train"}, "systems": []}
 
-    base_index = index(args.work / "index-base-nfcorpus", nfcorpus, "splade-tiny")
+    base_label = "splade-tiny (base)"
+    base_index = index(args.work / f"index-{slug(base_label)}-nfcorpus", nfcorpus, "splade-tiny")  # also its eval index
     data = load_training_data(nfcorpus, "train", max_queries=500, seed=0)
     mine_hard_negatives(data, Searcher(IndexFolder(base_index), load_sparse_encoder("splade-tiny")), depth=50)
     results["training_queries"] = len(data.queries)
 
-    systems = [("splade-tiny (base)", "base", "splade-tiny", None)]
+    systems = [(base_label, "base", "splade-tiny", None)]
     systems += [(f"SPLADE λ={lam:g}", "sweep", None, replace(base, lambda_d=lam, lambda_q=lam)) for lam in LAMBDAS]
     for k, binarized in UHD_VARIANTS:
         uhd = Architecture(arch="uhd", uhd=UhdSettings(dim=UHD_DIM, k=k, binarized=binarized))
@@ -71,6 +73,8 @@ def main() -> None:
     inference_free = replace(base, architecture=Architecture(query_encoder="bow", idf=True), lambda_d=LAMBDAS[0])
     systems.append(("inference-free SPLADE (IDF bag of words)", "inference-free", None, inference_free))
 
+    if args.only:
+        systems = [system for system in systems if slug(system[0]) in args.only]
     for label, group, model, config in systems:
         entry = {"system": label, "group": group}
         if config is not None:
@@ -83,20 +87,22 @@ def main() -> None:
             entry["last_step"] = summary["last_step"]
             model = str(model_folder)
         entry["model"] = model
-        entry["nfcorpus"] = evaluate(index(args.work / f"index-{slug(label)}-nfcorpus", nfcorpus, model), nfcorpus)
+        entry["nfcorpus"] = evaluate(index(args.work / f"index-{slug(label)}-nfcorpus", nfcorpus, model), nfcorpus, args.work)
         print(label, entry["nfcorpus"], flush=True)
         results["systems"].append(entry)
         write(results, args.out)  # after every system: an interrupted run still leaves a report
 
+    if args.only:
+        return
     finetuned = next(e for e in results["systems"] if e["group"] == "sweep")
-    for entry in (results["systems"][0], finetuned):
-        entry["scifact"] = evaluate(index(args.work / f"index-{slug(entry['system'])}-scifact", scifact, entry["model"]), scifact)
-        print(entry["system"], "scifact", entry["scifact"], flush=True)
-        write(results, args.out)
-
     latency_systems = [results["systems"][0], finetuned, next(e for e in results["systems"] if e["group"] == "inference-free")]
     results["latency"] = latency(args.work, nfcorpus, latency_systems)
     write(results, args.out)
+
+    for entry in (results["systems"][0], finetuned):
+        entry["scifact"] = evaluate(index(args.work / f"index-{slug(entry['system'])}-scifact", scifact, entry["model"]), scifact, args.work)
+        print(entry["system"], "scifact", entry["scifact"], flush=True)
+        write(results, args.out)
     print(f"wrote {args.out}/README.md, results.json and plots")
 
 
@@ -126,7 +132,11 @@ def index(folder: Path, dataset: Path, model: str) -> Path:
     return folder
 
 
-def evaluate(folder: Path, dataset: Path) -> dict:
+def evaluate(folder: Path, dataset: Path, work: Path) -> dict:
+    """Measures of an index on a dataset's test split, kept in ``work`` so reruns only collect them."""
+    cached = work / f"eval-{folder.name}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
     searcher = Searcher.open(folder)
     evaluation = read_evaluation_set(dataset, "test")
     run = run_queries(searcher, evaluation.queries, k=100, progress=False)
@@ -135,12 +145,14 @@ def evaluate(folder: Path, dataset: Path) -> dict:
     queries = searcher.encoder.encode_queries(list(evaluation.queries.values())) > 0
     document_share = np.asarray(documents.mean(axis=0)).ravel()
     query_share = np.asarray(queries.mean(axis=0)).ravel()
-    return {
+    measured = {
         **{name: round(value, 4) for name, value in scores.aggregate.items()},
         "flops": round(float(query_share @ document_share), 3),
         "terms_per_document": round(documents.nnz / documents.shape[0], 1),
         "terms_per_query": round(queries.nnz / queries.shape[0], 1),
     }
+    cached.write_text(json.dumps(measured) + "\n")
+    return measured
 
 
 def latency(work: Path, dataset: Path, systems: list[dict]) -> dict:

@@ -187,3 +187,20 @@ def test_inference_free_model_with_distillation(tmp_path, nfcorpus_pairs, small_
     build_index(read_corpus(small_dataset), encoder, tmp_path / "index", progress=False)
     hits = Searcher.open(tmp_path / "index").search("pressure distribution on a wing", 5)
     assert len(hits) == 5 and hits[0].score >= hits[-1].score > 0
+
+
+def test_train_command_refuses_bad_settings_in_one_line(tmp_path):
+    from conftest import shared_dataset
+
+    result = lsr("train", str(shared_dataset("nfcorpus")), "--out", str(tmp_path / "m"), "--arch", "uhd", "--uhd-dim", "16", "--uhd-k", "32")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: UHD k must be between 1 and the dimension 16, got 32"
+    assert not (tmp_path / "m").exists()
+
+
+def test_training_never_overwrites_a_folder_it_did_not_write(tmp_path, nfcorpus_pairs):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(LsrError, match="not a model folder written by `lsr train`"):
+        train(TrainingConfig(steps=1, batch_size=4), nfcorpus_pairs, tmp_path / "precious", overwrite=True)
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"

@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, get_li
 from transformers.utils import logging as transformers_logging
 
 from lsr.errors import EncoderError, LsrError
-from lsr.retrieval.encoders.arch import Architecture, write_architecture
+from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architecture
 from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.registry import resolve_model
 from lsr.retrieval.encoders.splade import splade_pool
@@ -57,9 +57,8 @@ class TrainingConfig:
         for name in ("steps", "batch_size", "query_max_length", "doc_max_length"):
             if getattr(self, name) < 1:
                 raise LsrError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
-        for name in ("learning_rate",):
-            if not getattr(self, name) > 0:
-                raise LsrError(f"learning rate must be positive, got {self.learning_rate}")
+        if not self.learning_rate > 0:
+            raise LsrError(f"learning rate must be positive, got {self.learning_rate}")
         for name in ("lambda_d", "lambda_q", "l1_q", "distillation_weight", "lambda_warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise LsrError(f"{name.replace('_', ' ')} must not be negative, got {getattr(self, name)}")
@@ -139,7 +138,9 @@ def _teacher_scores(batch: Batch, teacher: Run) -> tuple[torch.Tensor, torch.Ten
     return torch.tensor(rows, dtype=torch.float32), torch.tensor(known)
 
 
-def _step_log(step, parts, queries, documents, lambda_d, lambda_q, started) -> dict:
+def _step_log(
+    step: int, parts: dict[str, torch.Tensor], queries: torch.Tensor, documents: torch.Tensor, lambda_d: float, lambda_q: float, started: float
+) -> dict:
     query_active, document_active = queries > 0, documents > 0
     return {
         "step": step,
@@ -168,6 +169,8 @@ def train(
         raise LsrError("distillation needs both a method (marginmse or kl) and a teacher run")
     if out.exists() and not overwrite:
         raise LsrError(f"{out} already exists: pass --overwrite to replace it")
+    if out.exists() and not (out / ARCH_FILE).is_file() and any(out.iterdir()):
+        raise LsrError(f"{out} is not a model folder written by `lsr train`; refusing to overwrite it")
     staging = out.with_name(f"{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
