@@ -23,7 +23,7 @@ DEFAULT_QUERY_MAX_LENGTH = 64
 DEFAULT_DOC_MAX_LENGTH = 256
 
 
-def _is_masked_lm(config) -> bool:
+def is_masked_lm(config) -> bool:
     return any(arch.endswith("ForMaskedLM") for arch in (config.architectures or []))
 
 
@@ -49,7 +49,7 @@ class SpladeEncoder:
     ) -> None:
         resolved = resolve_model(model)
         config = AutoConfig.from_pretrained(resolved.path)
-        if not _is_masked_lm(config):
+        if not is_masked_lm(config):
             raise EncoderError(f"encoder {model!r} is not a masked language model, so it cannot be a SPLADE encoder")
         limit = getattr(config, "max_position_embeddings", 512)
         for label, length in (("query", query_max_length), ("document", doc_max_length)):

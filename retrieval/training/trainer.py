@@ -26,7 +26,7 @@ from lsr.errors import EncoderError, LsrError
 from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architecture
 from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.registry import resolve_model
-from lsr.retrieval.encoders.splade import splade_pool
+from lsr.retrieval.encoders.splade import is_masked_lm, splade_pool
 from lsr.retrieval.encoders.uhd import UhdModel
 from lsr.retrieval.training import losses
 from lsr.retrieval.training.data import Batch, Run, TrainingData
@@ -82,7 +82,7 @@ class Student:
             self.model = UhdModel.from_backbone(path, architecture.uhd)
             self.dim = self.model.head.dim
         else:
-            if not any(arch.endswith("ForMaskedLM") for arch in AutoConfig.from_pretrained(path).architectures or []):
+            if not is_masked_lm(AutoConfig.from_pretrained(path)):
                 raise EncoderError(f"{config.base!r} is not a masked language model, so SPLADE cannot start from it")
             self.model = AutoModelForMaskedLM.from_pretrained(path)
             self.dim = int(self.model.config.vocab_size)
