@@ -189,12 +189,11 @@ def plot(results: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    figure, axis = plt.subplots(figsize=(7, 5.5))
     markers = {"base": "*", "sweep": "o", "fine-tuned": "D", "uhd": "s", "inference-free": "^"}
     for entry in results["systems"]:
         point = entry["nfcorpus"]
-        axis.scatter(point["flops"], point["nDCG@10"], marker=markers[entry["group"]], s=80)
-        axis.annotate(entry["system"], (point["flops"], point["nDCG@10"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        axis.scatter(point["flops"], point["nDCG@10"], marker=markers[entry["group"]], s=80, label=entry["system"])
     sweep = sorted((e["nfcorpus"]["flops"], e["nfcorpus"]["nDCG@10"]) for e in results["systems"] if e["group"] == "sweep")
     if sweep:
         axis.plot(*zip(*sweep), linestyle="--", color="grey", linewidth=1)
@@ -202,6 +201,7 @@ def plot(results: dict, out: Path) -> None:
     axis.set_xlabel("FLOPS (expected postings touched per query–document pair, log)")
     axis.set_ylabel("nDCG@10, nfcorpus test")
     axis.set_title("Effectiveness vs efficiency")
+    axis.legend(fontsize=7, loc="lower center")
     figure.tight_layout()
     figure.savefig(out / "ndcg_vs_flops.png", dpi=120)
     plt.close(figure)
@@ -253,7 +253,7 @@ def report(results: dict) -> str:
         "",
         "Reproduce: `HF_HUB_OFFLINE=1 nice -n 10 python bench/train_experiments.py` (writes this folder).",
         "",
-        f"Recipe (every trained model): {recipe['steps']} steps, batch {recipe['batch_size']} queries × (1 positive + 1 mined hard "
+        f"Recipe (every trained model, unless its name says otherwise): {recipe['steps']} steps, batch {recipe['batch_size']} queries × (1 positive + 1 mined hard "
         f"negative) with in-batch negatives, lr {recipe['learning_rate']}, training lengths query {recipe['query_max_length']} / "
         f"document {recipe['doc_max_length']} tokens, λ warm-up T = {recipe['lambda_warmup_steps']} steps; "
         f"{results['training_queries']} nfcorpus train queries, negatives from a splade-tiny index (top 50 minus positives). "
