@@ -1,4 +1,4 @@
-"""The `lsr` command: index, search, serve and eval, wiring the packages together."""
+"""The `lsr` command: index, search, serve, eval, tune and train, wiring the packages together."""
 
 from __future__ import annotations
 
@@ -359,6 +359,73 @@ def report(
         table.add_row(*row)
     console.print(table)
     console.print(f"report: {paths['html']}, {paths['markdown']} (runs in {paths['runs']})")
+
+
+@app.command()
+def train(
+    dataset: DatasetPath,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (usable as `lsr index --encoder FOLDER`).")],
+    arch: Annotated[str, typer.Option(help="splade or uhd.")] = "splade",
+    base: Annotated[str, typer.Option(help="Masked-LM checkpoint to start from: packaged name, folder or Hugging Face id.")] = "splade-tiny",
+    split: Annotated[str, typer.Option(help="Qrels split with the training pairs (train or dev).")] = "train",
+    negatives_index: Annotated[
+        Path | None, typer.Option("--negatives-index", help="Index of the same corpus to mine hard negatives from (top-k minus positives); default: random negatives.")
+    ] = None,
+    negatives_depth: Annotated[int, typer.Option(min=1, max=1000, help="Hits per query the hard negatives are drawn from.")] = 50,
+    max_queries: Annotated[int | None, typer.Option(min=1, help="Train on at most this many queries (sampled).")] = None,
+    steps: Annotated[int, typer.Option(min=1)] = 200,
+    batch_size: Annotated[int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")] = 16,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    lambda_d: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on documents.")] = 1e-3,
+    lambda_q: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on queries.")] = 1e-3,
+    lambda_warmup: Annotated[int, typer.Option(min=0, help="T in λ_t = λ·min(1, t/T)², in steps.")] = 50,
+    l1_q: Annotated[float, typer.Option(min=0.0, help="L1 weight on query vectors.")] = 0.0,
+    teacher_run: Annotated[Path | None, typer.Option(help="TREC run of a teacher (e.g. `lsr eval` of the hybrid ranker) for distillation.")] = None,
+    distillation: Annotated[str | None, typer.Option(help="marginmse or kl (needs --teacher-run).")] = None,
+    query_max_length: Annotated[int, typer.Option(help="Query truncation in training, in tokens.")] = 32,
+    doc_max_length: Annotated[int, typer.Option(help="Document truncation in training, in tokens.")] = 128,
+    uhd_dim: Annotated[int, typer.Option(help="UHD: latent dimensions per bucket.")] = 8192,
+    uhd_k: Annotated[int, typer.Option(help="UHD: dimensions each token keeps (winner-take-all).")] = 32,
+    uhd_layers: Annotated[str, typer.Option(help="UHD: comma-separated hidden layers, one bucket each (-1: last).")] = "-1",
+    binarize: Annotated[bool, typer.Option("--binarize", help="UHD: 0/1 weights (straight-through in training).")] = False,
+    inference_free: Annotated[bool, typer.Option("--inference-free", help="SPLADE: queries are the tokenizer's bag of word-pieces.")] = False,
+    idf: Annotated[bool, typer.Option("--idf", help="Inference-free: weight query word-pieces by the corpus IDF.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")] = False,
+) -> None:
+    """Train a SPLADE or UHD encoder (contrastive loss + FLOPS regularization) on a dataset's qrels."""
+    from lsr.retrieval.encoders import Architecture, UhdSettings
+    from lsr.retrieval.search import Searcher
+    from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, read_run
+    from lsr.retrieval.training import train as train_model
+
+    try:
+        layers = tuple(int(layer) for layer in uhd_layers.split(","))
+    except ValueError as exc:
+        raise LsrError(f"--uhd-layers must be comma-separated integers, got {uhd_layers!r}") from exc
+    uhd = UhdSettings(uhd_dim, uhd_k, layers, binarize) if arch == "uhd" else None
+    architecture = Architecture(arch, "bow" if inference_free else "model", idf, uhd)
+    config = TrainingConfig(
+        base=base, architecture=architecture, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+        lambda_d=lambda_d, lambda_q=lambda_q, lambda_warmup_steps=lambda_warmup, l1_q=l1_q, distillation=distillation,
+        query_max_length=query_max_length, doc_max_length=doc_max_length, checkpoint_every=checkpoint_every, seed=seed,
+    )
+    teacher = read_run(teacher_run) if teacher_run else None
+    data = load_training_data(dataset, split, max_queries=max_queries, seed=seed)
+    if negatives_index:
+        mine_hard_negatives(data, Searcher.open(negatives_index), depth=negatives_depth)
+
+    def log(entry: dict) -> None:
+        if entry["step"] == 1 or entry["step"] % 10 == 0 or entry["step"] == steps:
+            parts = "  ".join(f"{key} {entry[key]:.4g}" for key in ("loss", "ranking_loss", "flops_d", "flops_q", "l1_q", "distillation") if key in entry)
+            console.print(
+                f"step {entry['step']}/{steps}  {parts}  terms q/d {entry['active_terms_query']:.1f}/"
+                f"{entry['active_terms_document']:.1f}  FLOPS {entry['flops']:.3g}  {entry['seconds']:.0f}s"
+            )
+
+    summary = train_model(config, data, out, teacher=teacher, overwrite=overwrite, on_log=log)
+    console.print(f"trained {arch} on {summary['training_queries']} queries in {summary['wall_seconds']:.0f}s; model: {out}")
 
 
 def main() -> None:

@@ -1,10 +1,13 @@
 """Encoders turn text into vectors; they know nothing of indexes or HTTP."""
 
 from lsr.errors import EncoderError
+from lsr.retrieval.encoders.arch import Architecture, UhdSettings, read_architecture
 from lsr.retrieval.encoders.base import DenseEncoder, EncoderSpec, SparseEncoder
+from lsr.retrieval.encoders.bow import BagOfWordPieces, InferenceFreeEncoder, load_idf
 from lsr.retrieval.encoders.dense import DEFAULT_DENSE_ENCODER, SentenceTransformerEncoder
 from lsr.retrieval.encoders.registry import packaged_kind, resolve_model
 from lsr.retrieval.encoders.splade import DEFAULT_DOC_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH, SpladeEncoder
+from lsr.retrieval.encoders.uhd import UhdEncoder
 
 
 def load_sparse_encoder(
@@ -13,11 +16,28 @@ def load_sparse_encoder(
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
     doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
 ) -> SparseEncoder:
-    """A sparse encoder by name: a packaged model, a local folder or a Hugging Face id."""
+    """A sparse encoder by name: a packaged model, a local folder or a Hugging Face id.
+
+    Folders written by `lsr train` say in lsr_encoder.json whether they hold SPLADE or UHD, and whether
+    queries are encoded by the model or by the tokenizer alone (inference-free).
+    """
     kind = packaged_kind(name)
     if kind not in (None, "splade"):
         raise EncoderError(f"encoder {name!r} is a {kind} encoder, not a sparse one")
-    return SpladeEncoder(name, query_max_length=query_max_length, doc_max_length=doc_max_length)
+    resolved = resolve_model(name)
+    architecture = read_architecture(resolved.path)
+    if architecture.uhd:
+        document_encoder = UhdEncoder(
+            name, resolved.path, resolved.content_hash, architecture.uhd, architecture.spec_params,
+            query_max_length=query_max_length, doc_max_length=doc_max_length,
+        )
+    else:
+        document_encoder = SpladeEncoder(name, query_max_length=query_max_length, doc_max_length=doc_max_length)
+    if architecture.query_encoder == "model":
+        return document_encoder
+    idf = load_idf(resolved.path, document_encoder.dim) if architecture.idf else None
+    queries = BagOfWordPieces(document_encoder.tokenizer, document_encoder.dim, query_max_length, idf)
+    return InferenceFreeEncoder(document_encoder, queries, architecture.spec_params)
 
 
 def load_dense_encoder(name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | None = None) -> DenseEncoder:
@@ -29,6 +49,11 @@ def load_dense_encoder(name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | N
 
 
 __all__ = [
+    "Architecture",
+    "BagOfWordPieces",
+    "InferenceFreeEncoder",
+    "UhdEncoder",
+    "UhdSettings",
     "DEFAULT_DENSE_ENCODER",
     "DenseEncoder",
     "SentenceTransformerEncoder",

@@ -14,16 +14,22 @@ import scipy.sparse as sp
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    kind: str  # "splade" or "dense"
+    kind: str  # "splade", "uhd" or "dense"
     name: str  # as the user named it: a packaged name, a folder or a Hugging Face id
     content_hash: str  # of the model files: two specs with equal hashes encode alike
     query_max_length: int
     doc_max_length: int
+    # Architecture parameters of trained models (UHD: dim, k, buckets, binarized; inference-free: query side,
+    # idf); None for a plain SPLADE or dense model, so their specs stay as they were.
+    arch: dict | None = None
 
     @property
     def identity(self) -> dict[str, str]:
         """What must agree between the encoder that built an index and the one that searches it."""
-        return {"kind": self.kind, "content_hash": self.content_hash}
+        identity = {"kind": self.kind, "content_hash": self.content_hash}
+        if self.arch:
+            identity["arch"] = json.dumps(self.arch, sort_keys=True)
+        return identity
 
     @property
     def config_hash(self) -> str:
@@ -36,7 +42,8 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> EncoderSpec:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        # "arch" is optional: manifests written before it existed lack it.
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data or key != "arch"})
 
 
 class SparseEncoder(Protocol):

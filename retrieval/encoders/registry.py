@@ -45,6 +45,8 @@ _IDENTITY_PATTERNS = (
     "*.safetensors",
     "pytorch_model.bin",
     "*.model",
+    "lsr_encoder.json",  # architecture of a model trained by `lsr train`
+    "idf.npy",  # its inference-free query weights
 )
 
 
@@ -78,13 +80,18 @@ def _hub_path(name: str) -> Path:
         ) from exc
 
 
-@lru_cache(maxsize=32)
 def _content_hash(path: Path) -> str:
-    digest = hashlib.sha256()
     files = sorted({f for pattern in _IDENTITY_PATTERNS for f in path.glob(pattern) if f.is_file()})
     if not files:
         raise EncoderError(f"{path} holds no model files (config.json, weights, tokenizer)")
-    for file in files:
+    # Keyed on sizes and modification times too: a folder retrained in place (`lsr train --overwrite`) rehashes.
+    return _hash_files(path, tuple((file, file.stat().st_size, file.stat().st_mtime_ns) for file in files))
+
+
+@lru_cache(maxsize=32)
+def _hash_files(path: Path, stamped_files: tuple[tuple[Path, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for file, _, _ in stamped_files:
         digest.update(file.relative_to(path).as_posix().encode())
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -23,8 +23,19 @@ DEFAULT_QUERY_MAX_LENGTH = 64
 DEFAULT_DOC_MAX_LENGTH = 256
 
 
-def _is_masked_lm(config) -> bool:
+def is_masked_lm(config) -> bool:
     return any(arch.endswith("ForMaskedLM") for arch in (config.architectures or []))
+
+
+def splade_pool(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, vocab) MLM logits → (batch, vocab) SPLADE weights; differentiable (training uses it)."""
+    padding = attention_mask.unsqueeze(-1) == 0
+    # log1p∘ReLU is monotone with f(0) = 0, so max_i f(x_i) == f(max_i x_i) exactly; pooling first
+    # runs the activation on (batch, vocab) instead of (batch, tokens, vocab). Padding set to 0
+    # (not -inf) keeps the max ≥ 0, where ReLU would clip it anyway. In place: the logits are not
+    # needed for the backward pass of the layer that produced them.
+    pooled = logits.masked_fill_(padding, 0.0).amax(dim=1)
+    return torch.log1p(torch.relu(pooled))
 
 
 class SpladeEncoder:
@@ -38,7 +49,7 @@ class SpladeEncoder:
     ) -> None:
         resolved = resolve_model(model)
         config = AutoConfig.from_pretrained(resolved.path)
-        if not _is_masked_lm(config):
+        if not is_masked_lm(config):
             raise EncoderError(f"encoder {model!r} is not a masked language model, so it cannot be a SPLADE encoder")
         limit = getattr(config, "max_position_embeddings", 512)
         for label, length in (("query", query_max_length), ("document", doc_max_length)):
@@ -52,6 +63,10 @@ class SpladeEncoder:
         transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).eval()
         self.dim = int(config.vocab_size)
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self._encode(texts, self.spec.query_max_length)
@@ -69,13 +84,7 @@ class SpladeEncoder:
     def _pool(self, texts: list[str], max_length: int) -> np.ndarray:
         tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         with torch.inference_mode():
-            logits = self._model(**tokens).logits
-            padding = tokens["attention_mask"].unsqueeze(-1) == 0
-            # log1p∘ReLU is monotone with f(0) = 0, so max_i f(x_i) == f(max_i x_i) exactly; pooling first
-            # runs the activation on (batch, vocab) instead of (batch, tokens, vocab). Padding set to 0
-            # (not -inf) keeps the max ≥ 0, where ReLU would clip it anyway.
-            pooled = logits.masked_fill_(padding, 0.0).amax(dim=1)
-            return torch.log1p(torch.relu(pooled)).numpy()
+            return splade_pool(self._model(**tokens).logits, tokens["attention_mask"]).numpy()
 
     def _encode(self, texts: Sequence[str], max_length: int) -> sp.csr_matrix:
         texts = list(texts)

@@ -1,0 +1,130 @@
+"""UHD (Jang et al. 2021, "Ultra-High Dimensional Sparse Representations with Binarization").
+
+Per token, a linear head projects the transformer's hidden state into ``dim`` latent dimensions and keeps
+only the ``k`` largest (winner-take-all), so each token activates at most k dimensions: sparsity is set
+directly, not learned through a regularizer. Tokens are max-pooled into one vector; optionally binarized
+(1 for every active dimension, a straight-through estimator in training), so a score counts overlaps.
+With several "buckets", one head reads each of several layers and the sub-vectors are concatenated:
+the dot product then sums the per-bucket scores. Latent dimension j of bucket b is term id b·dim + j.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.utils import logging as transformers_logging
+
+from lsr.errors import EncoderError
+from lsr.retrieval.encoders.arch import UhdSettings
+from lsr.retrieval.encoders.base import EncoderSpec
+
+HEADS_FILE = "uhd_heads.safetensors"
+
+
+class UhdHead(nn.Module):
+    def __init__(self, hidden_size: int, settings: UhdSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.projections = nn.ModuleList(nn.Linear(hidden_size, settings.dim) for _ in settings.layers)
+
+    @property
+    def dim(self) -> int:
+        return self.settings.dim * len(self.settings.layers)
+
+    def forward(self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        """hidden_states: every layer's (batch, tokens, hidden) → (batch, buckets · dim), non-negative."""
+        padding = attention_mask.unsqueeze(-1) == 0
+        buckets = []
+        for layer, projection in zip(self.settings.layers, self.projections, strict=True):
+            latent = projection(hidden_states[layer])
+            winners, positions = latent.topk(self.settings.k, dim=-1)
+            # ReLU keeps the weights non-negative, as the index's unsigned impacts require.
+            sparse = torch.zeros_like(latent).scatter(-1, positions, torch.relu(winners))
+            pooled = sparse.masked_fill(padding, 0.0).amax(dim=1)
+            if self.settings.binarized:
+                # Straight-through: the forward pass sees 0/1, the backward pass the identity.
+                pooled = pooled + ((pooled > 0).to(pooled.dtype) - pooled).detach()
+            buckets.append(pooled)
+        return torch.cat(buckets, dim=-1)
+
+
+class UhdModel(nn.Module):
+    """Backbone + head; what training optimizes and what the encoder runs."""
+
+    def __init__(self, backbone: nn.Module, head: UhdHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **tokens) -> torch.Tensor:
+        outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **tokens)
+        return self.head(outputs.hidden_states, attention_mask)
+
+    @classmethod
+    def from_backbone(cls, path: Path, settings: UhdSettings) -> UhdModel:
+        """Fresh heads on a pretrained backbone (a masked-LM checkpoint's encoder is fine)."""
+        transformers_logging.set_verbosity_error()  # the unused MLM head of a checkpoint is expected
+        backbone = AutoModel.from_pretrained(path)
+        layer_count = backbone.config.num_hidden_layers
+        for layer in settings.layers:
+            if not -layer_count - 1 <= layer <= layer_count:
+                raise EncoderError(f"UHD layer {layer} does not exist: the backbone has {layer_count} layers (0 = embeddings)")
+        return cls(backbone, UhdHead(backbone.config.hidden_size, settings))
+
+    @classmethod
+    def load(cls, path: Path, settings: UhdSettings) -> UhdModel:
+        model = cls.from_backbone(path, settings)
+        heads = path / HEADS_FILE
+        if not heads.is_file():
+            raise EncoderError(f"{path} is a UHD model folder without {HEADS_FILE}")
+        try:
+            model.head.load_state_dict(load_file(heads))
+        except RuntimeError as exc:  # shapes that disagree with lsr_encoder.json
+            raise EncoderError(f"{heads} does not fit the settings in the folder: {exc}") from exc
+        return model
+
+    def save(self, path: Path) -> None:
+        self.backbone.save_pretrained(path)
+        save_file({key: value.contiguous() for key, value in self.head.state_dict().items()}, path / HEADS_FILE)
+
+
+class UhdEncoder:
+    def __init__(self, name: str, path: Path, content_hash: str, settings: UhdSettings, arch_params: dict, *,
+                 query_max_length: int, doc_max_length: int, batch_size: int = 16) -> None:
+        config = AutoConfig.from_pretrained(path)
+        limit = getattr(config, "max_position_embeddings", 512)
+        for label, length in (("query", query_max_length), ("document", doc_max_length)):
+            if not 1 <= length <= limit:
+                raise EncoderError(f"{label} max length must be between 1 and {limit} for {name!r}, got {length}")
+        self.spec = EncoderSpec("uhd", name, content_hash, query_max_length, doc_max_length, arch=arch_params)
+        self.batch_size = batch_size
+        self.settings = settings
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self._model = UhdModel.load(path, settings).eval()
+        self.dim = self._model.head.dim
+
+    def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self._encode(texts, self.spec.query_max_length)
+
+    def encode_documents(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self._encode(texts, self.spec.doc_max_length)
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return [f"uhd{int(i) // self.settings.dim}:{int(i) % self.settings.dim}" for i in ids]
+
+    def _encode(self, texts: Sequence[str], max_length: int) -> sp.csr_matrix:
+        texts = list(texts)
+        blocks = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(texts[start : start + self.batch_size], padding=True, truncation=True,
+                                    max_length=max_length, return_tensors="pt")
+            with torch.inference_mode():
+                blocks.append(sp.csr_matrix(self._model(**tokens).numpy()))
+        return sp.vstack(blocks, format="csr").astype(np.float32)

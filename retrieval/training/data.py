@@ -1,0 +1,111 @@
+"""Training data: (query, positive) pairs from qrels, hard negatives mined from an index, a teacher's run."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lsr.datasets import read_corpus, read_qrels, read_queries
+from lsr.errors import DatasetError, LsrError
+
+Run = dict[str, dict[str, float]]
+
+
+@dataclass
+class TrainingData:
+    queries: dict[str, str]  # only queries with at least one positive
+    documents: dict[str, str]  # doc id → the text an encoder sees
+    positives: dict[str, list[str]]
+    negatives: dict[str, list[str]] = field(default_factory=dict)  # filled by mine_hard_negatives
+
+    def batches(self, batch_size: int, steps: int, seed: int) -> Iterator[Batch]:
+        """Each batch: distinct queries, one random positive and one random hard negative each."""
+        if batch_size > len(self.queries):
+            raise LsrError(f"batch size {batch_size} exceeds the {len(self.queries)} training queries")
+        rng = random.Random(seed)
+        query_ids = sorted(self.queries)
+        document_ids = sorted(self.documents)
+        for _ in range(steps):
+            chosen = rng.sample(query_ids, batch_size)
+            positives = [rng.choice(self.positives[q]) for q in chosen]
+            # A query without mined negatives (or before mining) gets a random document that is not a positive.
+            negatives = [rng.choice(self.negatives.get(q) or _non_positives(rng, document_ids, self.positives[q])) for q in chosen]
+            yield Batch(chosen, positives, negatives)
+
+
+def _non_positives(rng: random.Random, document_ids: list[str], positives: list[str]) -> list[str]:
+    while (candidate := rng.choice(document_ids)) in positives:
+        pass
+    return [candidate]
+
+
+@dataclass(frozen=True)
+class Batch:
+    query_ids: list[str]
+    positive_ids: list[str]
+    negative_ids: list[str]
+
+
+def load_training_data(dataset: str | Path, split: str, *, max_queries: int | None = None, seed: int = 0) -> TrainingData:
+    """Queries of ``split`` with their positives (relevance > 0); at most ``max_queries``, sampled with ``seed``."""
+    qrels = read_qrels(dataset, split)
+    all_queries = read_queries(dataset, split)
+    documents = {doc.id: doc.contents for doc in read_corpus(dataset).documents}
+    positives = {
+        q: sorted(d for d, relevance in judged.items() if relevance > 0 and d in documents)
+        for q, judged in qrels.items()
+        if q in all_queries
+    }
+    positives = {q: docs for q, docs in positives.items() if docs}
+    if not positives:
+        raise DatasetError(f"{dataset}: split {split!r} has no query with a relevant document in the corpus")
+    kept = sorted(positives)
+    if max_queries is not None and max_queries < len(kept):
+        kept = sorted(random.Random(seed).sample(kept, max_queries))
+    return TrainingData(
+        queries={q: all_queries[q] for q in kept},
+        documents=documents,
+        positives={q: positives[q] for q in kept},
+    )
+
+
+def mine_hard_negatives(data: TrainingData, searcher, depth: int = 50) -> None:
+    """Top ``depth`` sparse hits of each query minus its positives (and minus the query's own id, as BEIR does).
+
+    ``searcher`` is a lsr.retrieval.search.Searcher over an index of the same corpus.
+    """
+    query_ids = sorted(data.queries)
+    unknown = 0
+    for start in range(0, len(query_ids), 64):
+        batch = query_ids[start : start + 64]
+        for query_id, hits in zip(batch, searcher.search_many([data.queries[q] for q in batch], depth, mode="sparse"), strict=True):
+            excluded = {*data.positives[query_id], query_id}
+            known = [hit.id for hit in hits if hit.id in data.documents]
+            unknown += len(hits) - len(known)
+            data.negatives[query_id] = [doc_id for doc_id in known if doc_id not in excluded]
+    if unknown:
+        raise LsrError(f"the index for hard negatives holds {unknown} hits that are not in the training corpus: index the same dataset")
+
+
+def read_run(path: str | Path) -> Run:
+    """A TREC run file (query-id Q0 doc-id rank score tag), as `lsr eval` writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"teacher run {path} does not exist")
+    run: Run = {}
+    with path.open() as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            columns = line.split()
+            if len(columns) != 6:
+                raise DatasetError(f"{path}:{lineno}: expected 6 TREC run columns (query-id Q0 doc-id rank score tag)")
+            try:
+                run.setdefault(columns[0], {})[columns[2]] = float(columns[4])
+            except ValueError as exc:
+                raise DatasetError(f"{path}:{lineno}: score {columns[4]!r} is not a number") from exc
+    if not run:
+        raise DatasetError(f"teacher run {path} is empty")
+    return run

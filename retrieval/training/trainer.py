@@ -1,0 +1,227 @@
+"""The training loop: contrastive ranking loss with in-batch and hard negatives, FLOPS regularizers on both
+sides with a quadratic warm-up, optional L1 on queries and distillation from a teacher's run.
+
+One loop serves SPLADE, UHD and inference-free SPLADE (whose query side is the fixed bag of word-pieces).
+The output folder is a model folder every encoder loader accepts (`lsr index --encoder FOLDER`); it is
+assembled as ``<out>.partial`` and renamed when training ends, with checkpoints (also model folders) in
+``checkpoints/step-N`` and every step's log in ``training_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers.utils import logging as transformers_logging
+
+from lsr.errors import EncoderError, LsrError
+from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architecture
+from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
+from lsr.retrieval.encoders.registry import resolve_model
+from lsr.retrieval.encoders.splade import is_masked_lm, splade_pool
+from lsr.retrieval.encoders.uhd import UhdModel
+from lsr.retrieval.training import losses
+from lsr.retrieval.training.data import Batch, Run, TrainingData
+
+LOG_FILE = "training_log.jsonl"
+SUMMARY_FILE = "training.json"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    base: str = "splade-tiny"  # a masked-LM checkpoint: packaged name, folder or Hugging Face id
+    architecture: Architecture = Architecture()
+    steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    lambda_d: float = 1e-3  # FLOPS weight on documents
+    lambda_q: float = 1e-3  # FLOPS weight on queries (unused with bag-of-words queries)
+    lambda_warmup_steps: int = 50  # T in λ_t = λ·min(1, t/T)²
+    l1_q: float = 0.0
+    distillation: str | None = None  # "marginmse" or "kl", with a teacher run
+    distillation_weight: float = 1.0
+    query_max_length: int = 32
+    doc_max_length: int = 128
+    checkpoint_every: int = 0  # steps; 0: only the final model
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "query_max_length", "doc_max_length"):
+            if getattr(self, name) < 1:
+                raise LsrError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise LsrError(f"learning rate must be positive, got {self.learning_rate}")
+        for name in ("lambda_d", "lambda_q", "l1_q", "distillation_weight", "lambda_warmup_steps", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise LsrError(f"{name.replace('_', ' ')} must not be negative, got {getattr(self, name)}")
+        if self.distillation not in (None, *losses.DISTILLATION):
+            raise LsrError(f"distillation must be one of {', '.join(losses.DISTILLATION)}, got {self.distillation!r}")
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "architecture": self.architecture.to_dict()}
+
+
+class Student:
+    """The model being trained, as two differentiable text → (texts, dim) functions."""
+
+    def __init__(self, config: TrainingConfig, idf: np.ndarray | None) -> None:
+        path = resolve_model(config.base).path
+        transformers_logging.disable_progress_bar()
+        self.config = config
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        architecture = config.architecture
+        if architecture.uhd:
+            self.model = UhdModel.from_backbone(path, architecture.uhd)
+            self.dim = self.model.head.dim
+        else:
+            if not is_masked_lm(AutoConfig.from_pretrained(path)):
+                raise EncoderError(f"{config.base!r} is not a masked language model, so SPLADE cannot start from it")
+            self.model = AutoModelForMaskedLM.from_pretrained(path)
+            self.dim = int(self.model.config.vocab_size)
+        self.bag_of_words = None
+        if architecture.query_encoder == "bow":
+            self.bag_of_words = BagOfWordPieces(self.tokenizer, self.dim, config.query_max_length, idf)
+
+    def _encode(self, texts: list[str], max_length: int) -> torch.Tensor:
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        if self.config.architecture.uhd:
+            return self.model(**tokens)
+        return splade_pool(self.model(**tokens).logits, tokens["attention_mask"])
+
+    def encode_queries(self, texts: list[str]) -> torch.Tensor:
+        if self.bag_of_words:
+            return torch.from_numpy(self.bag_of_words.encode(texts).toarray())
+        return self._encode(texts, self.config.query_max_length)
+
+    def encode_documents(self, texts: list[str]) -> torch.Tensor:
+        return self._encode(texts, self.config.doc_max_length)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.model, UhdModel):
+            self.model.save(folder)
+        else:
+            self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        if self.bag_of_words and self.bag_of_words.idf is not None:
+            np.save(folder / IDF_FILE, self.bag_of_words.idf)
+        write_architecture(folder, self.config.architecture)
+
+
+def _excluded(batch: Batch, positives: dict[str, list[str]]) -> torch.Tensor:
+    """(queries, documents): True where another query's document is judged relevant to this query."""
+    documents = batch.positive_ids + batch.negative_ids
+    return torch.tensor(
+        [[j != i and doc_id in positives[query_id] for j, doc_id in enumerate(documents)] for i, query_id in enumerate(batch.query_ids)]
+    )
+
+
+def _teacher_scores(batch: Batch, teacher: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """(queries, 2) teacher scores of (positive, negative), and which queries the teacher ranked at all.
+
+    A document missing from the teacher's list for a query scored below its last hit: it gets that minimum.
+    """
+    rows, known = [], []
+    for query_id, positive, negative in zip(batch.query_ids, batch.positive_ids, batch.negative_ids, strict=True):
+        ranked = teacher.get(query_id, {})
+        floor = min(ranked.values(), default=0.0)
+        rows.append([ranked.get(positive, floor), ranked.get(negative, floor)])
+        known.append(bool(ranked))
+    return torch.tensor(rows, dtype=torch.float32), torch.tensor(known)
+
+
+def _step_log(
+    step: int, parts: dict[str, torch.Tensor], queries: torch.Tensor, documents: torch.Tensor, lambda_d: float, lambda_q: float, started: float
+) -> dict:
+    query_active, document_active = queries > 0, documents > 0
+    return {
+        "step": step,
+        **{name: round(float(value.detach()), 6) for name, value in parts.items()},
+        "lambda_d": lambda_d,
+        "lambda_q": lambda_q,
+        "active_terms_query": round(float(query_active.sum(dim=1).float().mean()), 2),
+        "active_terms_document": round(float(document_active.sum(dim=1).float().mean()), 2),
+        # Expected postings touched per (query, document) pair: Σ_j P(q_j ≠ 0)·P(d_j ≠ 0) over the batch.
+        "flops": round(float((query_active.float().mean(dim=0) * document_active.float().mean(dim=0)).sum()), 4),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def train(
+    config: TrainingConfig,
+    data: TrainingData,
+    out: Path,
+    *,
+    teacher: Run | None = None,
+    overwrite: bool = False,
+    on_log: Callable[[dict], None] | None = None,
+) -> dict:
+    """Trains, writes the model folder ``out`` and returns the summary also saved in its training.json."""
+    if (config.distillation is None) != (teacher is None):
+        raise LsrError("distillation needs both a method (marginmse or kl) and a teacher run")
+    if out.exists() and not overwrite:
+        raise LsrError(f"{out} already exists: pass --overwrite to replace it")
+    if out.exists() and not (out / ARCH_FILE).is_file() and any(out.iterdir()):
+        raise LsrError(f"{out} is not a model folder written by `lsr train`; refusing to overwrite it")
+    staging = out.with_name(f"{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    torch.manual_seed(config.seed)
+    idf = None
+    if config.architecture.idf:
+        idf = compute_idf(AutoTokenizer.from_pretrained(resolve_model(config.base).path), list(data.documents.values()), config.doc_max_length)
+    student = Student(config, idf)
+    optimizer = torch.optim.AdamW([p for p in student.model.parameters() if p.requires_grad], lr=config.learning_rate)
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, config.steps // 10), config.steps)
+    learns_queries = config.architecture.query_encoder == "model"
+    started = time.perf_counter()
+    student.model.train()
+    with (staging / LOG_FILE).open("w") as log_file:
+        for step, batch in enumerate(data.batches(config.batch_size, config.steps, config.seed), start=1):
+            queries = student.encode_queries([data.queries[q] for q in batch.query_ids])
+            documents = student.encode_documents([data.documents[d] for d in batch.positive_ids + batch.negative_ids])
+            scores = queries @ documents.T
+            lambda_d = losses.warmed_up(config.lambda_d, step, config.lambda_warmup_steps)
+            lambda_q = losses.warmed_up(config.lambda_q, step, config.lambda_warmup_steps) if learns_queries else 0.0
+            parts = {
+                "ranking_loss": losses.contrastive(scores, _excluded(batch, data.positives)),
+                "flops_d": losses.flops(documents),
+                "flops_q": losses.flops(queries) if learns_queries else torch.zeros(()),
+                "l1_q": losses.l1(queries) if learns_queries and config.l1_q else torch.zeros(()),
+            }
+            loss = parts["ranking_loss"] + lambda_d * parts["flops_d"] + lambda_q * parts["flops_q"] + config.l1_q * parts["l1_q"]
+            if teacher is not None:
+                size = len(batch.query_ids)
+                student_pairs = torch.stack([scores.diagonal(), scores.diagonal(offset=size)], dim=1)
+                teacher_pairs, known = _teacher_scores(batch, teacher)
+                parts["distillation"] = (
+                    losses.DISTILLATION[config.distillation](student_pairs[known], teacher_pairs[known]) if known.any() else torch.zeros(())
+                )
+                loss = loss + config.distillation_weight * parts["distillation"]
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            entry = _step_log(step, {"loss": loss, **parts}, queries.detach(), documents.detach(), lambda_d, lambda_q, started)
+            log_file.write(json.dumps(entry) + "\n")
+            if on_log:
+                on_log(entry)
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+                student.save(staging / "checkpoints" / f"step-{step}")
+    student.model.eval()
+    student.save(staging)
+    summary = {"config": config.to_dict(), "training_queries": len(data.queries), "wall_seconds": round(time.perf_counter() - started, 1), "last_step": entry}
+    (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return summary

@@ -1,0 +1,206 @@
+"""Training on real data with the real splade-tiny: FLOPS regularization, UHD, inference-free queries,
+and trained model folders that index, serve and evaluate like any encoder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from lsr.errors import EncoderError, EncoderMismatchError, LsrError
+from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder
+from lsr.retrieval.encoders.bow import BagOfWordPieces, compute_idf
+from lsr.retrieval.encoders.uhd import UhdHead
+from lsr.retrieval.training import TrainingConfig, load_training_data, read_run, train
+from lsr.retrieval.training import losses
+
+
+@pytest.fixture(scope="module")
+def nfcorpus_pairs():
+    """30 real nfcorpus train queries with their positives; negatives are random documents."""
+    from conftest import shared_dataset
+
+    return load_training_data(shared_dataset("nfcorpus"), "train", max_queries=30, seed=1)
+
+
+def lsr(*args):
+    return subprocess.run([sys.executable, "-m", "lsr", *args], capture_output=True, text=True, timeout=600)
+
+
+def mean_active_terms(model_folder, texts) -> float:
+    return load_sparse_encoder(str(model_folder), doc_max_length=64).encode_documents(texts).getnnz(axis=1).mean()
+
+
+@pytest.mark.slow
+def test_higher_lambda_gives_fewer_active_terms(tmp_path, nfcorpus_pairs):
+    texts = [nfcorpus_pairs.documents[d] for q in sorted(nfcorpus_pairs.queries)[:10] for d in nfcorpus_pairs.positives[q][:1]]
+    terms = []
+    for lam in (0.0, 0.05, 1.0):
+        config = TrainingConfig(
+            steps=5, batch_size=4, learning_rate=1e-3, lambda_d=lam, lambda_q=lam, lambda_warmup_steps=0,
+            query_max_length=16, doc_max_length=32,
+        )
+        train(config, nfcorpus_pairs, tmp_path / f"lambda-{lam}")
+        terms.append(mean_active_terms(tmp_path / f"lambda-{lam}", texts))
+    assert terms[0] > terms[1] > terms[2], terms
+
+
+def test_uhd_head_keeps_k_winners_per_token_and_binarizes():
+    torch.manual_seed(0)
+    settings = UhdSettings(dim=64, k=3, layers=(-1, -2), binarized=False)
+    head = UhdHead(hidden_size=8, settings=settings)
+    hidden = [torch.randn(2, 5, 8, requires_grad=True) for _ in range(3)]
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    vectors = head(hidden, mask)
+    assert vectors.shape == (2, 128)
+    assert (vectors >= 0).all()
+    for bucket in range(2):  # the one-token text: at most k dimensions per bucket
+        assert 0 < (vectors[1, bucket * 64 : (bucket + 1) * 64] > 0).sum() <= 3
+    assert ((vectors[0, :64] > 0).sum()) <= 5 * 3
+
+    binarized = UhdHead(hidden_size=8, settings=UhdSettings(dim=64, k=3, layers=(-1, -2), binarized=True))
+    binarized.load_state_dict(head.state_dict())
+    binary = binarized(hidden, mask)
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(binary > 0, vectors > 0)
+    binary.sum().backward()  # straight-through: gradients reach the projections despite the step function
+    assert binarized.projections[0].weight.grad.abs().sum() > 0
+
+
+def test_uhd_settings_are_validated():
+    with pytest.raises(EncoderError, match="k must be between 1 and the dimension"):
+        UhdSettings(dim=16, k=32)
+    with pytest.raises(EncoderError, match="need vocabulary dimensions"):
+        Architecture(arch="uhd", query_encoder="bow", uhd=UhdSettings())
+
+
+def test_bag_of_word_pieces_queries(splade):
+    tokenizer = splade.tokenizer
+    plain = BagOfWordPieces(tokenizer, splade.dim, 32).encode(["vitamin D and vitamin C", "bone"])
+    expected = set(tokenizer("vitamin D and vitamin C", add_special_tokens=False)["input_ids"])
+    assert set(plain[0].indices) == expected and np.all(plain[0].data == 1.0)
+    assert plain[1].nnz == 1
+    idf = compute_idf(tokenizer, ["the bone", "the cancer", "the diet", "bone diet"], 32)
+    [the, bone] = tokenizer.convert_tokens_to_ids(["the", "bone"])
+    assert idf[bone] > idf[the] > 0
+    weighted = BagOfWordPieces(tokenizer, splade.dim, 32, idf).encode(["the bone"])
+    assert dict(zip(weighted.indices, weighted.data)) == pytest.approx({the: idf[the], bone: idf[bone]})
+
+
+def test_losses_follow_their_formulas():
+    weights = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
+    assert losses.flops(weights) == pytest.approx(2.0**2 + 0 + 1.0**2)
+    assert losses.l1(weights) == pytest.approx(3.0)
+    assert [losses.warmed_up(0.1, t, 10) for t in (0, 5, 10, 20)] == pytest.approx([0.0, 0.025, 0.1, 0.1])
+    same_margin = losses.margin_mse(torch.tensor([[5.0, 2.0]]), torch.tensor([[13.0, 10.0]]))
+    assert same_margin == pytest.approx(0.0)
+    assert losses.kl_divergence(torch.tensor([[5.0, 2.0]]), torch.tensor([[3.0, 0.0]])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_training_arguments_are_validated(tmp_path, nfcorpus_pairs):
+    with pytest.raises(LsrError, match="distillation needs both"):
+        train(TrainingConfig(steps=1, distillation="kl"), nfcorpus_pairs, tmp_path / "m")
+    with pytest.raises(LsrError, match="batch size 64 exceeds the 30 training queries"):
+        train(TrainingConfig(steps=1, batch_size=64), nfcorpus_pairs, tmp_path / "m")
+    bad_run = tmp_path / "run.txt"
+    bad_run.write_text("q1 Q0 d1 1 high tag\n")
+    with pytest.raises(LsrError, match="run.txt:1: score 'high' is not a number"):
+        read_run(bad_run)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_trained_uhd_model_indexes_serves_and_evaluates(tmp_path, small_dataset, small_index, splade):
+    """`lsr train --arch uhd` → `lsr index --encoder FOLDER` → API search → `lsr eval`, all real."""
+    from conftest import shared_dataset
+
+    from lsr.api.app import create_app
+    from lsr.indexer import IndexFolder
+    from lsr.retrieval.search import Searcher
+
+    model, index = tmp_path / "uhd-model", tmp_path / "uhd-index"
+    trained = lsr(
+        "train", str(shared_dataset("nfcorpus")), "--out", str(model), "--arch", "uhd", "--uhd-dim", "512", "--uhd-k", "8",
+        "--uhd-layers", "-1,-2", "--binarize", "--max-queries", "20", "--steps", "2", "--batch-size", "4",
+        "--doc-max-length", "32", "--checkpoint-every", "1",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "step 2/2" in trained.stdout
+    log = [json.loads(line) for line in (model / "training_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2] and {"ranking_loss", "flops_d", "active_terms_document", "flops"} <= set(log[0])
+    assert (model / "checkpoints" / "step-1" / "uhd_heads.safetensors").is_file()
+
+    indexed = lsr("index", str(small_dataset), "--out", str(index), "--encoder", str(model), "--doc-max-length", "64")
+    assert indexed.returncode == 0, indexed.stderr
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["dim"] == 1024
+    assert manifest["encoder"]["kind"] == "uhd"
+    assert manifest["encoder"]["arch"] == {"arch": "uhd", "query_encoder": "model", "idf": False, "dim": 512, "k": 8, "layers": [-1, -2], "binarized": True}
+    assert set(np.unique(IndexFolder(index).vectors.data)) == {100}  # binarized weights quantize to 1.0 × 100
+
+    searcher = Searcher.open(index)
+    response = TestClient(create_app(searcher)).post("/search", json={"query": "flow over a wing", "k": 5})
+    assert response.status_code == 200
+    hits = response.json()["hits"]
+    assert [hit["id"] for hit in hits] == [hit.id for hit in searcher.search("flow over a wing", 5)]
+    assert all(float(hit["score"]).is_integer() for hit in hits)  # binarized: scores count overlapping dimensions
+
+    evaluated = lsr("eval", str(index), str(small_dataset), "-m", "nDCG@10", "--out", str(tmp_path / "report"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "nDCG@10" in json.loads((tmp_path / "report" / "report.json").read_text())["measures"]
+
+    with pytest.raises(EncoderMismatchError, match="search it with the encoder that built it"):
+        Searcher(IndexFolder(index), splade)
+    with pytest.raises(EncoderMismatchError):
+        Searcher(IndexFolder(small_index), load_sparse_encoder(str(model)))
+
+
+@pytest.mark.slow
+def test_inference_free_model_with_distillation(tmp_path, nfcorpus_pairs, small_dataset):
+    """Queries need no model call: their vectors are the IDF-weighted word-pieces the folder records."""
+    from lsr.datasets import read_corpus
+    from lsr.indexer import build_index
+    from lsr.retrieval.search import Searcher
+
+    teacher = tmp_path / "teacher.run"
+    teacher.write_text("".join(
+        f"{q} Q0 {d} {rank} {10.0 - rank} teacher\n" for q in nfcorpus_pairs.queries for rank, d in enumerate(nfcorpus_pairs.positives[q][:3], 1)
+    ))
+    config = TrainingConfig(
+        architecture=Architecture(query_encoder="bow", idf=True), steps=2, batch_size=4, doc_max_length=32, distillation="marginmse",
+    )
+    summary = train(config, nfcorpus_pairs, tmp_path / "model", teacher=read_run(teacher))
+    assert "distillation" in summary["last_step"]
+    encoder = load_sparse_encoder(str(tmp_path / "model"), doc_max_length=64)
+    assert encoder.spec.arch == {"arch": "splade", "query_encoder": "bow", "idf": True}
+    idf = np.load(tmp_path / "model" / "idf.npy")
+    query = encoder.encode_queries(["vitamin supplements"])
+    tokens = encoder.decode(query.indices)
+    assert sorted(tokens) == sorted(["vitamin", "supplements"]) or len(tokens) <= 4
+    np.testing.assert_allclose(query.data, idf[query.indices])
+
+    build_index(read_corpus(small_dataset), encoder, tmp_path / "index", progress=False)
+    hits = Searcher.open(tmp_path / "index").search("pressure distribution on a wing", 5)
+    assert len(hits) == 5 and hits[0].score >= hits[-1].score > 0
+
+
+def test_train_command_refuses_bad_settings_in_one_line(tmp_path):
+    from conftest import shared_dataset
+
+    result = lsr("train", str(shared_dataset("nfcorpus")), "--out", str(tmp_path / "m"), "--arch", "uhd", "--uhd-dim", "16", "--uhd-k", "32")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: UHD k must be between 1 and the dimension 16, got 32"
+    assert not (tmp_path / "m").exists()
+
+
+def test_training_never_overwrites_a_folder_it_did_not_write(tmp_path, nfcorpus_pairs):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(LsrError, match="not a model folder written by `lsr train`"):
+        train(TrainingConfig(steps=1, batch_size=4), nfcorpus_pairs, tmp_path / "precious", overwrite=True)
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
