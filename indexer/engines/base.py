@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -33,6 +36,26 @@ class Engine(Protocol):
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
         """Top-k documents with a positive score for each row of ``queries`` (integer weights)."""
         ...
+
+
+CORES = os.cpu_count() or 1
+# One pool for the whole process: its threads live on, so per-thread scratch buffers are allocated once, not per batch.
+_POOL = ThreadPoolExecutor(CORES, thread_name_prefix="lsr-search")
+
+
+def query_rows(queries: sp.csr_matrix) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(terms, weights) of each row of a CSR batch of query vectors."""
+    for start, end in zip(queries.indptr[:-1], queries.indptr[1:], strict=True):
+        yield queries.indices[start:end], queries.data[start:end]
+
+
+def search_rows(queries: sp.csr_matrix, search_one: Callable[[np.ndarray, np.ndarray], Ranking]) -> list[Ranking]:
+    """``search_one(terms, weights)`` for every query; a batch is spread over the cores (the scoring loops run
+    without the GIL), a single query runs on the calling thread."""
+    rows = list(query_rows(queries))
+    if len(rows) < 2 or CORES < 2:
+        return [search_one(*row) for row in rows]
+    return list(_POOL.map(lambda row: search_one(*row), rows))
 
 
 @numba.njit(cache=True, nogil=True)

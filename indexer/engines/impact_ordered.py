@@ -15,9 +15,7 @@ one is ours.
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import LsrError
-from lsr.indexer.engines.base import Ranking
+from lsr.indexer.engines.base import Ranking, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 _FILES = (
@@ -35,7 +33,6 @@ _FILES = (
 )
 BANDS_PER_OCTAVE = 2  # segment granularity: finer orders postings better, coarser sorts fewer segments per query
 RESCORED = 100  # approximate mode: candidates whose exact scores are computed from the forward index
-_THREADS = os.cpu_count() or 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -175,16 +172,9 @@ class ImpactOrderedEngine:
         """``budget``: the fraction of each query's postings to read, highest contributions first (1 = exact)."""
         budget = self.budget if budget is None else budget
         _check_budget(budget)
-        bounds = list(zip(queries.indptr[:-1], queries.indptr[1:], strict=True))
 
-        def search_one(bound: tuple[int, int]) -> Ranking:
-            start, end = bound
-            terms, weights = queries.indices[start:end], queries.data[start:end]
+        def search_one(terms: np.ndarray, weights: np.ndarray) -> Ranking:
             rows, scores = _search(self._arrays, terms, weights, budget, k, *self._thread_buffers())
             return Ranking(doc_indices=rows.astype(np.int64), scores=scores)
 
-        threads = min(_THREADS, len(bounds))
-        if threads < 2:
-            return [search_one(bound) for bound in bounds]
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(search_one, bounds))
+        return search_rows(queries, search_one)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,11 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.indexer.engines.base import Ranking
+from lsr.indexer.engines.base import CORES, Ranking, query_rows
 from lsr.indexer.engines.jvm import anserini_class, java_classes
 from lsr.retrieval.encoders.base import EncoderSpec
 
-_THREADS = os.cpu_count() or 1
 BM25_KIND = "bm25"
 BM25_K1 = 0.9
 BM25_B = 0.4
@@ -46,7 +44,7 @@ def bm25_spec() -> EncoderSpec:
 
 def _index_collection(kind: str, collection: Path, folder: Path, *flags: str) -> None:
     args = ["-collection", kind, "-input", str(collection), "-index", str(folder)]
-    args += ["-generator", "DefaultLuceneDocumentGenerator", "-threads", str(_THREADS), "-optimize", *flags]
+    args += ["-generator", "DefaultLuceneDocumentGenerator", "-threads", str(CORES), "-optimize", *flags]
     anserini_class("io.anserini.index.IndexCollection").main(args)
 
 
@@ -64,7 +62,7 @@ def _index_rows(kind: str, rows: Iterable[dict], count: int, folder: Path, *flag
 def _write_collection(collection: Path, rows: Iterable[dict], count: int) -> None:
     """One JSONL file per indexing thread: Anserini reads each file on one thread."""
     collection.mkdir(parents=True)
-    per_file = max(1, -(-count // _THREADS))
+    per_file = max(1, -(-count // CORES))
     handle = None
     for number, row in enumerate(rows):
         if number % per_file == 0:
@@ -94,7 +92,7 @@ def _batch_search(searcher: Any, queries: list[Any], k: int) -> list[Any]:
     for number, query in enumerate(queries):
         query_list.add(query)
         ids.add(str(number))
-    results = searcher.batch_search(query_list, ids, int(k), _THREADS)
+    results = searcher.batch_search(query_list, ids, int(k), CORES)
     return [results.get(str(number)) for number in range(len(queries))]
 
 
@@ -124,9 +122,9 @@ class LuceneImpactEngine:
         autoclass = java_classes()
         hash_map, integer = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")
         java_queries = []
-        for start, end in zip(queries.indptr[:-1], queries.indptr[1:], strict=True):
+        for terms, weights in query_rows(queries):
             query = hash_map()
-            for term, weight in zip(queries.indices[start:end].tolist(), queries.data[start:end].tolist(), strict=True):
+            for term, weight in zip(terms.tolist(), weights.tolist(), strict=True):
                 query.put(str(term), integer(int(weight)))
             java_queries.append(query)
         if len(java_queries) == 1:

@@ -6,8 +6,6 @@ numba-compiled loop (a Python loop over terms costs more than the arithmetic).
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,11 +13,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.indexer.engines.base import Ranking, top_k
+from lsr.indexer.engines.base import Ranking, query_rows, search_rows, top_k
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 _FILES = ("postings_indptr", "postings_docs", "postings_impacts")
-_THREADS = os.cpu_count() or 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -57,24 +54,11 @@ class MemoryEngine:
 
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
         """Batches are spread over the machine's cores: scoring and top-k run without the GIL."""
-        bounds = list(zip(queries.indptr[:-1], queries.indptr[1:], strict=True))
-
-        def search_one(bound: tuple[int, int]) -> Ranking:
-            start, end = bound
-            return self._search_one(queries.indices[start:end], queries.data[start:end], k)
-
-        threads = min(_THREADS, len(bounds))
-        if threads < 2:
-            return [search_one(bound) for bound in bounds]
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(search_one, bounds))
+        return search_rows(queries, lambda terms, weights: self._search_one(terms, weights, k))
 
     def search_serially(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
         """On the calling thread: for callers that spread work over threads themselves (the sharded engine)."""
-        return [
-            self._search_one(queries.indices[start:end], queries.data[start:end], k)
-            for start, end in zip(queries.indptr[:-1], queries.indptr[1:], strict=True)
-        ]
+        return [self._search_one(terms, weights, k) for terms, weights in query_rows(queries)]
 
     def _search_one(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Ranking:
         scores = np.zeros(self.doc_count, dtype=np.int64)

@@ -7,7 +7,6 @@ Shards are self-contained folders, so they can later live on different machines.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
@@ -16,10 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import Ranking
+from lsr.indexer.engines.base import CORES, Ranking
 from lsr.indexer.engines.memory import MemoryEngine
 
-DEFAULT_SHARDS = os.cpu_count() or 1
+DEFAULT_SHARDS = CORES
 
 
 def _shard_bounds(doc_count: int, shards: int) -> np.ndarray:
