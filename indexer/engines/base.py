@@ -59,16 +59,24 @@ def search_rows(queries: sp.csr_matrix, search_one: Callable[[np.ndarray, np.nda
 
 
 @numba.njit(cache=True, nogil=True)
-def _top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+def best_of(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best candidate rows and their scores, best first, ties broken by lower row as in every engine."""
+    if rows.size > k:
+        kth = np.partition(scores, rows.size - k)[rows.size - k]
+        above = rows[scores > kth]
+        tied = np.sort(rows[scores == kth])[: k - above.size]
+        rows = np.concatenate((above, tied))
+        scores = np.concatenate((scores[scores > kth], np.full(tied.size, kth, dtype=scores.dtype)))
+    by_row = np.argsort(rows)
+    rows, scores = rows[by_row], scores[by_row]
+    order = np.argsort(-scores, kind="mergesort")  # stable: equal scores stay in row order
+    return rows[order], scores[order]
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     candidates = np.flatnonzero(scores > 0)
-    if candidates.size > k:
-        candidate_scores = scores[candidates]
-        kth = np.partition(candidate_scores, candidates.size - k)[candidates.size - k]
-        above = candidates[candidate_scores > kth]
-        tied = candidates[candidate_scores == kth][: k - above.size]  # candidates are ascending
-        candidates = np.sort(np.concatenate((above, tied)))
-    # A stable sort of ascending rows by descending score breaks ties by lower row.
-    return candidates[np.argsort(-scores[candidates], kind="mergesort")]
+    return best_of(candidates, scores[candidates], k)
 
 
 def top_k(scores: np.ndarray, k: int) -> Ranking:
@@ -76,5 +84,5 @@ def top_k(scores: np.ndarray, k: int) -> Ranking:
 
     Compiled without the GIL, so queries can be scored on several threads.
     """
-    rows = _top_k_rows(scores, k)
-    return Ranking(doc_indices=rows.astype(np.int64), scores=scores[rows].astype(np.int64))
+    rows, found = _top_k_rows(scores, k)
+    return Ranking(doc_indices=rows.astype(np.int64), scores=found.astype(np.int64))

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import LsrError
-from lsr.indexer.engines.base import Ranking, search_rows
+from lsr.indexer.engines.base import Ranking, best_of, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 _FILES = (
@@ -50,21 +50,6 @@ def _exact_score(forward_indptr, forward_terms, forward_impacts, doc, terms, wei
         else:
             j += 1
     return score
-
-
-@numba.njit(cache=True, nogil=True)
-def _top(rows, found, k):
-    """The k best (score, then lower row) of candidate rows."""
-    if rows.size > k:
-        kth = np.partition(found, rows.size - k)[rows.size - k]
-        above = rows[found > kth]
-        tied = np.sort(rows[found == kth])[: k - above.size]  # ties go to the lower row, as in every engine
-        rows = np.concatenate((above, tied))
-        found = np.concatenate((found[found > kth], np.full(tied.size, kth)))
-    by_row = np.argsort(rows)
-    rows, found = rows[by_row], found[by_row]
-    order = np.argsort(-found, kind="mergesort")  # stable: equal scores stay in row order
-    return rows[order], found[order]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -108,13 +93,13 @@ def _search(arrays, terms, weights, budget, k, scores, touched):
     for row in rows:
         scores[row] = 0  # leave the buffer clean for this thread's next query
     if read >= total:
-        return _top(rows, found, k)
+        return best_of(rows, found, k)
     # Partial scores rank the candidates; the best ones are then scored exactly, so a document that the skipped
     # postings would have lifted into the top k is not lost as long as it is among them.
-    rows, found = _top(rows, found, max(k, RESCORED))
+    rows, found = best_of(rows, found, max(k, RESCORED))
     for i in range(rows.size):
         found[i] = _exact_score(forward_indptr, forward_terms, forward_impacts, rows[i], terms, weights)
-    return _top(rows, found, k)
+    return best_of(rows, found, k)
 
 
 def _check_budget(budget: float) -> None:

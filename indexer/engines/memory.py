@@ -1,56 +1,175 @@
 """The default engine: an exact, in-process inverted index, memory-mapped from .npy files.
 
-Term-at-a-time: each query term adds weight × impact over its postings list into a score array, in a
-numba-compiled loop (a Python loop over terms costs more than the arithmetic).
+Postings are grouped by document range (2^16 rows), then by term, with each row stored as its 16-bit offset in the
+range. A term that is in more than a quarter of a range's documents is stored there densely instead, one byte
+per document, when its impacts fit a byte (SPLADE's frequent expansion terms: most of a query's postings). A query
+is scored one range at a time, term at a time, into an accumulator that covers one range (256 KiB of int32, which
+stays in a core's L2 cache) rather than one array over the whole corpus: scattered additions hit cache instead of
+memory, dense terms are added with vector instructions, and a query reads well under half the bytes of plain
+(int32 row, uint16 impact) postings — scoring is bound by memory bandwidth. Each range also stores every term's largest
+impact there, which bounds the best score the range can hold: ranges are scored best bound first and the search
+stops once no range left can reach the k-th best score found — results stay exact. On 1M documents this scores a
+SPLADE query several times faster than one array of int64 scores did (bench/engines.py).
+
+Dynamic pruning inside a range (MaxScore, block-max WAND) was measured and left out: with SPLADE's long
+expanded queries and heavy-tailed impacts, the bounds of the terms a document lacks almost never push it below
+the k-th score (on 1M synthetic documents, 50–100% of the candidates survived with the final threshold known in
+advance), so skipping postings costs more in look-ups than reading them.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import ClassVar
 
 import numba
 import numpy as np
 import scipy.sparse as sp
+from numpy.lib.format import open_memmap
 
-from lsr.indexer.engines.base import Ranking, query_rows, search_rows, top_k
+from lsr.errors import IndexFolderError
+from lsr.indexer.engines.base import Ranking, best_of, query_rows, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
-_FILES = ("postings_indptr", "postings_docs", "postings_impacts")
+RANGE_BITS = 16
+RANGE_SIZE = 1 << RANGE_BITS
+_FILES = ("range_indptr", "range_max", "postings_offsets", "postings_impacts", "dense_starts", "dense_impacts")
+_SPARSE_POSTING_BYTES = 4  # uint16 offset + uint16 impact; a dense term costs one byte per document of the range
+_DENSE_MAX_IMPACT = np.iinfo(np.uint8).max
+_INT32_SCORES = np.iinfo(np.int32).max
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate(indptr, docs, impacts, terms, weights, scores) -> None:
-    for i in range(terms.size):
-        weight = np.int64(weights[i])
-        for position in range(indptr[terms[i]], indptr[terms[i] + 1]):
-            scores[docs[position]] += weight * impacts[position]
+def _range_bounds(range_max, terms, weights) -> np.ndarray:
+    """The highest score any document of each range can reach."""
+    bounds = np.zeros(range_max.shape[0], dtype=np.int64)
+    for r in range(range_max.shape[0]):
+        for i in range(terms.size):
+            bounds[r] += np.int64(weights[i]) * range_max[r, terms[i]]
+    return bounds
+
+
+@numba.njit(cache=True, nogil=True)
+def _search(arrays, doc_count, bounds, terms, weights, k, accumulator, found_rows, found_scores):
+    """``weights`` have the accumulator's dtype; it is all zeros on entry and is left so."""
+    range_indptr, offsets, impacts, dense_starts, dense_impacts = arrays
+    count = 0
+    threshold = np.int64(0)  # the k-th best score once k documents are found
+    for r in np.argsort(-bounds, kind="mergesort"):
+        if bounds[r] == 0 or (count >= k and bounds[r] < threshold):
+            break
+        first = np.int64(r) << RANGE_BITS
+        span = min(RANGE_SIZE, doc_count - first)
+        for i in range(terms.size):
+            weight = weights[i]
+            start = dense_starts[r, terms[i]]
+            if start >= 0:
+                for offset in range(span):
+                    accumulator[offset] += weight * dense_impacts[start + offset]
+            else:
+                for p in range(range_indptr[r, terms[i]], range_indptr[r, terms[i] + 1]):
+                    accumulator[offsets[p]] += weight * impacts[p]
+        for offset in range(span):
+            score = accumulator[offset]
+            if score != 0:
+                accumulator[offset] = 0
+                if score >= threshold:
+                    found_rows[count] = first + offset
+                    found_scores[count] = score
+                    count += 1
+        if count >= k:
+            rows, scores = best_of(found_rows[:count], found_scores[:count], k)
+            count = k
+            found_rows[:k] = rows
+            found_scores[:k] = scores
+            threshold = scores[k - 1]
+    return best_of(found_rows[:count], found_scores[:count], k)
+
+
+def _range_postings(vectors: sp.csr_matrix, first: int, end: int) -> sp.csc_matrix:
+    """The range's postings by term, rows as offsets in the range."""
+    part = vectors[first:end].tocsc()
+    part.sum_duplicates()
+    return part
+
+
+def _range_layout(part: sp.csc_matrix, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """The range's dense terms — cheaper to read as a byte per document than as postings, and whose impacts fit
+    a byte — and a mask of the postings that stay sparse."""
+    counts = np.diff(part.indptr)
+    frequent = np.flatnonzero(counts * _SPARSE_POSTING_BYTES > span)
+    dense = np.array(
+        [term for term in frequent if part.data[part.indptr[term] : part.indptr[term + 1]].max() <= _DENSE_MAX_IMPACT],
+        dtype=np.int64,
+    )
+    is_dense = np.zeros(part.shape[1], dtype=bool)
+    is_dense[dense] = True
+    return dense, np.repeat(~is_dense, counts)
 
 
 class MemoryEngine:
     name: ClassVar[str] = "memory"
 
-    def __init__(self, indptr: np.ndarray, docs: np.ndarray, impacts: np.ndarray, doc_count: int) -> None:
-        self._indptr = indptr
-        self._docs = docs
-        self._impacts = impacts
+    def __init__(self, arrays: list[np.ndarray], doc_count: int) -> None:
+        range_indptr, self._range_max, offsets, impacts, dense_starts, dense_impacts = arrays
+        self._arrays = (range_indptr, offsets, impacts, dense_starts, dense_impacts)
         self.doc_count = doc_count
-        self.dim = indptr.size - 1
+        self.dim = self._range_max.shape[1]
+        self._buffers = threading.local()
 
     @classmethod
     def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
-        postings = vectors.tocsc()
-        postings.sort_indices()
+        vectors = sp.csr_matrix(vectors)
+        dim = vectors.shape[1]
+        ranges = [(first, min(first + RANGE_SIZE, vectors.shape[0])) for first in range(0, max(1, vectors.shape[0]), RANGE_SIZE)]
+        # Two passes (each range's postings are rebuilt in the second) so that no copy of the whole index is held.
+        layouts = [_range_layout(_range_postings(vectors, first, end), end - first) for first, end in ranges]
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "postings_indptr.npy", postings.indptr.astype(np.int64))
-        np.save(folder / "postings_docs.npy", postings.indices.astype(np.int32))
-        np.save(folder / "postings_impacts.npy", postings.data.astype(IMPACT_DTYPE))
+        sparse_count = sum(int(sparse.sum()) for _, sparse in layouts)
+        offsets = open_memmap(folder / "postings_offsets.npy", mode="w+", dtype=np.uint16, shape=(sparse_count,))
+        impacts = open_memmap(folder / "postings_impacts.npy", mode="w+", dtype=IMPACT_DTYPE, shape=(sparse_count,))
+        dense_bytes = sum((end - first) * dense.size for (first, end), (dense, _) in zip(ranges, layouts, strict=True))
+        dense_impacts = open_memmap(folder / "dense_impacts.npy", mode="w+", dtype=np.uint8, shape=(dense_bytes,))
+        range_indptr = np.zeros((len(ranges), dim + 1), dtype=np.int64)
+        range_max = np.zeros((len(ranges), dim), dtype=IMPACT_DTYPE)
+        dense_starts = np.full((len(ranges), dim), -1, dtype=np.int64)
+        position = dense_position = 0
+        for r, ((first, end), (dense, sparse)) in enumerate(zip(ranges, layouts, strict=True)):
+            part = _range_postings(vectors, first, end)
+            counts = np.diff(part.indptr)
+            present = np.flatnonzero(counts)
+            if present.size:
+                range_max[r, present] = np.maximum.reduceat(part.data, part.indptr[present])
+            for term in dense:
+                postings = slice(part.indptr[term], part.indptr[term + 1])
+                dense_impacts[dense_position + part.indices[postings]] = part.data[postings]
+                dense_starts[r, term] = dense_position
+                dense_position += end - first
+            written = int(sparse.sum())
+            offsets[position : position + written] = part.indices[sparse]
+            impacts[position : position + written] = part.data[sparse]
+            counts[dense] = 0
+            range_indptr[r, 1:] = np.cumsum(counts)
+            range_indptr[r] += position
+            position += written
+        for array in (offsets, impacts, dense_impacts):
+            array.flush()
+        del offsets, impacts, dense_impacts
+        np.save(folder / "range_indptr.npy", range_indptr)
+        np.save(folder / "range_max.npy", range_max)
+        np.save(folder / "dense_starts.npy", dense_starts)
 
     @classmethod
     def open(cls, folder: Path, doc_count: int) -> MemoryEngine:
+        missing = [name for name in _FILES if not (folder / f"{name}.npy").is_file()]
+        if missing:
+            raise IndexFolderError(
+                f"{folder} lacks {', '.join(missing)} of the memory engine; an index written by an older lsr can be "
+                "rebuilt without re-encoding: lsr reindex INDEX --out NEW_INDEX --engine memory"
+            )
         # np.asarray: a plain ndarray view of each memory map (no copy), the type numba compiles for.
-        arrays = [np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES]
-        return cls(*arrays, doc_count=doc_count)
+        return cls([np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES], doc_count)
 
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
         """Batches are spread over the machine's cores: scoring and top-k run without the GIL."""
@@ -61,6 +180,26 @@ class MemoryEngine:
         return [self._search_one(terms, weights, k) for terms, weights in query_rows(queries)]
 
     def _search_one(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Ranking:
-        scores = np.zeros(self.doc_count, dtype=np.int64)
-        _accumulate(self._indptr, self._docs, self._impacts, terms, weights, scores)
-        return top_k(scores, k)
+        if terms.size == 0:
+            return Ranking(doc_indices=np.empty(0, dtype=np.int64), scores=np.empty(0, dtype=np.int64))
+        bounds = _range_bounds(self._range_max, terms, weights)
+        # int32 sums halve the accumulator's cache footprint; the bounds say when a score could overflow them.
+        dtype = np.int32 if bounds.max() <= _INT32_SCORES else np.int64
+        accumulator, found_rows, found_scores = self._thread_buffers(dtype, k)
+        rows, scores = _search(
+            self._arrays, self.doc_count, bounds, terms, weights.astype(dtype), k, accumulator, found_rows, found_scores
+        )
+        return Ranking(doc_indices=rows.astype(np.int64), scores=scores.astype(np.int64))
+
+    def _thread_buffers(self, dtype: type, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per thread, allocated once: the range accumulator (kept all zeros between queries) and the candidates."""
+        buffers = self._buffers
+        accumulators = buffers.__dict__.setdefault("accumulators", {})
+        if dtype not in accumulators:
+            accumulators[dtype] = np.zeros(RANGE_SIZE, dtype=dtype)
+        capacity = k + RANGE_SIZE  # the k kept so far plus every document of one range
+        if getattr(buffers, "capacity", 0) < capacity:
+            buffers.capacity = capacity
+            buffers.rows = np.empty(capacity, dtype=np.int64)
+            buffers.scores = np.empty(capacity, dtype=np.int64)
+        return accumulators[dtype], buffers.rows, buffers.scores
