@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -162,14 +163,21 @@ def publish(staging: Path, target: Path) -> None:
 class IndexFolder:
     """An opened, validated index folder."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, open_engine: bool = True) -> None:
+        """``open_engine=False`` for readers of the stored vectors only (re-indexing), so that an engine this
+        version cannot open does not stand in the way of rebuilding it."""
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         for part in self.parts:
             if not (self.path / part).exists():
                 raise IndexFolderError(f"{self.path} is incomplete: {part} is missing")
+        if open_engine:
+            self.engine  # noqa: B018 — opened now, so a broken index fails when it is opened, not at its first query
+
+    @cached_property
+    def engine(self) -> Any:  # a vector engine, or the BM25 engine that searches text
         try:
-            self.engine = engine_class(self.manifest.engine).open(
+            return engine_class(self.manifest.engine).open(
                 self.path / "sparse", self.manifest.doc_count, **self.manifest.engine_settings
             )
         except (OSError, ValueError, TypeError) as exc:  # TypeError: settings the engine does not take

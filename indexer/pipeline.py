@@ -273,7 +273,7 @@ def reindex(
 
     ``settings`` go into the manifest and are passed to the engine whenever the index is opened.
     """
-    index = IndexFolder(index_path)
+    index = IndexFolder(index_path, open_engine=False)
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
     settings = settings or {}

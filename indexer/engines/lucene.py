@@ -44,7 +44,8 @@ def bm25_spec() -> EncoderSpec:
 
 def _index_collection(kind: str, collection: Path, folder: Path, *flags: str) -> None:
     args = ["-collection", kind, "-input", str(collection), "-index", str(folder)]
-    args += ["-generator", "DefaultLuceneDocumentGenerator", "-threads", str(CORES), "-optimize", *flags]
+    # -quiet: Anserini otherwise logs its settings and a progress line a minute at INFO; errors still show.
+    args += ["-generator", "DefaultLuceneDocumentGenerator", "-threads", str(CORES), "-optimize", "-quiet", *flags]
     anserini_class("io.anserini.index.IndexCollection").main(args)
 
 
