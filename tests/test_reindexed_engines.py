@@ -52,3 +52,19 @@ def test_reindexed_real_index_searches_like_the_memory_engine(small_index, small
     with pytest.raises(LsrError, match="budget must be in"):
         reindex(small_index, tmp_path / "y", "impact-ordered", settings={"budget": 2.0})
     assert not (tmp_path / "y").exists()
+
+
+def test_an_index_whose_engine_cannot_be_opened_is_rebuilt_by_reindex(small_index, small_dataset, tmp_path):
+    """An index written with an older memory-engine layout is refused with the command that mends it, which works."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(small_index, old)
+    shutil.rmtree(old / "sparse")
+    (old / "sparse").mkdir()
+    np.save(old / "sparse" / "postings_indptr.npy", np.zeros(1, dtype=np.int64))
+    with pytest.raises(IndexFolderError, match="lsr reindex"):
+        IndexFolder(old)
+    reindex(old, tmp_path / "mended", "memory")
+    queries = list(read_queries(small_dataset).values())
+    assert Searcher.open(tmp_path / "mended").search_many(queries, 10) == Searcher.open(small_index).search_many(queries, 10)
