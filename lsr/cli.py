@@ -376,6 +376,7 @@ def train(
     steps: Annotated[int, typer.Option(min=1)] = 200,
     batch_size: Annotated[int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")] = 16,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    head_learning_rate: Annotated[float | None, typer.Option(help="UHD: learning rate of the new projection head (default: --learning-rate).")] = None,
     lambda_d: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on documents.")] = 1e-3,
     lambda_q: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on queries.")] = 1e-3,
     lambda_warmup: Annotated[int, typer.Option(min=0, help="T in λ_t = λ·min(1, t/T)², in steps.")] = 50,
@@ -393,6 +394,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")] = False,
 ) -> None:
     """Train a SPLADE or UHD encoder (contrastive loss + FLOPS regularization) on a dataset's qrels."""
     from lsr.retrieval.encoders import Architecture, UhdSettings
@@ -407,7 +409,7 @@ def train(
     uhd = UhdSettings(uhd_dim, uhd_k, layers, binarize) if arch == "uhd" else None
     architecture = Architecture(arch, "bow" if inference_free else "model", idf, uhd)
     config = TrainingConfig(
-        base=base, architecture=architecture, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+        base=base, architecture=architecture, steps=steps, batch_size=batch_size, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
         lambda_d=lambda_d, lambda_q=lambda_q, lambda_warmup_steps=lambda_warmup, l1_q=l1_q, distillation=distillation,
         query_max_length=query_max_length, doc_max_length=doc_max_length, checkpoint_every=checkpoint_every, seed=seed,
     )
@@ -424,7 +426,7 @@ def train(
                 f"{entry['active_terms_document']:.1f}  FLOPS {entry['flops']:.3g}  {entry['seconds']:.0f}s"
             )
 
-    summary = train_model(config, data, out, teacher=teacher, overwrite=overwrite, on_log=log)
+    summary = train_model(config, data, out, teacher=teacher, overwrite=overwrite, resume=resume, on_log=log)
     console.print(f"trained {arch} on {summary['training_queries']} queries in {summary['wall_seconds']:.0f}s; model: {out}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 import sys
 
 import numpy as np
@@ -204,3 +205,50 @@ def test_training_never_overwrites_a_folder_it_did_not_write(tmp_path, nfcorpus_
     with pytest.raises(LsrError, match="not a model folder written by `lsr train`"):
         train(TrainingConfig(steps=1, batch_size=4), nfcorpus_pairs, tmp_path / "precious", overwrite=True)
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_to_the_model_an_uninterrupted_run_writes(tmp_path, nfcorpus_pairs):
+    from safetensors.torch import load_file
+
+    config = TrainingConfig(
+        steps=4, batch_size=4, learning_rate=1e-3, lambda_warmup_steps=2, query_max_length=16, doc_max_length=32, checkpoint_every=2,
+    )
+    train(config, nfcorpus_pairs, tmp_path / "straight")
+
+    def interrupt_at_step_3(entry: dict) -> None:
+        if entry["step"] == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, nfcorpus_pairs, tmp_path / "resumed", on_log=interrupt_at_step_3)
+    assert not (tmp_path / "resumed").exists()
+    with pytest.raises(LsrError, match="pass --resume to continue it"):
+        train(config, nfcorpus_pairs, tmp_path / "resumed")
+    with pytest.raises(LsrError, match="started with another learning rate"):
+        train(replace(config, learning_rate=1e-4), nfcorpus_pairs, tmp_path / "resumed", resume=True)
+
+    train(config, nfcorpus_pairs, tmp_path / "resumed", resume=True)
+    log = [json.loads(line) for line in (tmp_path / "resumed" / "training_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2, 3, 4]
+    straight, resumed = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name, weights in straight.items():
+        torch.testing.assert_close(resumed[name], weights, rtol=0, atol=1e-6, msg=name)
+
+
+def test_resume_without_an_interrupted_run_is_one_line_error(tmp_path):
+    from conftest import shared_dataset
+
+    result = lsr("train", str(shared_dataset("nfcorpus")), "--out", str(tmp_path / "m"), "--max-queries", "8", "--steps", "2", "--resume")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: nothing to resume: {tmp_path / 'm.partial'} does not exist (train without --resume)"
+
+
+def test_head_learning_rate_is_for_uhd_only():
+    with pytest.raises(LsrError, match="head learning rate needs a UHD architecture"):
+        TrainingConfig(head_learning_rate=1e-3)

@@ -29,10 +29,16 @@ HEADS_FILE = "uhd_heads.safetensors"
 
 
 class UhdHead(nn.Module):
-    def __init__(self, hidden_size: int, settings: UhdSettings) -> None:
+    def __init__(self, hidden_size: int, settings: UhdSettings, initializer_range: float = 0.02) -> None:
         super().__init__()
         self.settings = settings
         self.projections = nn.ModuleList(nn.Linear(hidden_size, settings.dim) for _ in settings.layers)
+        # The backbone's own initialization (BERT: normal, std 0.02) rather than torch's default, whose ~25× larger
+        # weights start training with scores in the hundreds: the ranking loss begins at ~13 instead of ln(batch)
+        # and a higher head learning rate collapses every document onto the same few dimensions.
+        for projection in self.projections:
+            nn.init.normal_(projection.weight, std=initializer_range)
+            nn.init.zeros_(projection.bias)
 
     @property
     def dim(self) -> int:
@@ -76,7 +82,8 @@ class UhdModel(nn.Module):
         for layer in settings.layers:
             if not -layer_count - 1 <= layer <= layer_count:
                 raise EncoderError(f"UHD layer {layer} does not exist: the backbone has {layer_count} layers (0 = embeddings)")
-        return cls(backbone, UhdHead(backbone.config.hidden_size, settings))
+        initializer_range = getattr(backbone.config, "initializer_range", 0.02)
+        return cls(backbone, UhdHead(backbone.config.hidden_size, settings, initializer_range))
 
     @classmethod
     def load(cls, path: Path, settings: UhdSettings) -> UhdModel:

@@ -4,7 +4,9 @@ sides with a quadratic warm-up, optional L1 on queries and distillation from a t
 One loop serves SPLADE, UHD and inference-free SPLADE (whose query side is the fixed bag of word-pieces).
 The output folder is a model folder every encoder loader accepts (`lsr index --encoder FOLDER`); it is
 assembled as ``<out>.partial`` and renamed when training ends, with checkpoints (also model folders) in
-``checkpoints/step-N`` and every step's log in ``training_log.jsonl``.
+``checkpoints/step-N`` and every step's log in ``training_log.jsonl``. A checkpoint also holds the optimizer,
+schedule and random state, so an interrupted run continues from its last checkpoint (``resume=True``) and
+ends with the model an uninterrupted run would have written.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from lsr.retrieval.training.data import Batch, Run, TrainingData
 
 LOG_FILE = "training_log.jsonl"
 SUMMARY_FILE = "training.json"
+STATE_FILE = "training_state.pt"  # in each checkpoint: what resuming needs besides the model folder
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class TrainingConfig:
     steps: int = 200
     batch_size: int = 16
     learning_rate: float = 5e-5
+    head_learning_rate: float | None = None  # UHD: the new projection starts from random weights; None: learning_rate
     lambda_d: float = 1e-3  # FLOPS weight on documents
     lambda_q: float = 1e-3  # FLOPS weight on queries (unused with bag-of-words queries)
     lambda_warmup_steps: int = 50  # T in λ_t = λ·min(1, t/T)²
@@ -59,6 +63,10 @@ class TrainingConfig:
                 raise LsrError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise LsrError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
+            raise LsrError(f"head learning rate must be positive, got {self.head_learning_rate}")
+        if self.head_learning_rate is not None and not self.architecture.uhd:
+            raise LsrError("a head learning rate needs a UHD architecture (SPLADE has no new head)")
         for name in ("lambda_d", "lambda_q", "l1_q", "distillation_weight", "lambda_warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise LsrError(f"{name.replace('_', ' ')} must not be negative, got {getattr(self, name)}")
@@ -116,6 +124,16 @@ class Student:
         write_architecture(folder, self.config.architecture)
 
 
+def _parameter_groups(model: torch.nn.Module, config: TrainingConfig) -> list[dict]:
+    """One group, or with a head learning rate two: the pretrained backbone and the UHD head."""
+    if config.head_learning_rate is None:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    return [
+        {"params": [p for p in model.backbone.parameters() if p.requires_grad]},
+        {"params": [p for p in model.head.parameters() if p.requires_grad], "lr": config.head_learning_rate},
+    ]
+
+
 def _excluded(batch: Batch, positives: dict[str, list[str]]) -> torch.Tensor:
     """(queries, documents): True where another query's document is judged relevant to this query."""
     documents = batch.positive_ids + batch.negative_ids
@@ -155,6 +173,56 @@ def _step_log(
     }
 
 
+def _checkpoints(staging: Path) -> list[Path]:
+    """Complete checkpoints (the state file is written last), latest first."""
+    found = [folder for folder in (staging / "checkpoints").glob("step-*") if (folder / STATE_FILE).is_file()]
+    return sorted(found, key=lambda folder: int(folder.name.removeprefix("step-")), reverse=True)
+
+
+def _checkpoint(folder: Path, student: Student, optimizer: torch.optim.Optimizer, schedule, step: int, seconds: float) -> None:
+    student.save(folder)
+    state = {
+        "step": step,
+        "seconds": seconds,
+        "config": student.config.to_dict(),
+        "model": student.model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(),  # dropout masks continue as in an uninterrupted run
+    }
+    partial = folder / f"{STATE_FILE}.partial"
+    torch.save(state, partial)
+    partial.rename(folder / STATE_FILE)
+
+
+def _resumable_state(staging: Path, config: TrainingConfig) -> dict | None:
+    if not staging.is_dir():
+        raise LsrError(f"nothing to resume: {staging} does not exist (train without --resume)")
+    checkpoints = _checkpoints(staging)
+    if not checkpoints:
+        raise LsrError(f"nothing to resume: {staging} holds no checkpoint (train with --checkpoint-every N to make them)")
+    state = torch.load(checkpoints[0] / STATE_FILE, weights_only=False)
+    if state["config"] != config.to_dict():
+        differing = sorted(key.replace("_", " ") for key, value in config.to_dict().items() if state["config"].get(key) != value)
+        raise LsrError(f"cannot resume from {staging}: it was started with another {', '.join(differing)}")
+    return state
+
+
+def _restore(state: dict, staging: Path, student: Student, optimizer: torch.optim.Optimizer, schedule) -> tuple[int, float]:
+    """Loads the checkpoint into the fresh objects and cuts the log back to its step; returns (step, seconds)."""
+    student.model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    log = staging / LOG_FILE
+    kept = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= state["step"]]
+    log.write_text("".join(line + "\n" for line in kept))
+    for later in (staging / "checkpoints").glob("step-*"):
+        if int(later.name.removeprefix("step-")) > state["step"]:
+            shutil.rmtree(later)
+    return state["step"], state["seconds"]
+
+
 def train(
     config: TrainingConfig,
     data: TrainingData,
@@ -162,9 +230,13 @@ def train(
     *,
     teacher: Run | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Trains, writes the model folder ``out`` and returns the summary also saved in its training.json."""
+    """Trains, writes the model folder ``out`` and returns the summary also saved in its training.json.
+
+    ``resume`` continues an interrupted run of the same configuration from the last checkpoint in ``<out>.partial``.
+    """
     if (config.distillation is None) != (teacher is None):
         raise LsrError("distillation needs both a method (marginmse or kl) and a teacher run")
     if out.exists() and not overwrite:
@@ -172,20 +244,30 @@ def train(
     if out.exists() and not (out / ARCH_FILE).is_file() and any(out.iterdir()):
         raise LsrError(f"{out} is not a model folder written by `lsr train`; refusing to overwrite it")
     staging = out.with_name(f"{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    resumed = _resumable_state(staging, config) if resume else None
+    if resumed is None:
+        if _checkpoints(staging) and not overwrite:
+            raise LsrError(f"an interrupted training run left {staging}: pass --resume to continue it, or --overwrite to start over")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
     torch.manual_seed(config.seed)
     idf = None
     if config.architecture.idf:
         idf = compute_idf(AutoTokenizer.from_pretrained(resolve_model(config.base).path), list(data.documents.values()), config.doc_max_length)
     student = Student(config, idf)
-    optimizer = torch.optim.AdamW([p for p in student.model.parameters() if p.requires_grad], lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(_parameter_groups(student.model, config), lr=config.learning_rate)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, config.steps // 10), config.steps)
+    done, elapsed = 0, 0.0
+    if resumed is not None:
+        done, elapsed = _restore(resumed, staging, student, optimizer, schedule)
     learns_queries = config.architecture.query_encoder == "model"
-    started = time.perf_counter()
+    started = time.perf_counter() - elapsed
     student.model.train()
-    with (staging / LOG_FILE).open("w") as log_file:
+    with (staging / LOG_FILE).open("a") as log_file:
+        # The batches are drawn from the seed alone, so a resumed run skips the ones it has trained on.
         for step, batch in enumerate(data.batches(config.batch_size, config.steps, config.seed), start=1):
+            if step <= done:
+                continue
             queries = student.encode_queries([data.queries[q] for q in batch.query_ids])
             documents = student.encode_documents([data.documents[d] for d in batch.positive_ids + batch.negative_ids])
             scores = queries @ documents.T
@@ -216,7 +298,8 @@ def train(
             if on_log:
                 on_log(entry)
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-                student.save(staging / "checkpoints" / f"step-{step}")
+                log_file.flush()
+                _checkpoint(staging / "checkpoints" / f"step-{step}", student, optimizer, schedule, step, entry["seconds"])
     student.model.eval()
     student.save(staging)
     summary = {"config": config.to_dict(), "training_queries": len(data.queries), "wall_seconds": round(time.perf_counter() - started, 1), "last_step": entry}
