@@ -30,6 +30,7 @@ from lsr.indexer.index_folder import (
     DocInfo,
     IndexFolder,
     Manifest,
+    build_engine,
     publish,
     write_docs,
     write_index,
@@ -141,16 +142,21 @@ def build_index(
     dense_encoder: DenseEncoder | None = None,
     dense_index: DenseIndexSettings = DenseIndexSettings(),
     engine: str = DEFAULT_ENGINE,
+    engine_settings: dict | None = None,
     quantization: Quantization = Quantization(),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
 ) -> Manifest:
-    """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal."""
+    """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal.
+
+    ``engine_settings`` go into the manifest and to the engine (e.g. a Milvus URI and collection).
+    """
     started = time.perf_counter()
     out = Path(out)
-    vector_engine_class(engine)  # fail on an unknown engine before hours of encoding
+    engine_settings = engine_settings or {}
+    _check_engine_settings(engine, engine_settings)  # fail on an unknown engine or setting before hours of encoding
     if chunk_size < 1:
         raise IndexFolderError(f"chunk size must be positive, got {chunk_size}")
     _check_target(out, overwrite)
@@ -180,6 +186,7 @@ def build_index(
         corpus={"path": str(corpus.path), "sha256": corpus.sha256},
         dense_encoder=dense_encoder.spec if dense_encoder else None,
         dense_index=dense_index,
+        engine_settings=engine_settings,
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
@@ -266,6 +273,20 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
     return manifest
 
 
+def _check_engine_settings(engine: str, settings: dict) -> type:
+    """Settings go to every open of the engine, and to its build where it takes them (e.g. shards)."""
+    engine_type = vector_engine_class(engine)
+    signature = inspect.signature(engine_type.open)
+    unknown = sorted(set(settings) - set(signature.parameters))
+    if unknown:
+        raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(unknown)}")
+    try:
+        signature.bind(Path(), 0, **settings)
+    except TypeError as exc:  # a required setting is missing
+        raise IndexFolderError(f"the {engine} engine needs more settings: {exc}") from None
+    return engine_type
+
+
 def reindex(
     index_path: str | Path, out: str | Path, engine: str, *, settings: dict | None = None, overwrite: bool = False
 ) -> Manifest:
@@ -277,11 +298,7 @@ def reindex(
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
     settings = settings or {}
-    engine_type = vector_engine_class(engine)
-    try:  # settings go to every open of the engine, and to its build where it takes them (e.g. shards)
-        inspect.signature(engine_type.open).bind(Path(), 0, **settings)
-    except TypeError:
-        raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(sorted(settings))}") from None
+    engine_type = _check_engine_settings(engine, settings)
     out = Path(out)
     if out.resolve() == index.path.resolve():
         raise IndexFolderError("re-index into a new folder (--out), not over the index being read")
@@ -290,8 +307,7 @@ def reindex(
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
     shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
-    build_parameters = inspect.signature(engine_type.build).parameters
-    engine_type.build(index.vectors, staging / "sparse", **{k: v for k, v in settings.items() if k in build_parameters})
+    build_engine(engine, index.vectors, staging / "sparse", settings, index.docs, index.dense_vectors())
     engine_type.open(staging / "sparse", index.manifest.doc_count, **settings)  # bad values fail here, unpublished
     manifest = dataclasses.replace(index.manifest, engine=engine, engine_settings=settings)
     write_manifest(staging, manifest)
