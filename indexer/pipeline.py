@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
+from lsr.indexer.distributed import BatchEncoder, ray_encoding
 from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, vector_engine_class
 from lsr.indexer.index_folder import (
     MANIFEST,
@@ -113,25 +115,37 @@ def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
 
 
 def _encode_in_chunks(
-    work: Path, texts: list[str], chunk_size: int, encode: Callable[[list[str]], Encoded], dim: int, progress: bool | None
+    work: Path, texts: list[str], chunk_size: int, encode_batches: BatchEncoder, dim: int, progress: bool | None
 ) -> Encoded:
-    """Encodes the chunks not yet saved in ``work``, then returns all of them concatenated."""
+    """Encodes the chunks not yet saved in ``work``, then returns all of them concatenated.
+
+    ``encode_batches`` encodes batches of ``PROGRESS_STEP`` texts, yielding them in order (in process, or on Ray);
+    each chunk is saved as soon as its last batch is back.
+    """
     chunk_count = -(-len(texts) // chunk_size)
     paths = [work / "chunks" / f"{number:06d}.npz" for number in range(chunk_count)]
     done = sum(min(chunk_size, len(texts) - number * chunk_size) for number, path in enumerate(paths) if path.exists())
+    batches = [
+        (number, texts[start : min(start + PROGRESS_STEP, (number + 1) * chunk_size, len(texts))])
+        for number, path in enumerate(paths)
+        if not path.exists()
+        for start in range(number * chunk_size, min((number + 1) * chunk_size, len(texts)), PROGRESS_STEP)
+    ]
+    remaining = Counter(number for number, _ in batches)
+    parts: dict[int, list[Encoded]] = defaultdict(list)
     disable = None if progress is None else not progress  # None: a bar on terminals only
     with tqdm(total=len(texts), initial=done, unit="doc", desc="encoding", disable=disable) as bar:
-        for number, path in enumerate(paths):
-            if path.exists():
-                continue
-            chunk = texts[number * chunk_size : (number + 1) * chunk_size]
-            parts = []
-            for start in range(0, len(chunk), PROGRESS_STEP):
-                batch = chunk[start : start + PROGRESS_STEP]
-                parts.append(encode(batch))
-                bar.update(len(batch))
-            Encoded.concat(parts).save(path)
+        for (number, batch), encoded in zip(batches, encode_batches([batch for _, batch in batches]), strict=True):
+            parts[number].append(encoded)
+            bar.update(len(batch))
+            remaining[number] -= 1
+            if remaining[number] == 0:
+                Encoded.concat(parts.pop(number)).save(paths[number])
     return Encoded.concat([Encoded.load(path, dim) for path in paths])
+
+
+def _in_process(encode: Callable[[list[str]], Encoded]) -> BatchEncoder:
+    return lambda batches: map(encode, batches)
 
 
 def build_index(
@@ -148,10 +162,12 @@ def build_index(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    ray_address: str | None = None,
 ) -> Manifest:
     """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal.
 
     ``engine_settings`` go into the manifest and to the engine (e.g. a Milvus URI and collection).
+    ``ray_address`` encodes on a Ray cluster (``local``: one started on this machine) instead of in process.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -175,7 +191,11 @@ def build_index(
         return Encoded(sparse=sparse, dense=dense_encoder.encode_documents(texts) if dense_encoder else None)
 
     texts = [doc.contents for doc in corpus.documents]
-    encoded = _encode_in_chunks(work, texts, chunk_size, encode, encoder.dim, progress)
+    if ray_address is None:
+        encoded = _encode_in_chunks(work, texts, chunk_size, _in_process(encode), encoder.dim, progress)
+    else:
+        with ray_encoding(ray_address, encode) as encode_on_ray:
+            encoded = _encode_in_chunks(work, texts, chunk_size, encode_on_ray, encoder.dim, progress)
     manifest = Manifest(
         encoder=encoder.spec,
         quantization=quantization,
@@ -225,7 +245,8 @@ def add_dense_vectors(
     def encode(texts: list[str]) -> Encoded:
         return Encoded(dense=dense_encoder.encode_documents(texts))
 
-    encoded = _encode_in_chunks(work, [doc.contents for doc in corpus.documents], chunk_size, encode, index.manifest.dim, progress)
+    texts = [doc.contents for doc in corpus.documents]
+    encoded = _encode_in_chunks(work, texts, chunk_size, _in_process(encode), index.manifest.dim, progress)
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: the unchanged files are shared with the old index, not copied, and stay intact when it goes.
