@@ -1,0 +1,135 @@
+"""The Milvus engine on milvus-lite, against the exact memory engine on real Cranfield documents and the real
+splade-tiny + MiniLM: the same top 10 (ties aside), the same hybrid ranking, live updates that land in Milvus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lsr.datasets import read_queries
+from lsr.errors import IndexFolderError
+from lsr.indexer import IndexFolder, reindex
+from lsr.indexer.engines.milvus import TOKEN_VARIABLE, milvus_settings
+from lsr.indexer.index_folder import DocInfo
+from lsr.indexer.live import LiveIndex, LiveUpdateError
+from lsr.retrieval.fusion import Fusion, fuse
+from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search import Hit, Searcher
+
+pytest.importorskip("pymilvus")
+pytest.importorskip("milvus_lite")
+
+
+def same_ranking(found: list[Hit], expected: list[Hit]) -> bool:
+    """Equal scores rank for rank, and the same documents above the last score (which of a tie makes the cut may differ)."""
+    if [round(hit.score, 6) for hit in found] != [round(hit.score, 6) for hit in expected]:
+        return False
+    last = expected[-1].score if expected else 0.0
+    return [hit.id for hit in found if hit.score > last] == [hit.id for hit in expected if hit.score > last]
+
+
+def to_milvus(index, tmp_path, name="milvus"):
+    out = tmp_path / name
+    reindex(index, out, "milvus", settings=milvus_settings(str(tmp_path / "milvus.db"), None, out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def queries(small_dataset) -> list[str]:
+    return list(read_queries(small_dataset).values())[:60]  # enough to meet ties and misses; each is searched many times
+
+
+@pytest.mark.slow
+def test_milvus_ranks_like_the_memory_engine_and_keeps_tokens_out_of_the_manifest(small_index, queries, tmp_path, monkeypatch):
+    monkeypatch.setenv(TOKEN_VARIABLE, "secret-token")  # milvus-lite ignores it; it must not be written anywhere
+    out = to_milvus(small_index, tmp_path)
+    manifest = (out / "manifest.json").read_text()
+    assert "secret-token" not in manifest
+    assert json.loads(manifest)["engine"] == {"name": "milvus", "uri": str(tmp_path / "milvus.db"), "collection": "lsr_milvus"}
+    expected, found = Searcher.open(small_index).search_many(queries, 10), Searcher.open(out).search_many(queries, 10)
+    assert sum(map(same_ranking, found, expected)) == len(queries)
+    identical = sum(f == e for f, e in zip(found, expected, strict=True))
+    assert identical >= 0.9 * len(queries)  # ties at the cut are rare
+
+
+@pytest.mark.slow
+def test_hybrid_via_milvus_equals_lsr_hybrid_both_fused_by_lsr_and_by_the_server(small_hybrid_index, queries, tmp_path):
+    out = to_milvus(small_hybrid_index, tmp_path)
+    local, remote = Searcher.open(small_hybrid_index), Searcher.open(out)
+    for fusion in (Fusion(), Fusion(method="convex", weight=0.3, depth=50)):
+        expected = local.search_many(queries, 10, mode="hybrid", fusion=fusion)
+        found = remote.search_many(queries, 10, mode="hybrid", fusion=fusion)
+        assert sum(map(same_ranking, found, expected)) == len(queries)
+    # Milvus's own RRF ranker, on the same candidates, ranks as lsr's equal-weight RRF does.
+    depth = 100
+    quantization = remote.index.manifest.quantization
+    sparse = quantization.quantize(remote.encoder.encode_queries(queries))
+    dense = remote.dense_encoder.encode_queries(queries)
+    server = remote.index.engine.hybrid_search(sparse, dense, rrf_k=60, depth=depth, k=10)
+    ours = [
+        fuse(s, d, Fusion(method="rrf", weight=0.5, rrf_k=60), 10)
+        for s, d in zip(remote.rankings(queries, "sparse", depth), remote.rankings(queries, "dense", depth), strict=True)
+    ]
+    for by_server, by_lsr in zip(server, ours, strict=True):
+        np.testing.assert_allclose(by_server.scores, 2 * by_lsr.scores, rtol=1e-5)
+        above_cut = by_lsr.scores > by_lsr.scores[-1] * (1 + 1e-6)  # which of a tie at the cut makes it may differ
+        assert by_server.doc_indices[above_cut].tolist() == by_lsr.doc_indices[above_cut].tolist()
+
+
+@pytest.mark.slow
+def test_live_updates_go_to_milvus_and_rank_like_the_memory_engine(small_hybrid_index, splade, minilm, queries, tmp_path):
+    memory_copy = tmp_path / "memory"
+    shutil.copytree(small_hybrid_index, memory_copy)
+    milvus_index = to_milvus(small_hybrid_index, tmp_path)
+    services = [LiveSearcher(LiveIndex(path), splade, minilm) for path in (memory_copy, milvus_index)]
+    new = DocInfo("new", "propeller blade icing", "ice accretion on propeller blades in cold weather", {"lang": "en"})
+    first_id = services[0].view.docs[0].id
+    replaced = DocInfo(services[0].view.docs[1].id, "wing flutter", "flutter of a swept wing at transonic speed")
+    for service in services:
+        service.upsert([new, replaced])
+        assert service.delete(first_id)
+    memory, milvus = (service.searcher() for service in services)
+    for mode in ("sparse", "hybrid"):
+        assert sum(map(same_ranking, milvus.search_many(queries, 10, mode=mode), memory.search_many(queries, 10, mode=mode))) == len(queries)
+    assert milvus.search("ice on propellers", 1, mode="dense")[0].id == "new"
+    # The writes are in the collection itself, not only in this process: row numbers past the base index.
+    engine = milvus.index.base.engine
+    quantization = milvus.index.manifest.quantization
+    rows = engine.search(quantization.quantize(splade.encode_queries(["propeller icing"])), 200)[0].doc_indices
+    base_count = milvus.index.manifest.doc_count
+    assert base_count in rows.tolist() and 0 not in rows.tolist()
+    with pytest.raises(LiveUpdateError, match="nothing to compact"):
+        services[1].live.compact()
+    for service in services:
+        service.live.close()
+    reopened = LiveSearcher(LiveIndex(milvus_index), splade, minilm)  # the log replays into Milvus idempotently
+    assert reopened.get(first_id) is None and reopened.get("new") == new
+    assert sum(map(same_ranking, reopened.searcher().search_many(queries, 10, mode="sparse"), memory.search_many(queries, 10, mode="sparse"))) == len(queries)
+    reopened.live.close()
+
+
+def test_milvus_settings_are_checked(small_index, tmp_path):
+    with pytest.raises(IndexFolderError, match="needs --uri"):
+        milvus_settings("", None, tmp_path / "x")
+    with pytest.raises(IndexFolderError, match="collection name"):
+        milvus_settings(str(tmp_path / "m.db"), "1-bad name", tmp_path / "x")
+    with pytest.raises(IndexFolderError, match="needs more settings"):
+        reindex(small_index, tmp_path / "x", "milvus", settings={"uri": str(tmp_path / "m.db")})
+    with pytest.raises(IndexFolderError, match="takes no setting token"):
+        reindex(small_index, tmp_path / "x", "milvus", settings={"uri": "u", "collection": "c", "token": "t"})
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_refuses_milvus_without_a_uri_and_a_uri_without_milvus(small_index, tmp_path):
+    for args in (["--engine", "milvus"], ["--engine", "memory", "--uri", str(tmp_path / "m.db")]):
+        result = subprocess.run(
+            [sys.executable, "-m", "lsr", "reindex", str(small_index), "--out", str(tmp_path / "x"), *args],
+            capture_output=True, text=True,
+        )
+        assert result.returncode == 2 and result.stderr.startswith("error:") and "--uri" in result.stderr
+    assert IndexFolder(small_index).manifest.engine == "memory"
