@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from lsr.indexer.live import LiveIndex, LiveUpdateError
 from lsr.retrieval.fusion import Fusion, fuse
 from lsr.retrieval.live import LiveSearcher
 from lsr.retrieval.search import Hit, Searcher
+from tests.conftest import shared_dataset
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -133,3 +135,21 @@ def test_cli_refuses_milvus_without_a_uri_and_a_uri_without_milvus(small_index, 
         )
         assert result.returncode == 2 and result.stderr.startswith("error:") and "--uri" in result.stderr
     assert IndexFolder(small_index).manifest.engine == "memory"
+
+
+SCIFACT_INDEX = Path(__file__).resolve().parents[1] / "indexes" / "scifact"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SCIFACT_INDEX / "manifest.json").is_file(), reason="needs the prebuilt indexes/scifact (too long to build in CI)")
+def test_scifact_in_milvus_has_the_memory_engines_top_10(tmp_path):
+    """The issue's acceptance check, on the full 5,183 scifact documents and its 300 test queries."""
+    from lsr.datasets import read_evaluation_set
+
+    out = to_milvus(SCIFACT_INDEX, tmp_path)  # the prebuilt index is only read: its vectors are copied into Milvus
+    queries = list(read_evaluation_set(shared_dataset("scifact"), "test").queries.values())
+    memory, milvus = Searcher.open(SCIFACT_INDEX), Searcher.open(out)
+    modes = ("sparse", "hybrid") if memory.dense_encoder else ("sparse",)
+    for mode in modes:
+        expected, found = memory.search_many(queries, 10, mode=mode), milvus.search_many(queries, 10, mode=mode)
+        assert sum(map(same_ranking, found, expected)) == len(queries)
