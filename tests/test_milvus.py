@@ -16,7 +16,7 @@ from lsr.datasets import read_queries
 from lsr.errors import IndexFolderError
 from lsr.indexer import IndexFolder, reindex
 from lsr.indexer.engines.milvus import TOKEN_VARIABLE, milvus_settings
-from lsr.indexer.index_folder import DocInfo
+from lsr.indexer.index_folder import DocInfo, read_manifest
 from lsr.indexer.live import LiveIndex, LiveUpdateError
 from lsr.retrieval.fusion import Fusion, fuse
 from lsr.retrieval.live import LiveSearcher
@@ -127,14 +127,21 @@ def test_milvus_settings_are_checked(small_index, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_refuses_milvus_without_a_uri_and_a_uri_without_milvus(small_index, tmp_path):
-    for args in (["--engine", "milvus"], ["--engine", "memory", "--uri", str(tmp_path / "m.db")]):
-        result = subprocess.run(
-            [sys.executable, "-m", "lsr", "reindex", str(small_index), "--out", str(tmp_path / "x"), *args],
-            capture_output=True, text=True,
-        )
-        assert result.returncode == 2 and result.stderr.startswith("error:") and "--uri" in result.stderr
-    assert IndexFolder(small_index).manifest.engine == "memory"
+def test_cli_reindexes_into_milvus_and_searches_it_and_refuses_bad_settings(small_index, tmp_path):
+    def lsr(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lsr", *args], capture_output=True, text=True, cwd=tmp_path)
+
+    built = lsr("reindex", str(small_index), "--out", "milvus-index", "--engine", "milvus", "--uri", "./lite.db", "--collection", "cranfield")
+    assert built.returncode == 0, built.stderr
+    # The manifest only: opening the index here would hold the milvus-lite file, which one process at a time may open.
+    assert read_manifest(tmp_path / "milvus-index").engine_settings == {"uri": str(tmp_path / "lite.db"), "collection": "cranfield"}
+    found = lsr("search", "milvus-index", "wing flutter", "-k", "3")
+    expected = lsr("search", str(small_index), "wing flutter", "-k", "3")
+    assert found.returncode == 0 and found.stdout == expected.stdout and "1 " in found.stdout
+    for args in (["--engine", "milvus"], ["--engine", "memory", "--uri", "./lite.db"]):
+        refused = lsr("reindex", str(small_index), "--out", "x", *args)
+        assert refused.returncode == 2 and refused.stderr.startswith("error:") and "--uri" in refused.stderr
+    assert not (tmp_path / "x").exists()
 
 
 SCIFACT_INDEX = Path(__file__).resolve().parents[1] / "indexes" / "scifact"
