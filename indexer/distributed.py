@@ -59,7 +59,8 @@ def ray_encoding(address: str, encode: Callable[[list[str]], Encoded]) -> Iterat
     try:
         if address == LOCAL:
             cpus = os.cpu_count() or 1
-            ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            # address="local": always a new cluster, never one `ray start` left running on this machine.
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                      runtime_env=environment, logging_level=logging.WARNING)
         else:
             ray.init(address=address, runtime_env=environment, logging_level=logging.WARNING)
@@ -84,7 +85,7 @@ def _encode_on_ray(ray, batches: list[list[str]], encode: Callable[[list[str]], 
         _EncodingActor,
         fn_constructor_args=(encode, threads),
         batch_size=1,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=threads,
     )
     for number, row in enumerate(dataset.iter_rows()):

@@ -14,7 +14,7 @@ import pytest
 
 from lsr.datasets import read_queries
 from lsr.errors import IndexFolderError
-from lsr.indexer import IndexFolder, reindex
+from lsr.indexer import reindex
 from lsr.indexer.engines.milvus import TOKEN_VARIABLE, milvus_settings
 from lsr.indexer.index_folder import DocInfo, read_manifest
 from lsr.indexer.live import LiveIndex, LiveUpdateError
