@@ -283,8 +283,8 @@ class LiveIndex:
         dense_dim = base.dense.dim if base.dense is not None else None
         ids = {doc.id: row for row, doc in enumerate(base.docs)}
         self.view = LiveView(base, Delta.empty(manifest.dim, dense_dim), np.zeros(manifest.doc_count, bool), ids)
-        for batch in self._wal.replay():
-            self._apply(batch)
+        for batch in self._wal.replay():  # into Milvus too: idempotent, and a rebuilt collection gets the updates back
+            self.view = self._applied(batch)
 
     @property
     def pending(self) -> int:
@@ -309,8 +309,10 @@ class LiveIndex:
             self.check_writable()
             for operation in batch:
                 self._check(operation)
+            # Milvus takes the batch before the log does: a batch Milvus refuses is not logged, so never replayed.
+            view = self._applied(batch)
             self._wal.append(batch)
-            self._apply(batch)
+            self.view = view  # one reference swap: readers see all of the batch or none of it
         if self.compacts and self.pending >= self.compact_after and not self._compacting.locked():
             threading.Thread(target=self._compact_in_background, daemon=True).start()
 
@@ -333,7 +335,8 @@ class LiveIndex:
         if (operation.dense is None) != (manifest.dense_encoder is None):
             raise LiveUpdateError(f"document {operation.doc.id!r}: dense vector given for an index without one, or missing")
 
-    def _apply(self, batch: Sequence[Operation]) -> None:
+    def _applied(self, batch: Sequence[Operation]) -> LiveView:
+        """The view with ``batch`` applied; a Milvus collection is updated here (before any snapshot shows the batch)."""
         view = self.view
         hidden = view.hidden
         ids = dict(view.ids)
@@ -351,12 +354,12 @@ class LiveIndex:
         hidden = np.concatenate((hidden, np.zeros(len(added), bool)))
         hidden[superseded] = True
         delta = view.delta.extend(added) if added else view.delta
-        if isinstance(view.base.engine, MilvusEngine):  # before the swap: a snapshot never shows a row Milvus lacks
+        if isinstance(view.base.engine, MilvusEngine):
             first = next_row - len(added)
             dim = delta.sparse.shape[1]
             upserts = [(first + i, d.doc, d.sparse_row(dim), d.dense) for i, d in enumerate(added)]
             view.base.engine.write(upserts, superseded)
-        self.view = LiveView(view.base, delta, hidden, ids)  # one reference swap: readers see all of it or none
+        return LiveView(view.base, delta, hidden, ids)
 
     def get(self, doc_id: str) -> DocInfo | None:
         view = self.view

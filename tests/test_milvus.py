@@ -107,6 +107,10 @@ def test_live_updates_go_to_milvus_and_rank_like_the_memory_engine(small_hybrid_
     assert base_count in rows.tolist() and 0 not in rows.tolist()
     with pytest.raises(LiveUpdateError, match="nothing to compact"):
         services[1].live.compact()
+    too_long = "𝔸" * 300  # 1,200 bytes: more than the collection's id field holds
+    with pytest.raises(IndexFolderError, match="byte limit"):
+        services[1].upsert([DocInfo(too_long, "wing", "wing flutter")])
+    assert services[1].get(too_long) is None  # refused by Milvus, so neither visible nor logged (see the reopening below)
     for service in services:
         service.live.close()
     reopened = LiveSearcher(LiveIndex(milvus_index), splade, minilm)  # the log replays into Milvus idempotently

@@ -210,13 +210,17 @@ class MilvusEngine:
 
     def write(self, upserts: Sequence[tuple[int, DocInfo, sp.csr_matrix, np.ndarray | None]], deletes: Sequence[int]) -> None:
         """Live updates: ``upserts`` are (row, document, 1 × dim impacts, dense vector or None); ``deletes`` are rows."""
-        if upserts:
-            rows = np.array([row for row, *_ in upserts])
-            sparse = _sparse_rows(sp.vstack([vector for _, _, vector, _ in upserts], format="csr"))
-            dense = np.stack([vector for *_, vector in upserts]) if self.dense_dim else None
-            self._client.upsert(self.collection, _entities(rows, [doc for _, doc, _, _ in upserts], sparse, dense))
-        if deletes:
-            self._client.delete(self.collection, ids=[int(row) for row in deletes])
+        pymilvus = _pymilvus()
+        try:
+            if upserts:
+                rows = np.array([row for row, *_ in upserts])
+                sparse = _sparse_rows(sp.vstack([vector for _, _, vector, _ in upserts], format="csr"))
+                dense = np.stack([vector for *_, vector in upserts]) if self.dense_dim else None
+                self._client.upsert(self.collection, _entities(rows, [doc for _, doc, _, _ in upserts], sparse, dense))
+            if deletes:
+                self._client.delete(self.collection, ids=[int(row) for row in deletes])
+        except pymilvus.MilvusException as exc:
+            raise IndexFolderError(f"Milvus refused the update of collection {self.collection}: {exc.message}") from exc
 
 
 class MilvusDenseSide:
