@@ -11,6 +11,7 @@ Folders are assembled under a temporary name and renamed into place, so a reader
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -26,7 +27,8 @@ import scipy.sparse as sp
 from lsr import __version__
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
-from lsr.indexer.engines import BM25_KIND, engine_class, vector_engine_class
+from lsr.indexer.engines import BM25_KIND, MilvusEngine, engine_class, vector_engine_class
+from lsr.indexer.engines.milvus import MilvusDenseSide
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
@@ -135,6 +137,17 @@ def write_docs(folder: Path, docs: list[DocInfo]) -> None:
             handle.write(doc.to_json() + "\n")
 
 
+def build_engine(
+    engine: str, vectors: sp.csr_matrix, folder: Path, settings: dict, docs: list[DocInfo], dense: np.ndarray | None
+) -> None:
+    """Builds an engine's part of an index, passing the settings, documents and dense vectors its ``build`` takes
+    (a Milvus collection holds all of them; the in-process engines only the sparse vectors)."""
+    build = vector_engine_class(engine).build
+    taken = inspect.signature(build).parameters
+    given = {**settings, "docs": docs, "dense": dense}
+    build(vectors, folder, **{key: value for key, value in given.items() if key in taken})
+
+
 def write_index(
     folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[DocInfo], dense: np.ndarray | None = None
 ) -> None:
@@ -142,7 +155,7 @@ def write_index(
     folder.mkdir(parents=True)
     write_docs(folder, docs)
     save_vectors(vectors, folder / "vectors")
-    vector_engine_class(manifest.engine).build(vectors, folder / "sparse")
+    build_engine(manifest.engine, vectors, folder / "sparse", manifest.engine_settings, docs, dense)
     if dense is not None:
         DenseIndex.build(dense, folder / "dense", manifest.dense_index)
     write_manifest(folder, manifest)
@@ -202,13 +215,21 @@ class IndexFolder:
         return docs
 
     @cached_property
-    def dense(self) -> DenseIndex | None:
+    def dense(self) -> DenseIndex | MilvusDenseSide | None:
         if self.manifest.dense_encoder is None:
             return None
+        if isinstance(self.engine, MilvusEngine):  # its collection holds the dense vectors too, and searches them
+            return self.engine.dense_side()
         try:
             return DenseIndex.open(self.path / "dense", self.manifest.dense_index)
         except RuntimeError as exc:  # faiss reports unreadable files as RuntimeError
             raise IndexFolderError(f"{self.path}: cannot open the dense index: {exc}") from exc
+
+    def dense_vectors(self) -> np.ndarray | None:
+        """The stored dense vectors (the faiss copy is canonical, whichever engine serves them)."""
+        if self.manifest.dense_encoder is None:
+            return None
+        return DenseIndex.open(self.path / "dense", self.manifest.dense_index).vectors()
 
     @cached_property
     def vectors(self) -> sp.csr_matrix:

@@ -11,7 +11,10 @@ index's, rows ``N…`` the delta's, and both sides are scored exactly with the s
 document ranks the same before and after compaction. Compaction folds the delta into a new index folder,
 written aside and renamed into place (which also starts an empty log).
 
-Live updates need an engine whose scores are exact (the default ``memory`` engine); others are refused.
+Live updates need an engine whose scores are exact (the default ``memory`` engine, or ``milvus``); others are
+refused. A Milvus collection takes the writes itself (upserted rows are added to it, superseded rows deleted), so
+its delta is searched by Milvus, not here; the log still records each batch (and is replayed into Milvus on open,
+which is idempotent), and such an index is not compacted: Milvus compacts its own segments.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import LsrError
-from lsr.indexer.engines import MemoryEngine, Ranking, top_k
+from lsr.indexer.engines import MemoryEngine, MilvusEngine, Ranking, top_k
 from lsr.indexer.index_folder import DocInfo, IndexFolder, publish, write_index
 
 WAL_FOLDER = "live"
 WAL_FILE = "wal.jsonl"
-LIVE_ENGINES = (MemoryEngine.name,)
+LIVE_ENGINES = (MemoryEngine.name, MilvusEngine.name)
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +55,9 @@ class EncodedDocument:
     terms: np.ndarray  # int32, ascending
     impacts: np.ndarray  # int32, positive
     dense: np.ndarray | None = None  # float32
+
+    def sparse_row(self, dim: int) -> sp.csr_matrix:
+        return sp.csr_matrix((self.impacts, self.terms, [0, self.terms.size]), shape=(1, dim), dtype=np.int32)
 
     def to_record(self) -> dict:
         record = {"op": "upsert", "id": self.doc.id, "title": self.doc.title, "text": self.doc.text}
@@ -153,7 +159,7 @@ class Delta:
 
     def extend(self, added: Sequence[EncodedDocument]) -> Delta:
         dim = self.sparse.shape[1]
-        rows = [sp.csr_matrix((d.impacts, d.terms, [0, d.terms.size]), shape=(1, dim), dtype=np.int32) for d in added]
+        rows = [d.sparse_row(dim) for d in added]
         dense = self.dense
         if dense is not None:
             dense = np.vstack([dense, *(d.dense[None, :] for d in added)])
@@ -174,10 +180,13 @@ class _Rows(Sequence):
 
 
 def _merge(base: Ranking, delta_rows: np.ndarray, delta_scores: np.ndarray, hidden: np.ndarray, k: int) -> Ranking:
-    """Visible rows of both, best first, ties broken by lower unified row like every engine."""
+    """Visible rows of both, best first, ties broken by lower unified row like every engine.
+
+    A row past ``hidden`` is one a Milvus collection holds already but this snapshot does not show yet."""
     rows = np.concatenate((base.doc_indices, delta_rows))
     scores = np.concatenate((base.scores, delta_scores.astype(base.scores.dtype, copy=False)))
-    visible = ~hidden[rows]
+    visible = rows < hidden.size
+    visible[visible] = ~hidden[rows[visible]]
     rows, scores = rows[visible], scores[visible]
     order = np.lexsort((rows, -scores))[:k]
     return Ranking(doc_indices=rows[order], scores=scores[order])
@@ -186,6 +195,11 @@ def _merge(base: Ranking, delta_rows: np.ndarray, delta_scores: np.ndarray, hidd
 def _sparse_delta_top(delta: sp.csr_matrix, queries: sp.csr_matrix, depth: int) -> list[Ranking]:
     scores = (queries.astype(np.int64) @ delta.T.astype(np.int64)).toarray()
     return [top_k(row, depth) for row in scores]
+
+
+def _no_delta_top(delta, queries, depth: int) -> list[Ranking]:
+    """For an engine that holds the delta rows itself (Milvus)."""
+    return [Ranking(np.empty(0, np.int64), np.empty(0, np.int64))] * queries.shape[0]
 
 
 def _dense_delta_top(delta: np.ndarray, queries: np.ndarray, depth: int) -> list[Ranking]:
@@ -227,8 +241,10 @@ class LiveView:
         self.manifest = base.manifest
         self.docs = _Rows(base.docs, delta.docs)
         self.has_text_engine = base.has_text_engine
-        self.engine = _Composed(base.engine, delta.sparse, _sparse_delta_top, hidden, count)
-        self.dense = _Composed(base.dense, delta.dense, _dense_delta_top, hidden, count) if base.dense is not None else None
+        holds_delta = isinstance(base.engine, MilvusEngine)
+        sparse_top, dense_top = (_no_delta_top, _no_delta_top) if holds_delta else (_sparse_delta_top, _dense_delta_top)
+        self.engine = _Composed(base.engine, delta.sparse, sparse_top, hidden, count)
+        self.dense = _Composed(base.dense, delta.dense, dense_top, hidden, count) if base.dense is not None else None
 
     @property
     def doc_count(self) -> int:
@@ -267,13 +283,18 @@ class LiveIndex:
         dense_dim = base.dense.dim if base.dense is not None else None
         ids = {doc.id: row for row, doc in enumerate(base.docs)}
         self.view = LiveView(base, Delta.empty(manifest.dim, dense_dim), np.zeros(manifest.doc_count, bool), ids)
-        for batch in self._wal.replay():
-            self._apply(batch)
+        for batch in self._wal.replay():  # into Milvus too: idempotent, and a rebuilt collection gets the updates back
+            self.view = self._applied(batch)
 
     @property
     def pending(self) -> int:
         """Delta rows and tombstones waiting for compaction."""
         return len(self.view.delta.docs) + int(self.view.hidden[: self.view.manifest.doc_count].sum())
+
+    @property
+    def compacts(self) -> bool:
+        """False for Milvus: its collection already holds every update."""
+        return not isinstance(self.view.base.engine, MilvusEngine)
 
     def check_writable(self) -> None:
         engine = self.view.manifest.engine
@@ -288,9 +309,11 @@ class LiveIndex:
             self.check_writable()
             for operation in batch:
                 self._check(operation)
+            # Milvus takes the batch before the log does: a batch Milvus refuses is not logged, so never replayed.
+            view = self._applied(batch)
             self._wal.append(batch)
-            self._apply(batch)
-        if self.pending >= self.compact_after and not self._compacting.locked():
+            self.view = view  # one reference swap: readers see all of the batch or none of it
+        if self.compacts and self.pending >= self.compact_after and not self._compacting.locked():
             threading.Thread(target=self._compact_in_background, daemon=True).start()
 
     def _compact_in_background(self) -> None:
@@ -312,7 +335,8 @@ class LiveIndex:
         if (operation.dense is None) != (manifest.dense_encoder is None):
             raise LiveUpdateError(f"document {operation.doc.id!r}: dense vector given for an index without one, or missing")
 
-    def _apply(self, batch: Sequence[Operation]) -> None:
+    def _applied(self, batch: Sequence[Operation]) -> LiveView:
+        """The view with ``batch`` applied; a Milvus collection is updated here (before any snapshot shows the batch)."""
         view = self.view
         hidden = view.hidden
         ids = dict(view.ids)
@@ -330,7 +354,12 @@ class LiveIndex:
         hidden = np.concatenate((hidden, np.zeros(len(added), bool)))
         hidden[superseded] = True
         delta = view.delta.extend(added) if added else view.delta
-        self.view = LiveView(view.base, delta, hidden, ids)  # one reference swap: readers see all of it or none
+        if isinstance(view.base.engine, MilvusEngine):
+            first = next_row - len(added)
+            dim = delta.sparse.shape[1]
+            upserts = [(first + i, d.doc, d.sparse_row(dim), d.dense) for i, d in enumerate(added)]
+            view.base.engine.write(upserts, superseded)
+        return LiveView(view.base, delta, hidden, ids)
 
     def get(self, doc_id: str) -> DocInfo | None:
         view = self.view
@@ -340,6 +369,8 @@ class LiveIndex:
     def compact(self) -> bool:
         """Folds the delta and tombstones into a new index folder; False when there was nothing to fold."""
         with self._lock:
+            if not self.compacts:
+                raise LiveUpdateError(f"{self.path} is served by Milvus, which holds every update: there is nothing to compact")
             if self.pending == 0:
                 return False
             view = self.view

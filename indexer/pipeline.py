@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,14 @@ from tqdm.auto import tqdm
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
+from lsr.indexer.distributed import BatchEncoder, ray_encoding
 from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, vector_engine_class
 from lsr.indexer.index_folder import (
     MANIFEST,
     DocInfo,
     IndexFolder,
     Manifest,
+    build_engine,
     publish,
     write_docs,
     write_index,
@@ -112,25 +115,37 @@ def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
 
 
 def _encode_in_chunks(
-    work: Path, texts: list[str], chunk_size: int, encode: Callable[[list[str]], Encoded], dim: int, progress: bool | None
+    work: Path, texts: list[str], chunk_size: int, encode_batches: BatchEncoder, dim: int, progress: bool | None
 ) -> Encoded:
-    """Encodes the chunks not yet saved in ``work``, then returns all of them concatenated."""
+    """Encodes the chunks not yet saved in ``work``, then returns all of them concatenated.
+
+    ``encode_batches`` encodes batches of ``PROGRESS_STEP`` texts, yielding them in order (in process, or on Ray);
+    each chunk is saved as soon as its last batch is back.
+    """
     chunk_count = -(-len(texts) // chunk_size)
     paths = [work / "chunks" / f"{number:06d}.npz" for number in range(chunk_count)]
     done = sum(min(chunk_size, len(texts) - number * chunk_size) for number, path in enumerate(paths) if path.exists())
+    batches = [
+        (number, texts[start : min(start + PROGRESS_STEP, (number + 1) * chunk_size, len(texts))])
+        for number, path in enumerate(paths)
+        if not path.exists()
+        for start in range(number * chunk_size, min((number + 1) * chunk_size, len(texts)), PROGRESS_STEP)
+    ]
+    remaining = Counter(number for number, _ in batches)
+    parts: dict[int, list[Encoded]] = defaultdict(list)
     disable = None if progress is None else not progress  # None: a bar on terminals only
     with tqdm(total=len(texts), initial=done, unit="doc", desc="encoding", disable=disable) as bar:
-        for number, path in enumerate(paths):
-            if path.exists():
-                continue
-            chunk = texts[number * chunk_size : (number + 1) * chunk_size]
-            parts = []
-            for start in range(0, len(chunk), PROGRESS_STEP):
-                batch = chunk[start : start + PROGRESS_STEP]
-                parts.append(encode(batch))
-                bar.update(len(batch))
-            Encoded.concat(parts).save(path)
+        for (number, batch), encoded in zip(batches, encode_batches([batch for _, batch in batches]), strict=True):
+            parts[number].append(encoded)
+            bar.update(len(batch))
+            remaining[number] -= 1
+            if remaining[number] == 0:
+                Encoded.concat(parts.pop(number)).save(paths[number])
     return Encoded.concat([Encoded.load(path, dim) for path in paths])
+
+
+def _in_process(encode: Callable[[list[str]], Encoded]) -> BatchEncoder:
+    return lambda batches: map(encode, batches)
 
 
 def build_index(
@@ -141,16 +156,23 @@ def build_index(
     dense_encoder: DenseEncoder | None = None,
     dense_index: DenseIndexSettings = DenseIndexSettings(),
     engine: str = DEFAULT_ENGINE,
+    engine_settings: dict | None = None,
     quantization: Quantization = Quantization(),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    ray_address: str | None = None,
 ) -> Manifest:
-    """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal."""
+    """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal.
+
+    ``engine_settings`` go into the manifest and to the engine (e.g. a Milvus URI and collection).
+    ``ray_address`` encodes on a Ray cluster (``local``: one started on this machine) instead of in process.
+    """
     started = time.perf_counter()
     out = Path(out)
-    vector_engine_class(engine)  # fail on an unknown engine before hours of encoding
+    engine_settings = engine_settings or {}
+    _check_engine_settings(engine, engine_settings)  # fail on an unknown engine or setting before hours of encoding
     if chunk_size < 1:
         raise IndexFolderError(f"chunk size must be positive, got {chunk_size}")
     _check_target(out, overwrite)
@@ -169,7 +191,11 @@ def build_index(
         return Encoded(sparse=sparse, dense=dense_encoder.encode_documents(texts) if dense_encoder else None)
 
     texts = [doc.contents for doc in corpus.documents]
-    encoded = _encode_in_chunks(work, texts, chunk_size, encode, encoder.dim, progress)
+    if ray_address is None:
+        encoded = _encode_in_chunks(work, texts, chunk_size, _in_process(encode), encoder.dim, progress)
+    else:
+        with ray_encoding(ray_address, encode) as encode_on_ray:
+            encoded = _encode_in_chunks(work, texts, chunk_size, encode_on_ray, encoder.dim, progress)
     manifest = Manifest(
         encoder=encoder.spec,
         quantization=quantization,
@@ -180,6 +206,7 @@ def build_index(
         corpus={"path": str(corpus.path), "sha256": corpus.sha256},
         dense_encoder=dense_encoder.spec if dense_encoder else None,
         dense_index=dense_index,
+        engine_settings=engine_settings,
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
@@ -218,7 +245,8 @@ def add_dense_vectors(
     def encode(texts: list[str]) -> Encoded:
         return Encoded(dense=dense_encoder.encode_documents(texts))
 
-    encoded = _encode_in_chunks(work, [doc.contents for doc in corpus.documents], chunk_size, encode, index.manifest.dim, progress)
+    texts = [doc.contents for doc in corpus.documents]
+    encoded = _encode_in_chunks(work, texts, chunk_size, _in_process(encode), index.manifest.dim, progress)
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: the unchanged files are shared with the old index, not copied, and stay intact when it goes.
@@ -266,6 +294,20 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
     return manifest
 
 
+def _check_engine_settings(engine: str, settings: dict) -> type:
+    """Settings go to every open of the engine, and to its build where it takes them (e.g. shards)."""
+    engine_type = vector_engine_class(engine)
+    signature = inspect.signature(engine_type.open)
+    unknown = sorted(set(settings) - set(signature.parameters))
+    if unknown:
+        raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(unknown)}")
+    try:
+        signature.bind(Path(), 0, **settings)
+    except TypeError as exc:  # a required setting is missing
+        raise IndexFolderError(f"the {engine} engine needs more settings: {exc}") from None
+    return engine_type
+
+
 def reindex(
     index_path: str | Path, out: str | Path, engine: str, *, settings: dict | None = None, overwrite: bool = False
 ) -> Manifest:
@@ -277,11 +319,7 @@ def reindex(
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
     settings = settings or {}
-    engine_type = vector_engine_class(engine)
-    try:  # settings go to every open of the engine, and to its build where it takes them (e.g. shards)
-        inspect.signature(engine_type.open).bind(Path(), 0, **settings)
-    except TypeError:
-        raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(sorted(settings))}") from None
+    engine_type = _check_engine_settings(engine, settings)
     out = Path(out)
     if out.resolve() == index.path.resolve():
         raise IndexFolderError("re-index into a new folder (--out), not over the index being read")
@@ -290,8 +328,7 @@ def reindex(
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
     shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
-    build_parameters = inspect.signature(engine_type.build).parameters
-    engine_type.build(index.vectors, staging / "sparse", **{k: v for k, v in settings.items() if k in build_parameters})
+    build_engine(engine, index.vectors, staging / "sparse", settings, index.docs, index.dense_vectors())
     engine_type.open(staging / "sparse", index.manifest.doc_count, **settings)  # bad values fail here, unpublished
     manifest = dataclasses.replace(index.manifest, engine=engine, engine_settings=settings)
     write_manifest(staging, manifest)

@@ -35,6 +35,21 @@ WeightOption = Annotated[float | None, typer.Option("--weight", help="Hybrid: th
 RrfKOption = Annotated[int | None, typer.Option("--rrf-k", help="Hybrid rrf: the k in 1/(k + rank).")]
 NormalizationOption = Annotated[str | None, typer.Option("--normalization", help="Hybrid convex: minmax or zscore.")]
 DepthOption = Annotated[int | None, typer.Option("--depth", help="Hybrid: candidates taken from each side.")]
+UriOption = Annotated[
+    str | None, typer.Option("--uri", help="milvus: server address (http://host:19530), or a local milvus-lite file (./milvus.db).")
+]
+CollectionOption = Annotated[str | None, typer.Option("--collection", help="milvus: collection name; default: lsr_<index folder name>.")]
+
+
+def _engine_settings(engine: str | None, uri: str | None, collection: str | None, out: Path) -> dict:
+    """Milvus's URI and collection for the manifest (a token comes from LSR_MILVUS_TOKEN, never from here)."""
+    from lsr.indexer.engines.milvus import MilvusEngine, milvus_settings
+
+    if engine == MilvusEngine.name:
+        return milvus_settings(uri or "", collection, out)
+    if uri or collection:
+        raise LsrError("--uri and --collection are settings of --engine milvus")
+    return {}
 
 
 def _fusion(searcher, method: str | None, weight: float | None, rrf_k: int | None, normalization: str | None, depth: int | None):
@@ -54,7 +69,13 @@ def index(
     ] = "splade-tiny",
     engine: Annotated[
         str | None,
-        typer.Option(help="memory (exact, in-process) or lucene (Pyserini/Anserini); default: memory, lucene for bm25."),
+        typer.Option(help="memory (exact, in-process), lucene (Pyserini/Anserini) or milvus; default: memory, lucene for bm25."),
+    ] = None,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", help="Encode on Ray: `local` starts a cluster on this machine, else a cluster address (auto, ray://host:10001)."),
     ] = None,
     doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = 256,
     query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = 64,
@@ -80,6 +101,9 @@ def index(
     from lsr.retrieval.encoders import DEFAULT_DENSE_ENCODER, load_dense_encoder, load_sparse_encoder
 
     dense_settings = DenseIndexSettings(kind=dense_index)
+    engine_settings = _engine_settings(engine, uri, collection, out)
+    if ray and (add_dense or encoder == BM25_KIND):
+        raise LsrError("--ray encodes a new sparse index: it does not apply to --add-dense or bm25")
     corpus = read_corpus(dataset)
     started = time.perf_counter()
     if add_dense:
@@ -101,10 +125,12 @@ def index(
             dense_encoder=dense,
             dense_index=dense_settings,
             engine=engine or DEFAULT_ENGINE,
+            engine_settings=engine_settings,
             quantization=Quantization(scale),
             chunk_size=chunk_size,
             resume=resume,
             overwrite=overwrite,
+            ray_address=ray,
         )
     elapsed = time.perf_counter() - started
     dense_note = f", dense: {manifest.dense_encoder.name}" if manifest.dense_encoder else ""
@@ -119,12 +145,14 @@ def index(
 def reindex(
     index_path: IndexPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create.")],
-    engine: Annotated[str, typer.Option(help="The engine to build: memory, sharded, impact-ordered or lucene.")],
+    engine: Annotated[str, typer.Option(help="The engine to build: memory, sharded, impact-ordered, lucene or milvus.")],
     budget: Annotated[
         float | None,
         typer.Option(help="impact-ordered: fraction of each query's postings to read; below 1, search is approximate."),
     ] = None,
     shards: Annotated[int | None, typer.Option(help="sharded: number of shards (default: one per CPU core).")] = None,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
 ) -> None:
     """Build another engine's index from an index's stored vectors, without encoding anything again."""
@@ -132,7 +160,7 @@ def reindex(
 
     started = time.perf_counter()
     given = {"budget": budget, "shards": shards}
-    settings = {key: value for key, value in given.items() if value is not None}
+    settings = {key: value for key, value in given.items() if value is not None} | _engine_settings(engine, uri, collection, out)
     manifest = rebuild(index_path, out, engine, settings=settings, overwrite=overwrite)
     console.print(f"re-indexed {manifest.doc_count} documents into {out} ({engine}) in {time.perf_counter() - started:.1f}s")
 

@@ -9,16 +9,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_compose_file_is_valid(tmp_path):
-    compose = shutil.which("docker-compose")
-    if compose is None:
+def compose(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    program = shutil.which("docker-compose")
+    if program is None:
         pytest.skip("docker-compose is not installed (Debian package `docker-compose`; .ci/run installs it)")
     key = tmp_path / "key.txt"
     key.write_text("k\n")
     env = {"PATH": "/usr/bin:/bin", "LSR_API_KEY_FILE": str(key), "LSR_DATASET": str(tmp_path)}
-    result = subprocess.run(
-        [compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], env=env, capture_output=True, text=True, cwd=ROOT
-    )
+    return subprocess.run([program, "-f", str(ROOT / "docker-compose.yml"), *args], env=env, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_compose_file_is_valid(tmp_path):
+    result = compose(tmp_path, "config", "-q")
     assert result.returncode == 0, result.stderr
-    rendered = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "config"], env=env, capture_output=True, text=True, cwd=ROOT).stdout
+    rendered = compose(tmp_path, "config").stdout
     assert "healthcheck" in rendered and "service_completed_successfully" in rendered
+
+
+def test_compose_milvus_profile_is_valid_and_optional(tmp_path):
+    """`--profile milvus` adds a Milvus standalone server (etcd, MinIO, Milvus) for `--engine milvus --uri http://…`."""
+    assert compose(tmp_path, "--profile", "milvus", "config", "-q").returncode == 0
+    rendered = compose(tmp_path, "--profile", "milvus", "config").stdout
+    assert "milvusdb/milvus" in rendered and "profiles" in rendered

@@ -1,7 +1,7 @@
 """Index engines behind one interface; ``ENGINES`` maps a manifest's engine name to its class.
 
 Vector engines (``Engine``) index quantized vectors and can be rebuilt from an index's ``vectors/`` without
-re-encoding; ``lucene-bm25`` indexes text. The Lucene engines start a JVM only when one is used.
+re-encoding; ``lucene-bm25`` indexes text; ``milvus`` lives on a Milvus server. The Lucene engines start a JVM only when one is used.
 """
 
 from lsr.errors import IndexFolderError
@@ -9,10 +9,11 @@ from lsr.indexer.engines.base import Engine, Ranking, top_k
 from lsr.indexer.engines.impact_ordered import ImpactOrderedEngine
 from lsr.indexer.engines.lucene import BM25_KIND, LuceneBm25Engine, LuceneImpactEngine, bm25_spec
 from lsr.indexer.engines.memory import MemoryEngine
+from lsr.indexer.engines.milvus import MilvusEngine
 from lsr.indexer.engines.sharded import ShardedEngine
 
 VECTOR_ENGINES: dict[str, type[Engine]] = {
-    engine.name: engine for engine in (MemoryEngine, ShardedEngine, ImpactOrderedEngine, LuceneImpactEngine)
+    engine.name: engine for engine in (MemoryEngine, ShardedEngine, ImpactOrderedEngine, LuceneImpactEngine, MilvusEngine)
 }
 ENGINES: dict[str, type] = {**VECTOR_ENGINES, LuceneBm25Engine.name: LuceneBm25Engine}
 DEFAULT_ENGINE = MemoryEngine.name
@@ -42,6 +43,7 @@ __all__ = [
     "LuceneBm25Engine",
     "LuceneImpactEngine",
     "MemoryEngine",
+    "MilvusEngine",
     "Ranking",
     "ShardedEngine",
     "bm25_spec",
