@@ -94,15 +94,20 @@ def _range_postings(vectors: sp.csr_matrix, first: int, end: int) -> sp.csc_matr
     return part
 
 
-def _range_layout(part: sp.csc_matrix, span: int) -> tuple[np.ndarray, np.ndarray]:
+def _term_max(part: sp.csc_matrix) -> np.ndarray:
+    """Each term's largest impact in the range (0 where it is absent)."""
+    term_max = np.zeros(part.shape[1], dtype=IMPACT_DTYPE)
+    present = np.flatnonzero(np.diff(part.indptr))
+    if present.size:
+        term_max[present] = np.maximum.reduceat(part.data, part.indptr[present])
+    return term_max
+
+
+def _range_layout(part: sp.csc_matrix, span: int, term_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The range's dense terms — cheaper to read as a byte per document than as postings, and whose impacts fit
     a byte — and a mask of the postings that stay sparse."""
     counts = np.diff(part.indptr)
-    frequent = np.flatnonzero(counts * _SPARSE_POSTING_BYTES > span)
-    dense = np.array(
-        [term for term in frequent if part.data[part.indptr[term] : part.indptr[term + 1]].max() <= _DENSE_MAX_IMPACT],
-        dtype=np.int64,
-    )
+    dense = np.flatnonzero((counts * _SPARSE_POSTING_BYTES > span) & (term_max <= _DENSE_MAX_IMPACT))
     is_dense = np.zeros(part.shape[1], dtype=bool)
     is_dense[dense] = True
     return dense, np.repeat(~is_dense, counts)
@@ -123,8 +128,13 @@ class MemoryEngine:
         vectors = sp.csr_matrix(vectors)
         dim = vectors.shape[1]
         ranges = [(first, min(first + RANGE_SIZE, vectors.shape[0])) for first in range(0, max(1, vectors.shape[0]), RANGE_SIZE)]
+        range_max = np.zeros((len(ranges), dim), dtype=IMPACT_DTYPE)
         # Two passes (each range's postings are rebuilt in the second) so that no copy of the whole index is held.
-        layouts = [_range_layout(_range_postings(vectors, first, end), end - first) for first, end in ranges]
+        layouts = []
+        for r, (first, end) in enumerate(ranges):
+            part = _range_postings(vectors, first, end)
+            range_max[r] = _term_max(part)
+            layouts.append(_range_layout(part, end - first, range_max[r]))
         folder.mkdir(parents=True, exist_ok=True)
         sparse_count = sum(int(sparse.sum()) for _, sparse in layouts)
         offsets = open_memmap(folder / "postings_offsets.npy", mode="w+", dtype=np.uint16, shape=(sparse_count,))
@@ -132,15 +142,11 @@ class MemoryEngine:
         dense_bytes = sum((end - first) * dense.size for (first, end), (dense, _) in zip(ranges, layouts, strict=True))
         dense_impacts = open_memmap(folder / "dense_impacts.npy", mode="w+", dtype=np.uint8, shape=(dense_bytes,))
         range_indptr = np.zeros((len(ranges), dim + 1), dtype=np.int64)
-        range_max = np.zeros((len(ranges), dim), dtype=IMPACT_DTYPE)
         dense_starts = np.full((len(ranges), dim), -1, dtype=np.int64)
         position = dense_position = 0
         for r, ((first, end), (dense, sparse)) in enumerate(zip(ranges, layouts, strict=True)):
             part = _range_postings(vectors, first, end)
             counts = np.diff(part.indptr)
-            present = np.flatnonzero(counts)
-            if present.size:
-                range_max[r, present] = np.maximum.reduceat(part.data, part.indptr[present])
             for term in dense:
                 postings = slice(part.indptr[term], part.indptr[term + 1])
                 dense_impacts[dense_position + part.indices[postings]] = part.data[postings]
