@@ -397,9 +397,9 @@ def train(
     base: Annotated[str, typer.Option(help="Masked-LM checkpoint to start from: packaged name, folder or Hugging Face id.")] = "splade-tiny",
     split: Annotated[str, typer.Option(help="Qrels split with the training pairs (train or dev).")] = "train",
     negatives_index: Annotated[
-        Path | None, typer.Option("--negatives-index", help="Index of the same corpus to mine hard negatives from (top-k minus positives); default: random negatives.")
+        Path | None, typer.Option("--negatives-index", help="Index of the same corpus to mine hard negatives from (top-k minus positives); default: the teacher run's top-k minus positives with --teacher-run, else random negatives.")
     ] = None,
-    negatives_depth: Annotated[int, typer.Option(min=1, max=1000, help="Hits per query the hard negatives are drawn from.")] = 50,
+    negatives_depth: Annotated[int, typer.Option(min=1, max=1000, help="Hits per query (of the index or the teacher run) the hard negatives are drawn from.")] = 50,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Train on at most this many queries (sampled).")] = None,
     steps: Annotated[int, typer.Option(min=1)] = 200,
     batch_size: Annotated[int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")] = 16,
@@ -410,7 +410,12 @@ def train(
     lambda_warmup: Annotated[int, typer.Option(min=0, help="T in λ_t = λ·min(1, t/T)², in steps.")] = 50,
     l1_q: Annotated[float, typer.Option(min=0.0, help="L1 weight on query vectors.")] = 0.0,
     teacher_run: Annotated[Path | None, typer.Option(help="TREC run of a teacher (e.g. `lsr eval` of the hybrid ranker) for distillation.")] = None,
-    distillation: Annotated[str | None, typer.Option(help="marginmse or kl (needs --teacher-run).")] = None,
+    distillation: Annotated[str | None, typer.Option(help="marginmse (positive − negative margin) or kl (listwise over the batch); needs --teacher-run.")] = None,
+    distillation_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the distillation loss.")] = 1.0,
+    teacher_scale: Annotated[
+        float, typer.Option(min=0.0, help="Multiplies the teacher's scores; set it to (spread of the student's scores) / (spread of the teacher's) on the same documents.")
+    ] = 1.0,
+    ranking_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the contrastive loss on the qrels; 0: learn from the teacher alone.")] = 1.0,
     query_max_length: Annotated[int, typer.Option(help="Query truncation in training, in tokens.")] = 32,
     doc_max_length: Annotated[int, typer.Option(help="Document truncation in training, in tokens.")] = 128,
     uhd_dim: Annotated[int, typer.Option(help="UHD: latent dimensions per bucket.")] = 8192,
@@ -427,7 +432,7 @@ def train(
     """Train a SPLADE or UHD encoder (contrastive loss + FLOPS regularization) on a dataset's qrels."""
     from lsr.retrieval.encoders import Architecture, UhdSettings
     from lsr.retrieval.search import Searcher
-    from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, read_run
+    from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run
     from lsr.retrieval.training import train as train_model
 
     try:
@@ -439,12 +444,15 @@ def train(
     config = TrainingConfig(
         base=base, architecture=architecture, steps=steps, batch_size=batch_size, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
         lambda_d=lambda_d, lambda_q=lambda_q, lambda_warmup_steps=lambda_warmup, l1_q=l1_q, distillation=distillation,
+        distillation_weight=distillation_weight, teacher_scale=teacher_scale, ranking_weight=ranking_weight,
         query_max_length=query_max_length, doc_max_length=doc_max_length, checkpoint_every=checkpoint_every, seed=seed,
     )
     teacher = read_run(teacher_run) if teacher_run else None
     data = load_training_data(dataset, split, max_queries=max_queries, seed=seed)
     if negatives_index:
         mine_hard_negatives(data, Searcher.open(negatives_index), depth=negatives_depth)
+    elif teacher is not None:
+        negatives_from_run(data, teacher, depth=negatives_depth)
 
     def log(entry: dict) -> None:
         if entry["step"] == 1 or entry["step"] % 10 == 0 or entry["step"] == steps:

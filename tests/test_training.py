@@ -17,7 +17,7 @@ from lsr.errors import EncoderError, EncoderMismatchError, LsrError
 from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder
 from lsr.retrieval.encoders.bow import BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.uhd import UhdHead
-from lsr.retrieval.training import TrainingConfig, load_training_data, read_run, train
+from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, read_run, train
 from lsr.retrieval.training import losses
 
 
@@ -98,9 +98,16 @@ def test_losses_follow_their_formulas():
     assert losses.flops(weights) == pytest.approx(2.0**2 + 0 + 1.0**2)
     assert losses.l1(weights) == pytest.approx(3.0)
     assert [losses.warmed_up(0.1, t, 10) for t in (0, 5, 10, 20)] == pytest.approx([0.0, 0.025, 0.1, 0.1])
-    same_margin = losses.margin_mse(torch.tensor([[5.0, 2.0]]), torch.tensor([[13.0, 10.0]]))
-    assert same_margin == pytest.approx(0.0)
-    assert losses.kl_divergence(torch.tensor([[5.0, 2.0]]), torch.tensor([[3.0, 0.0]])) == pytest.approx(0.0, abs=1e-6)
+    # Two queries; columns: positive of query 0, of query 1, negative of query 0, of query 1.
+    student = torch.tensor([[5.0, 0.0, 2.0, 0.0], [0.0, 4.0, 0.0, 3.0]])
+    teacher = torch.tensor([[13.0, 9.0, 10.0, 9.0], [0.0, 1.0, 0.0, 0.0]])
+    both, first = torch.tensor([0, 1]), torch.tensor([0])
+    assert losses.margin_mse(student, teacher, first) == pytest.approx(0.0)  # margins 3 and 3
+    assert losses.margin_mse(student, teacher, both) == pytest.approx(0.0)  # query 1: margins 1 and 1
+    assert losses.margin_mse(student, teacher + torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]]), both) == pytest.approx(2.0**2 / 2)
+    # Listwise: every document of the batch counts, and adding a constant to a row changes nothing.
+    assert losses.kl_divergence(student, student + 7.0, both) == pytest.approx(0.0, abs=1e-6)
+    assert losses.kl_divergence(student, teacher, first) > 0
 
 
 def test_training_arguments_are_validated(tmp_path, nfcorpus_pairs):
@@ -112,7 +119,36 @@ def test_training_arguments_are_validated(tmp_path, nfcorpus_pairs):
     bad_run.write_text("q1 Q0 d1 1 high tag\n")
     with pytest.raises(LsrError, match="run.txt:1: score 'high' is not a number"):
         read_run(bad_run)
+    with pytest.raises(LsrError, match="with ranking weight 0 only distillation is left"):
+        TrainingConfig(ranking_weight=0.0)
     assert not (tmp_path / "m").exists()
+
+
+def test_negatives_from_a_teacher_run_are_its_top_documents_minus_positives(nfcorpus_pairs):
+    query = sorted(nfcorpus_pairs.queries)[0]
+    positive = nfcorpus_pairs.positives[query][0]
+    others = [d for d in sorted(nfcorpus_pairs.documents) if d not in nfcorpus_pairs.positives[query]][:4]
+    run = {query: {others[0]: 1.0, positive: 9.0, others[1]: 5.0, others[2]: 3.0, others[3]: 2.0}}
+    data = replace(nfcorpus_pairs, negatives={})
+    negatives_from_run(data, run, depth=4)  # the top 4: positive, others[1], others[2], others[3]
+    assert data.negatives == {query: [others[1], others[2], others[3]]}
+    with pytest.raises(LsrError, match="ranks none of the training queries"):
+        negatives_from_run(data, {"not-a-training-query": {others[0]: 1.0}})
+    with pytest.raises(LsrError, match="teacher run holds 1 hits that are not in the training corpus"):
+        negatives_from_run(data, {query: {"no-such-document": 1.0}})
+
+
+def test_distillation_alone_drives_the_loss(tmp_path, nfcorpus_pairs):
+    """Ranking weight 0 and no FLOPS term: each step's loss is the distillation loss alone."""
+    teacher = {q: {d: float(rank) for rank, d in enumerate(reversed(sorted(nfcorpus_pairs.documents)[:40]))} for q in nfcorpus_pairs.queries}
+    data = replace(nfcorpus_pairs, negatives={})
+    negatives_from_run(data, teacher, depth=20)
+    config = TrainingConfig(
+        steps=2, batch_size=4, doc_max_length=32, query_max_length=16, distillation="kl", ranking_weight=0.0, lambda_d=0.0, lambda_q=0.0,
+    )
+    train(config, data, tmp_path / "model", teacher=teacher)
+    log = [json.loads(line) for line in (tmp_path / "model" / "training_log.jsonl").read_text().splitlines()]
+    assert all(entry["loss"] == pytest.approx(entry["distillation"]) and entry["ranking_loss"] > 0 for entry in log)
 
 
 @pytest.mark.slow

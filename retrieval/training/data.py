@@ -18,7 +18,7 @@ class TrainingData:
     queries: dict[str, str]  # only queries with at least one positive
     documents: dict[str, str]  # doc id → the text an encoder sees
     positives: dict[str, list[str]]
-    negatives: dict[str, list[str]] = field(default_factory=dict)  # filled by mine_hard_negatives
+    negatives: dict[str, list[str]] = field(default_factory=dict)  # filled by mine_hard_negatives or negatives_from_run
 
     def batches(self, batch_size: int, steps: int, seed: int) -> Iterator[Batch]:
         """Each batch: distinct queries, one random positive and one random hard negative each."""
@@ -77,16 +77,32 @@ def mine_hard_negatives(data: TrainingData, searcher, depth: int = 50) -> None:
     ``searcher`` is a lsr.retrieval.search.Searcher over an index of the same corpus.
     """
     query_ids = sorted(data.queries)
-    unknown = 0
+    ranked: dict[str, list[str]] = {}
     for start in range(0, len(query_ids), 64):
         batch = query_ids[start : start + 64]
         for query_id, hits in zip(batch, searcher.search_many([data.queries[q] for q in batch], depth, mode="sparse"), strict=True):
-            excluded = {*data.positives[query_id], query_id}
-            known = [hit.id for hit in hits if hit.id in data.documents]
-            unknown += len(hits) - len(known)
-            data.negatives[query_id] = [doc_id for doc_id in known if doc_id not in excluded]
+            ranked[query_id] = [hit.id for hit in hits]
+    _set_negatives(data, ranked, "the index for hard negatives")
+
+
+def negatives_from_run(data: TrainingData, run: Run, depth: int = 50) -> None:
+    """Top ``depth`` documents of each query in a teacher's run minus its positives: distillation pairs are then
+    drawn from what the teacher ranks, so its margins carry the information the (incomplete) qrels lack."""
+    ranked = {q: sorted(run[q], key=run[q].__getitem__, reverse=True)[:depth] for q in data.queries if q in run}
+    if not ranked:
+        raise DatasetError("the teacher run ranks none of the training queries: run the teacher on the training split")
+    _set_negatives(data, ranked, "the teacher run")
+
+
+def _set_negatives(data: TrainingData, ranked: dict[str, list[str]], source: str) -> None:
+    unknown = 0
+    for query_id, doc_ids in ranked.items():
+        excluded = {*data.positives[query_id], query_id}
+        known = [doc_id for doc_id in doc_ids if doc_id in data.documents]
+        unknown += len(doc_ids) - len(known)
+        data.negatives[query_id] = [doc_id for doc_id in known if doc_id not in excluded]
     if unknown:
-        raise LsrError(f"the index for hard negatives holds {unknown} hits that are not in the training corpus: index the same dataset")
+        raise LsrError(f"{source} holds {unknown} hits that are not in the training corpus: use the same dataset")
 
 
 def read_run(path: str | Path) -> Run:

@@ -33,14 +33,16 @@ def contrastive(scores: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(scores.masked_fill(excluded, float("-inf")), target)
 
 
-def margin_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """(queries, 2) scores of (positive, negative): match the teacher's margin (Hofstätter et al. 2020)."""
-    return F.mse_loss(student[:, 0] - student[:, 1], teacher[:, 0] - teacher[:, 1])
+def margin_mse(student: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(queries, 2 × queries) scores, query i's positive in column i and its negative in column queries + i: over the
+    queries ``rows``, match the teacher's positive − negative margin (Hofstätter et al. 2020)."""
+    negatives = rows + student.shape[0]
+    return F.mse_loss(student[rows, rows] - student[rows, negatives], teacher[rows, rows] - teacher[rows, negatives])
 
 
-def kl_divergence(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """KL(teacher ‖ student) between softmaxes over each query's (positive, negative) scores."""
-    return F.kl_div(F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1), log_target=True, reduction="batchmean")
+def kl_divergence(student: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) between the softmaxes over every document of the batch (listwise), for the queries ``rows``."""
+    return F.kl_div(F.log_softmax(student[rows], dim=-1), F.log_softmax(teacher[rows], dim=-1), log_target=True, reduction="batchmean")
 
 
 DISTILLATION = {"marginmse": margin_mse, "kl": kl_divergence}
