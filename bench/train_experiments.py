@@ -29,11 +29,14 @@ from transformers import AutoModelForMaskedLM  # noqa: E402
 
 from lsr.datasets import read_corpus, read_evaluation_set  # noqa: E402
 from lsr.eval import run_queries, score_run  # noqa: E402
+from lsr.eval.report import write_trec_run  # noqa: E402
+from lsr.eval.tuning import tune_fusion  # noqa: E402
 from lsr.indexer import build_index  # noqa: E402
-from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder  # noqa: E402
+from lsr.retrieval.encoders import Architecture, UhdSettings, load_dense_encoder, load_sparse_encoder  # noqa: E402
 from lsr.retrieval.encoders.registry import resolve_model  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
-from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, train  # noqa: E402
+from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run, train  # noqa: E402
+from lsr.retrieval.training.data import score_spread_ratio  # noqa: E402
 
 LAMBDAS = (1e-3, 1e-2, 1.0)  # λ_d = λ_q
 FINETUNE_LEARNING_RATE, FINETUNE_LAMBDA = 2e-5, 1e-4
@@ -48,6 +51,12 @@ DOC_MAX_LENGTH = 64  # indexing: short, so that the whole set runs in well under
 # that is already sparse; the candidate with the best nfcorpus dev nDCG@10 is the one compared on test and scifact.
 FULL_STEPS, FULL_LEARNING_RATE, FULL_LAMBDA = 400, 2e-5, 1e-5
 FULL_TUNED_LABEL = f"SPLADE fine-tuned {FULL_STEPS} steps, random negatives"
+# Distillation from the hybrid ranker (splade-tiny + all-MiniLM-L6-v2, fusion tuned on nfcorpus dev), run over the
+# train queries: the teacher's margins stand in for the incomplete qrels, on which the contrastive loss above
+# teaches the model to drop terms. Teacher alone (ranking weight 0); negatives from its top 50; its scores
+# multiplied by the measured spread ratio (score_spread_ratio), so the student keeps its own score scale.
+DISTILLATION_METHODS = ("marginmse", "kl")
+TEACHER_DEPTH = 50
 # WiSE-FT (Wortsman et al. 2022): the fine-tuned weights moved back toward the base's, (1 − α)·base + α·tuned;
 # α is one more candidate setting, chosen on dev with the rest.
 AVERAGE_ALPHAS = (0.25, 0.5, 0.75)
@@ -105,6 +114,11 @@ def main() -> None:
     )
     systems.append((FULL_BASE_LABEL, "full-base", "splade-tiny", None))
     systems.append((FULL_TUNED_LABEL, "full", None, full))
+    teacher, teacher_scale = hybrid_teacher(args.work, nfcorpus)
+    results["teacher"] = {"system": "hybrid splade-tiny + all-MiniLM-L6-v2, fusion tuned on nfcorpus dev", "scale": round(teacher_scale, 1), "measured_scale": round(teacher_scale, 4)}
+    for method in DISTILLATION_METHODS:
+        distilled = replace(full, distillation=method, ranking_weight=0.0, teacher_scale=round(teacher_scale, 1))
+        systems.append((distilled_label(method), "full", None, distilled))
 
     if args.only:
         results = merged_with_written(results, args.out, systems)
@@ -120,12 +134,17 @@ def main() -> None:
                 results["full_training_queries"] = len(full_data.queries)
             examples = full_data if full_length else data
             if not is_trained(model_folder, config, len(examples.queries)):
-                random_negatives = label.endswith("random negatives")
-                if not examples.negatives and not random_negatives:  # mined once, and only when needed
-                    negatives_index = index(args.work / f"index-{slug(FULL_BASE_LABEL)}-nfcorpus", nfcorpus, "splade-tiny", full_length) if full_length else base_index
-                    mine_hard_negatives(examples, Searcher.open(negatives_index), depth=50)
                 print(f"training {label} …", flush=True)
-                train(config, replace(examples, negatives={}) if random_negatives else examples, model_folder, overwrite=True, on_log=progress)
+                if config.distillation:
+                    distilled = replace(examples, negatives={})
+                    negatives_from_run(distilled, teacher, depth=TEACHER_DEPTH)
+                    train(config, distilled, model_folder, teacher=teacher, overwrite=True, on_log=progress)
+                else:
+                    random_negatives = label.endswith("random negatives")
+                    if not examples.negatives and not random_negatives:  # mined once, and only when needed
+                        negatives_index = index(args.work / f"index-{slug(FULL_BASE_LABEL)}-nfcorpus", nfcorpus, "splade-tiny", full_length) if full_length else base_index
+                        mine_hard_negatives(examples, Searcher.open(negatives_index), depth=50)
+                    train(config, replace(examples, negatives={}) if random_negatives else examples, model_folder, overwrite=True, on_log=progress)
             summary = json.loads((model_folder / "training.json").read_text())
             entry["train_seconds"] = summary["wall_seconds"]
             entry["last_step"] = summary["last_step"]
@@ -172,6 +191,28 @@ def main() -> None:
     results["latency"] = latency(args.work, nfcorpus, latency_systems)
     write(results, args.out)
     print(f"wrote {args.out}/README.md, results.json and plots")
+
+
+def distilled_label(method: str) -> str:
+    return f"SPLADE distilled from the hybrid ({method}) {FULL_STEPS} steps"
+
+
+def hybrid_teacher(work: Path, nfcorpus: Path) -> tuple[dict, float]:
+    """The hybrid ranker's run over nfcorpus train (fusion tuned on dev, 1000 hits per query) and the teacher scale:
+    how much wider splade-tiny's scores spread than the hybrid's over the hybrid's top documents."""
+    teacher_file, scale_file = work / "teacher-hybrid-train.trec", work / "teacher-scale.json"
+    if not (teacher_file.is_file() and scale_file.is_file()):
+        folder = work / "index-teacher-hybrid-nfcorpus"
+        if not (folder / "manifest.json").is_file():
+            build_index(read_corpus(nfcorpus), load_sparse_encoder("splade-tiny"), folder, dense_encoder=load_dense_encoder(), overwrite=True, progress=False)
+        searcher = Searcher.open(folder)
+        fusion = tune_fusion(searcher, read_evaluation_set(nfcorpus, "dev"), "dev", progress=False).best[0]
+        queries = read_evaluation_set(nfcorpus, "train").queries
+        teacher = run_queries(searcher, queries, k=1000, mode="hybrid", fusion=fusion, progress=False)
+        student = run_queries(searcher, queries, k=1000, mode="sparse", progress=False)
+        scale_file.write_text(json.dumps({"fusion": str(fusion), "scale": score_spread_ratio(student, teacher, TEACHER_DEPTH)}) + "\n")
+        write_trec_run(teacher, teacher_file, "hybrid-teacher")
+    return read_run(teacher_file), json.loads(scale_file.read_text())["scale"]
 
 
 def averaged_label(alpha: float) -> str:
@@ -378,9 +419,10 @@ def full_length_section(results: dict) -> list[str]:
         "",
         f"Indexes at the encoders' default lengths (documents 256, queries 64 tokens; what `lsr index` builds), so the base row is the "
         f"sparse side of the main nfcorpus index. Trained on all {results.get('full_training_queries', '?')} nfcorpus train queries "
-        f"(training lengths query 32 / document 128 tokens, λ warm-up over the first quarter, random negatives). The averaged row "
-        f"is WiSE-FT (Wortsman et al. 2022): weights (1 − α)·base + α·fine-tuned, no further training. Of the candidates, the one with "
-        f"the best nfcorpus **dev** nDCG@10 is compared on test and carried to scifact; test is never used to choose.",
+        f"(training lengths query 32 / document 128 tokens, λ warm-up over the first quarter). The fine-tuned row learns from the qrels "
+        f"(contrastive loss, random and in-batch negatives); the averaged rows are WiSE-FT (Wortsman et al. 2022): its weights "
+        f"(1 − α)·base + α·fine-tuned, no further training. The distilled rows learn from the teacher alone: {teacher_line(results)} "
+        f"Of the candidates, the one with the best nfcorpus **dev** nDCG@10 is compared on test and carried to scifact; test is never used to choose.",
         "",
         "| system | steps × batch, learning rate | λ | nfcorpus dev nDCG@10 | test nDCG@10 | test R@100 | FLOPS | terms/doc | terms/query | scifact nDCG@10 | train wall time |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -405,6 +447,16 @@ def full_length_section(results: dict) -> list[str]:
             lines.append(f"- {split}: the dev-selected fine-tuned model {'beats' if delta > 0 else 'does not beat'} base splade-tiny, "
                          f"nDCG@10 {chosen[dataset]['nDCG@10']:.4f} vs {base[dataset]['nDCG@10']:.4f} ({'+' if delta >= 0 else '−'}{abs(delta):.4f}).")
     return lines
+
+
+def teacher_line(results: dict) -> str:
+    teacher = results.get("teacher")
+    if not teacher:
+        return "(no teacher in these results)."
+    return (f"the {teacher['system']}, run over the train queries (1000 hits each); negatives from its top {TEACHER_DEPTH} minus the "
+            f"positives; its scores × {teacher['scale']} (splade-tiny's scores spread that much wider over the teacher's top "
+            f"{TEACHER_DEPTH}: median over queries of the ratio of standard deviations), MarginMSE on (positive, negative) or KL "
+            f"over the softmax of every document in the batch.")
 
 
 def report(results: dict) -> str:

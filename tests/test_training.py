@@ -18,6 +18,7 @@ from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encode
 from lsr.retrieval.encoders.bow import BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.uhd import UhdHead
 from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, read_run, train
+from lsr.retrieval.training.data import score_spread_ratio
 from lsr.retrieval.training import losses
 
 
@@ -136,6 +137,14 @@ def test_negatives_from_a_teacher_run_are_its_top_documents_minus_positives(nfco
         negatives_from_run(data, {"not-a-training-query": {others[0]: 1.0}})
     with pytest.raises(LsrError, match="teacher run holds 1 hits that are not in the training corpus"):
         negatives_from_run(data, {query: {"no-such-document": 1.0}})
+
+
+def test_score_spread_ratio_puts_the_teacher_in_the_students_units():
+    teacher = {"q1": {"a": 3.0, "b": 2.0, "c": 0.0}, "q2": {"a": 1.0, "b": 0.5}}
+    student = {q: {d: 2.5 * score + 10.0 for d, score in ranked.items()} for q, ranked in teacher.items()}
+    assert score_spread_ratio(student, teacher) == pytest.approx(2.5)
+    with pytest.raises(LsrError, match="share no query"):
+        score_spread_ratio({"q3": {"a": 1.0}}, teacher)
 
 
 def test_distillation_alone_drives_the_loss(tmp_path, nfcorpus_pairs):

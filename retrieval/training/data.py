@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,26 @@ def negatives_from_run(data: TrainingData, run: Run, depth: int = 50) -> None:
     if not ranked:
         raise DatasetError("the teacher run ranks none of the training queries: run the teacher on the training split")
     _set_negatives(data, ranked, "the teacher run")
+
+
+def score_spread_ratio(student: Run, teacher: Run, depth: int = 50) -> float:
+    """How much wider the student's scores spread than the teacher's on the same documents: the median over queries
+    of std(student) / std(teacher) over the teacher's top ``depth`` (documents the student's run also holds).
+
+    The teacher scale that puts a teacher's margins in the student's units (TrainingConfig.teacher_scale).
+    """
+    ratios = []
+    for query_id, ranked in teacher.items():
+        top = sorted(ranked, key=ranked.__getitem__, reverse=True)[:depth]
+        shared = [doc_id for doc_id in top if doc_id in student.get(query_id, {})]
+        if len(shared) < 2:
+            continue
+        teacher_spread = statistics.pstdev(ranked[d] for d in shared)
+        if teacher_spread > 0:
+            ratios.append(statistics.pstdev(student[query_id][d] for d in shared) / teacher_spread)
+    if not ratios:
+        raise LsrError("the student and teacher runs share no query with two or more scored documents")
+    return statistics.median(ratios)
 
 
 def _set_negatives(data: TrainingData, ranked: dict[str, list[str]], source: str) -> None:
