@@ -30,13 +30,15 @@ from transformers import AutoModelForMaskedLM  # noqa: E402
 from lsr.datasets import read_corpus, read_evaluation_set  # noqa: E402
 from lsr.eval import run_queries, score_run  # noqa: E402
 from lsr.eval.report import write_trec_run  # noqa: E402
+from lsr.eval.significance import paired_test  # noqa: E402
 from lsr.eval.tuning import tune_fusion  # noqa: E402
 from lsr.indexer import build_index  # noqa: E402
 from lsr.retrieval.encoders import Architecture, UhdSettings, load_dense_encoder, load_sparse_encoder  # noqa: E402
 from lsr.retrieval.encoders.registry import resolve_model  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
-from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run, train  # noqa: E402
-from lsr.retrieval.training.data import score_spread_ratio  # noqa: E402
+from lsr.retrieval.training import (  # noqa: E402
+    TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run, score_spread_ratio, train,
+)
 
 LAMBDAS = (1e-3, 1e-2, 1.0)  # λ_d = λ_q
 FINETUNE_LEARNING_RATE, FINETUNE_LAMBDA = 2e-5, 1e-4
@@ -55,7 +57,10 @@ FULL_TUNED_LABEL = f"SPLADE fine-tuned {FULL_STEPS} steps, random negatives"
 # train queries: the teacher's margins stand in for the incomplete qrels, on which the contrastive loss above
 # teaches the model to drop terms. Teacher alone (ranking weight 0); negatives from its top 50; its scores
 # multiplied by the measured spread ratio (score_spread_ratio), so the student keeps its own score scale.
-DISTILLATION_METHODS = ("marginmse", "kl")
+# (method, learning rate, steps): the runs tried, all candidates for the dev choice.
+DISTILLED = (
+    ("marginmse", 2e-5, FULL_STEPS), ("kl", 2e-5, FULL_STEPS), ("kl", 5e-5, FULL_STEPS), ("kl", 1e-4, FULL_STEPS), ("kl", 2e-5, 2 * FULL_STEPS),
+)
 TEACHER_DEPTH = 50
 # WiSE-FT (Wortsman et al. 2022): the fine-tuned weights moved back toward the base's, (1 − α)·base + α·tuned;
 # α is one more candidate setting, chosen on dev with the rest.
@@ -115,10 +120,13 @@ def main() -> None:
     systems.append((FULL_BASE_LABEL, "full-base", "splade-tiny", None))
     systems.append((FULL_TUNED_LABEL, "full", None, full))
     teacher, teacher_scale = hybrid_teacher(args.work, nfcorpus)
-    results["teacher"] = {"system": "hybrid splade-tiny + all-MiniLM-L6-v2, fusion tuned on nfcorpus dev", "scale": round(teacher_scale, 1), "measured_scale": round(teacher_scale, 4)}
-    for method in DISTILLATION_METHODS:
-        distilled = replace(full, distillation=method, ranking_weight=0.0, teacher_scale=round(teacher_scale, 1))
-        systems.append((distilled_label(method), "full", None, distilled))
+    results["teacher"] = {"system": "hybrid splade-tiny + all-MiniLM-L6-v2, fusion tuned on nfcorpus dev", "scale": round(teacher_scale, 2), "measured_scale": round(teacher_scale, 4)}
+    for method, learning_rate, steps in DISTILLED:
+        distilled = replace(
+            full, distillation=method, ranking_weight=0.0, teacher_scale=round(teacher_scale, 2), learning_rate=learning_rate, steps=steps,
+            lambda_warmup_steps=steps // 4, checkpoint_every=steps // 4,
+        )
+        systems.append((f"SPLADE distilled from the hybrid ({method}, lr {learning_rate:g}, {steps} steps)", "full", None, distilled))
 
     if args.only:
         results = merged_with_written(results, args.out, systems)
@@ -183,6 +191,10 @@ def main() -> None:
             folder = index(args.work / f"index-{slug(entry['system'])}-scifact", scifact, entry["model"], full_length=True)
             entry["scifact"] = evaluate(folder, scifact, args.work)
             print(entry["system"], "scifact", entry["scifact"], flush=True)
+        chosen["paired_vs_base"] = {
+            name: paired_against_base(args.work, chosen, full_base, dataset, split)
+            for name, dataset, split in (("nfcorpus_dev", "nfcorpus", "dev"), ("nfcorpus", "nfcorpus", "test"), ("scifact", "scifact", "test"))
+        }
         write(results, args.out)
     if args.only:
         return
@@ -191,10 +203,6 @@ def main() -> None:
     results["latency"] = latency(args.work, nfcorpus, latency_systems)
     write(results, args.out)
     print(f"wrote {args.out}/README.md, results.json and plots")
-
-
-def distilled_label(method: str) -> str:
-    return f"SPLADE distilled from the hybrid ({method}) {FULL_STEPS} steps"
 
 
 def hybrid_teacher(work: Path, nfcorpus: Path) -> tuple[dict, float]:
@@ -303,7 +311,19 @@ def evaluate(folder: Path, dataset: Path, work: Path, split: str = "test") -> di
         "terms_per_query": round(queries.nnz / queries.shape[0], 1),
     }
     cached.write_text(json.dumps(measured) + "\n")
+    per_query_file(folder, work, split).write_text(json.dumps({q: values["nDCG@10"] for q, values in scores.per_query.items()}) + "\n")
     return measured
+
+
+def per_query_file(folder: Path, work: Path, split: str) -> Path:
+    return work / f"eval-{folder.name}-{split}-per-query.json"
+
+
+def paired_against_base(work: Path, chosen: dict, base: dict, dataset: str, split: str) -> dict:
+    """Paired tests of the chosen model's per-query nDCG@10 against the base's on the same queries."""
+    system, baseline = (json.loads(per_query_file(work / f"index-{slug(e['system'])}-{dataset}", work, split).read_text()) for e in (chosen, base))
+    queries = sorted(baseline)
+    return paired_test([system[q] for q in queries], [baseline[q] for q in queries]).to_dict()
 
 
 def latency(work: Path, dataset: Path, systems: list[dict]) -> dict:
@@ -444,8 +464,11 @@ def full_length_section(results: dict) -> list[str]:
         for dataset in (d for d in ("nfcorpus_dev", "nfcorpus", "scifact") if d in chosen and d in base):  # scifact: once chosen
             delta = chosen[dataset]["nDCG@10"] - base[dataset]["nDCG@10"]
             split = "nfcorpus dev (where it was chosen)" if dataset == "nfcorpus_dev" else f"{dataset} test"
+            paired = chosen.get("paired_vs_base", {}).get(dataset)
+            tested = (f"; paired over {paired['wins'] + paired['ties'] + paired['losses']} queries: {paired['wins']} wins, {paired['losses']} losses, "
+                      f"t-test p = {paired['t_p']:.3g}, permutation p = {paired['permutation_p']:.3g}") if paired else ""
             lines.append(f"- {split}: the dev-selected fine-tuned model {'beats' if delta > 0 else 'does not beat'} base splade-tiny, "
-                         f"nDCG@10 {chosen[dataset]['nDCG@10']:.4f} vs {base[dataset]['nDCG@10']:.4f} ({'+' if delta >= 0 else '−'}{abs(delta):.4f}).")
+                         f"nDCG@10 {chosen[dataset]['nDCG@10']:.4f} vs {base[dataset]['nDCG@10']:.4f} ({'+' if delta >= 0 else '−'}{abs(delta):.4f}){tested}.")
     return lines
 
 

@@ -413,8 +413,13 @@ def train(
     distillation: Annotated[str | None, typer.Option(help="marginmse (positive − negative margin) or kl (listwise over the batch); needs --teacher-run.")] = None,
     distillation_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the distillation loss.")] = 1.0,
     teacher_scale: Annotated[
-        float, typer.Option(min=0.0, help="Multiplies the teacher's scores; set it to (spread of the student's scores) / (spread of the teacher's) on the same documents.")
-    ] = 1.0,
+        float | None,
+        typer.Option(min=0.0, help="Multiplies the teacher's scores, to put its margins in the student's units (default 1, or measured with --student-run)."),
+    ] = None,
+    student_run: Annotated[
+        Path | None,
+        typer.Option(help="The starting model's own TREC run over the same queries (e.g. `lsr eval --mode sparse --split train`): sets the teacher scale to how much wider its scores spread over the teacher's top documents."),
+    ] = None,
     ranking_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the contrastive loss on the qrels; 0: learn from the teacher alone.")] = 1.0,
     query_max_length: Annotated[int, typer.Option(help="Query truncation in training, in tokens.")] = 32,
     doc_max_length: Annotated[int, typer.Option(help="Document truncation in training, in tokens.")] = 128,
@@ -432,7 +437,7 @@ def train(
     """Train a SPLADE or UHD encoder (contrastive loss + FLOPS regularization) on a dataset's qrels."""
     from lsr.retrieval.encoders import Architecture, UhdSettings
     from lsr.retrieval.search import Searcher
-    from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run
+    from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run, score_spread_ratio
     from lsr.retrieval.training import train as train_model
 
     try:
@@ -441,13 +446,18 @@ def train(
         raise LsrError(f"--uhd-layers must be comma-separated integers, got {uhd_layers!r}") from exc
     uhd = UhdSettings(uhd_dim, uhd_k, layers, binarize) if arch == "uhd" else None
     architecture = Architecture(arch, "bow" if inference_free else "model", idf, uhd)
+    teacher = read_run(teacher_run) if teacher_run else None
+    if student_run is not None:
+        if teacher is None or teacher_scale is not None:
+            raise LsrError("--student-run measures the teacher scale: it needs --teacher-run and no --teacher-scale")
+        teacher_scale = round(score_spread_ratio(read_run(student_run), teacher, negatives_depth), 2)
+        console.print(f"teacher scale {teacher_scale} (the student's scores spread that much wider over the teacher's top {negatives_depth})")
     config = TrainingConfig(
         base=base, architecture=architecture, steps=steps, batch_size=batch_size, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
         lambda_d=lambda_d, lambda_q=lambda_q, lambda_warmup_steps=lambda_warmup, l1_q=l1_q, distillation=distillation,
-        distillation_weight=distillation_weight, teacher_scale=teacher_scale, ranking_weight=ranking_weight,
+        distillation_weight=distillation_weight, teacher_scale=1.0 if teacher_scale is None else teacher_scale, ranking_weight=ranking_weight,
         query_max_length=query_max_length, doc_max_length=doc_max_length, checkpoint_every=checkpoint_every, seed=seed,
     )
-    teacher = read_run(teacher_run) if teacher_run else None
     data = load_training_data(dataset, split, max_queries=max_queries, seed=seed)
     if negatives_index:
         mine_hard_negatives(data, Searcher.open(negatives_index), depth=negatives_depth)

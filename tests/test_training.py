@@ -17,8 +17,7 @@ from lsr.errors import EncoderError, EncoderMismatchError, LsrError
 from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder
 from lsr.retrieval.encoders.bow import BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.uhd import UhdHead
-from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, read_run, train
-from lsr.retrieval.training.data import score_spread_ratio
+from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, read_run, score_spread_ratio, train
 from lsr.retrieval.training import losses
 
 
@@ -145,6 +144,17 @@ def test_score_spread_ratio_puts_the_teacher_in_the_students_units():
     assert score_spread_ratio(student, teacher) == pytest.approx(2.5)
     with pytest.raises(LsrError, match="share no query"):
         score_spread_ratio({"q3": {"a": 1.0}}, teacher)
+
+
+def test_cli_measures_the_teacher_scale_only_from_a_teacher_run(tmp_path):
+    from conftest import shared_dataset
+
+    run = tmp_path / "run.trec"
+    run.write_text("q1 Q0 d1 1 2.0 x\nq1 Q0 d2 2 1.0 x\n")
+    for extra in ([], ["--teacher-run", str(run), "--distillation", "kl", "--teacher-scale", "2"]):
+        refused = lsr("train", str(shared_dataset("nfcorpus")), "--out", str(tmp_path / "m"), "--student-run", str(run), *extra)
+        assert refused.returncode == 2 and "--student-run measures the teacher scale" in refused.stderr, refused.stderr
+    assert not (tmp_path / "m").exists()
 
 
 def test_distillation_alone_drives_the_loss(tmp_path, nfcorpus_pairs):
