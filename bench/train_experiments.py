@@ -59,7 +59,8 @@ FULL_TUNED_LABEL = f"SPLADE fine-tuned {FULL_STEPS} steps, random negatives"
 # multiplied by the measured spread ratio (score_spread_ratio), so the student keeps its own score scale.
 # (method, learning rate, steps): the runs tried, all candidates for the dev choice.
 DISTILLED = (
-    ("marginmse", 2e-5, FULL_STEPS), ("kl", 2e-5, FULL_STEPS), ("kl", 5e-5, FULL_STEPS), ("kl", 1e-4, FULL_STEPS), ("kl", 2e-5, 2 * FULL_STEPS),
+    ("marginmse", 2e-5, FULL_STEPS), ("kl", 2e-5, FULL_STEPS), ("kl", 5e-5, FULL_STEPS), ("kl", 1e-4, FULL_STEPS),
+    ("kl", 2e-5, 2 * FULL_STEPS), ("kl", 5e-5, 2 * FULL_STEPS),
 )
 TEACHER_DEPTH = 50
 # WiSE-FT (Wortsman et al. 2022): the fine-tuned weights moved back toward the base's, (1 − α)·base + α·tuned;
