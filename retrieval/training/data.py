@@ -89,7 +89,7 @@ def mine_hard_negatives(data: TrainingData, searcher, depth: int = 50) -> None:
 def negatives_from_run(data: TrainingData, run: Run, depth: int = 50) -> None:
     """Top ``depth`` documents of each query in a teacher's run minus its positives: distillation pairs are then
     drawn from what the teacher ranks, so its margins carry the information the (incomplete) qrels lack."""
-    ranked = {q: sorted(run[q], key=run[q].__getitem__, reverse=True)[:depth] for q in data.queries if q in run}
+    ranked = {q: _top_documents(run[q], depth) for q in data.queries if q in run}
     if not ranked:
         raise DatasetError("the teacher run ranks none of the training queries: run the teacher on the training split")
     _set_negatives(data, ranked, "the teacher run")
@@ -103,8 +103,7 @@ def score_spread_ratio(student: Run, teacher: Run, depth: int = 50) -> float:
     """
     ratios = []
     for query_id, ranked in teacher.items():
-        top = sorted(ranked, key=ranked.__getitem__, reverse=True)[:depth]
-        shared = [doc_id for doc_id in top if doc_id in student.get(query_id, {})]
+        shared = [doc_id for doc_id in _top_documents(ranked, depth) if doc_id in student.get(query_id, {})]
         if len(shared) < 2:
             continue
         teacher_spread = statistics.pstdev(ranked[d] for d in shared)
@@ -113,6 +112,11 @@ def score_spread_ratio(student: Run, teacher: Run, depth: int = 50) -> float:
     if not ratios:
         raise LsrError("the student and teacher runs share no query with two or more scored documents")
     return statistics.median(ratios)
+
+
+def _top_documents(ranked: dict[str, float], depth: int) -> list[str]:
+    """A run's ``depth`` best-scored documents of one query, best first."""
+    return sorted(ranked, key=ranked.__getitem__, reverse=True)[:depth]
 
 
 def _set_negatives(data: TrainingData, ranked: dict[str, list[str]], source: str) -> None:
