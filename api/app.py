@@ -16,7 +16,7 @@ from lsr.api.routers import documents, explain, ops, page, search
 from lsr.api.settings import Settings
 from lsr.api.work import Overloaded, WorkQueue
 from lsr.errors import LsrError
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.live import LiveSearcher
 from lsr.retrieval.search import Searcher
 
 WARM_UP_QUERY = "warm up"

@@ -9,7 +9,7 @@ from fastapi.security import APIKeyHeader
 
 from lsr.api.settings import Settings
 from lsr.api.work import WorkQueue
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.live import LiveSearcher
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by write endpoints")
 

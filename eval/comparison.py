@@ -12,9 +12,10 @@ from lsr.datasets import EvaluationSet, read_corpus, read_evaluation_set, read_q
 from lsr.errors import LsrError
 from lsr.eval.efficiency import Efficiency, TimedEncoder, index_efficiency
 from lsr.eval.metrics import Scores, parse_measures, score_run
-from lsr.eval.runner import Run, run_queries, time_queries
+from lsr.eval.runner import run_queries, time_queries
 from lsr.eval.significance import PairedTest, compare_to_baseline
-from lsr.eval.systems import INDEX, SystemSpec, cut_run, file_sha256, read_run_file
+from lsr.eval.systems import INDEX, SystemSpec, cut_run, file_sha256
+from lsr.runs import Run, read_run
 from lsr.indexer.index_folder import IndexFolder
 from lsr.retrieval.search import Searcher
 
@@ -133,7 +134,7 @@ def run_comparison(
                 _check_index_corpus(system, IndexFolder(path), name, corpus.sha256)
             else:
                 doc_ids = {doc.id for doc in corpus.documents}
-                runs[system.name] = cut_run(read_run_file(path, read_queries(folder, split), doc_ids), k, remove_identical_ids)
+                runs[system.name] = cut_run(read_run(path, known_queries=read_queries(folder, split), known_docs=doc_ids), k, remove_identical_ids)
         prepared.append((name, folder, evaluation, corpus.sha256, located, runs))
 
     for name, folder, evaluation, corpus_sha256, located, runs in prepared:

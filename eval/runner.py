@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from lsr.retrieval.fusion import Fusion
+from lsr.retrieval.search.fusion import Fusion
 from lsr.retrieval.search import Hit, Searcher
-
-Run = dict[str, dict[str, float]]
+from lsr.runs import Run
 
 
 def keep_hits(query_id: str, ranked: Iterable[tuple[str, float]], k: int, remove_identical_ids: bool) -> dict[str, float]:

@@ -11,7 +11,6 @@ Folders are assembled under a temporary name and renamed into place, so a reader
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -25,11 +24,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr import __version__
+from lsr.datasets import Document
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
-from lsr.indexer.engines import BM25_KIND, MilvusEngine, engine_class, vector_engine_class
-from lsr.indexer.engines.milvus import MilvusDenseSide
+from lsr.indexer.engines import BM25_KIND, BuildExtras, engine_class, parse_settings, vector_engine_class
 from lsr.indexer.quantization import Quantization
+from lsr.indexer.searchable import VectorSearch
 from lsr.indexer.vectors import load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
 
@@ -111,19 +111,6 @@ def read_manifest(folder: Path) -> Manifest:
         raise IndexFolderError(f"{path} is corrupt: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class DocInfo:
-    id: str
-    title: str
-    text: str = ""  # older indexes stored no text: explanations then cannot tell expansion terms apart
-    metadata: dict | None = None
-
-    def to_json(self) -> str:
-        row = {"id": self.id, "title": self.title}
-        row.update({key: value for key, value in (("text", self.text), ("metadata", self.metadata)) if value})
-        return json.dumps(row, ensure_ascii=False)
-
-
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     """Atomically: readers see the old manifest or the new one, never half of one."""
     temporary = folder / f"{MANIFEST}.tmp"
@@ -131,25 +118,22 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     os.replace(temporary, folder / MANIFEST)
 
 
-def write_docs(folder: Path, docs: list[DocInfo]) -> None:
+def write_docs(folder: Path, docs: list[Document]) -> None:
     with (folder / "docs.jsonl").open("w", encoding="utf-8") as handle:
         for doc in docs:
             handle.write(doc.to_json() + "\n")
 
 
 def build_engine(
-    engine: str, vectors: sp.csr_matrix, folder: Path, settings: dict, docs: list[DocInfo], dense: np.ndarray | None
+    engine: str, vectors: sp.csr_matrix, folder: Path, settings: dict, docs: list[Document], dense: np.ndarray | None
 ) -> None:
-    """Builds an engine's part of an index, passing the settings, documents and dense vectors its ``build`` takes
-    (a Milvus collection holds all of them; the in-process engines only the sparse vectors)."""
-    build = vector_engine_class(engine).build
-    taken = inspect.signature(build).parameters
-    given = {**settings, "docs": docs, "dense": dense}
-    build(vectors, folder, **{key: value for key, value in given.items() if key in taken})
+    """Builds an engine's part of an index (an engine that stores updates keeps the documents and dense vectors too)."""
+    engine_type = vector_engine_class(engine)
+    engine_type.build(vectors, folder, parse_settings(engine_type, settings), BuildExtras(docs, dense))
 
 
 def write_index(
-    folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[DocInfo], dense: np.ndarray | None = None
+    folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[Document], dense: np.ndarray | None = None
 ) -> None:
     """Writes a complete index into an empty staging folder; the manifest goes last."""
     folder.mkdir(parents=True)
@@ -190,10 +174,10 @@ class IndexFolder:
     @cached_property
     def engine(self) -> Any:  # a vector engine, or the BM25 engine that searches text
         try:
-            return engine_class(self.manifest.engine).open(
-                self.path / "sparse", self.manifest.doc_count, **self.manifest.engine_settings
-            )
-        except (OSError, ValueError, TypeError) as exc:  # TypeError: settings the engine does not take
+            engine_type = engine_class(self.manifest.engine)
+            settings = parse_settings(engine_type, self.manifest.engine_settings)
+            return engine_type.open(self.path / "sparse", self.manifest.doc_count, settings)
+        except (OSError, ValueError) as exc:
             raise IndexFolderError(f"{self.path}: cannot open the {self.manifest.engine} engine: {exc}") from exc
 
     @property
@@ -207,18 +191,18 @@ class IndexFolder:
         return self.manifest.encoder.kind == BM25_KIND
 
     @cached_property
-    def docs(self) -> list[DocInfo]:
+    def docs(self) -> list[Document]:
         with (self.path / "docs.jsonl").open(encoding="utf-8") as handle:
-            docs = [DocInfo(**json.loads(line)) for line in handle]
+            docs = [Document.from_json(line) for line in handle]
         if len(docs) != self.manifest.doc_count:
             raise IndexFolderError(f"{self.path}: docs.jsonl has {len(docs)} rows, the manifest says {self.manifest.doc_count}")
         return docs
 
     @cached_property
-    def dense(self) -> DenseIndex | MilvusDenseSide | None:
+    def dense(self) -> VectorSearch | None:
         if self.manifest.dense_encoder is None:
             return None
-        if isinstance(self.engine, MilvusEngine):  # its collection holds the dense vectors too, and searches them
+        if self.engine.capabilities.serves_dense:
             return self.engine.dense_side()
         try:
             return DenseIndex.open(self.path / "dense", self.manifest.dense_index)
@@ -234,3 +218,14 @@ class IndexFolder:
     @cached_property
     def vectors(self) -> sp.csr_matrix:
         return load_vectors(self.path / "vectors", self.manifest.dim)
+
+    def vector(self, row: int) -> sp.csr_matrix:
+        """The quantized sparse vector of one row (1 × dim)."""
+        return self.vectors[row]
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        return {doc.id: row for row, doc in enumerate(self.docs)}
+
+    def row(self, doc_id: str) -> int | None:
+        return self._rows.get(doc_id)

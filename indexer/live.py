@@ -33,13 +33,14 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from lsr import defaults
 from lsr.errors import LsrError
-from lsr.indexer.engines import MemoryEngine, MilvusEngine, Ranking, top_k
-from lsr.indexer.index_folder import DocInfo, IndexFolder, publish, write_index
+from lsr.indexer.engines import Ranking, engine_class, top_k
+from lsr.datasets import Document
+from lsr.indexer.index_folder import IndexFolder, publish, write_index
 
 WAL_FOLDER = "live"
 WAL_FILE = "wal.jsonl"
-LIVE_ENGINES = (MemoryEngine.name, MilvusEngine.name)
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +52,7 @@ class LiveUpdateError(LsrError):
 class EncodedDocument:
     """A document to upsert, with its quantized sparse vector (term ids, impacts) and dense vector."""
 
-    doc: DocInfo
+    doc: Document
     terms: np.ndarray  # int32, ascending
     impacts: np.ndarray  # int32, positive
     dense: np.ndarray | None = None  # float32
@@ -68,7 +69,7 @@ class EncodedDocument:
 
     @staticmethod
     def from_record(record: dict) -> EncodedDocument:
-        doc = DocInfo(record["id"], record["title"], record["text"], record["metadata"])
+        doc = Document(record["id"], record["title"], record["text"], record["metadata"] or {})
         dense = np.asarray(record["dense"], dtype=np.float32) if "dense" in record else None
         return EncodedDocument(doc, np.asarray(record["terms"], np.int32), np.asarray(record["impacts"], np.int32), dense)
 
@@ -148,7 +149,7 @@ class WriteAheadLog:
 class Delta:
     """The documents upserted since the base index was built, in upsert order."""
 
-    docs: tuple[DocInfo, ...]
+    docs: tuple[Document, ...]
     sparse: sp.csr_matrix  # int32 impacts, one row per doc
     dense: np.ndarray | None
 
@@ -169,13 +170,13 @@ class Delta:
 class _Rows(Sequence):
     """Base docs followed by delta docs, indexed by unified row, without copying the base list."""
 
-    def __init__(self, base: Sequence[DocInfo], delta: Sequence[DocInfo]) -> None:
+    def __init__(self, base: Sequence[Document], delta: Sequence[Document]) -> None:
         self._base, self._delta = base, delta
 
     def __len__(self) -> int:
         return len(self._base) + len(self._delta)
 
-    def __getitem__(self, row: int) -> DocInfo:
+    def __getitem__(self, row: int) -> Document:
         return self._base[row] if row < len(self._base) else self._delta[row - len(self._base)]
 
 
@@ -232,7 +233,7 @@ class _Composed:
 
 
 class LiveView:
-    """An immutable snapshot of base + delta − hidden rows, shaped like an IndexFolder for the Searcher."""
+    """An immutable snapshot of base + delta − hidden rows; a ``SearchableIndex``, as the folder itself is."""
 
     def __init__(self, base: IndexFolder, delta: Delta, hidden: np.ndarray, ids: dict[str, int]) -> None:
         self.base, self.delta, self.hidden, self.ids = base, delta, hidden, ids
@@ -241,7 +242,7 @@ class LiveView:
         self.manifest = base.manifest
         self.docs = _Rows(base.docs, delta.docs)
         self.has_text_engine = base.has_text_engine
-        holds_delta = isinstance(base.engine, MilvusEngine)
+        holds_delta = base.engine.capabilities.stores_updates
         sparse_top, dense_top = (_no_delta_top, _no_delta_top) if holds_delta else (_sparse_delta_top, _dense_delta_top)
         self.engine = _Composed(base.engine, delta.sparse, sparse_top, hidden, count)
         self.dense = _Composed(base.dense, delta.dense, dense_top, hidden, count) if base.dense is not None else None
@@ -268,7 +269,7 @@ class LiveView:
 class LiveIndex:
     """An index folder that takes upserts and deletes; ``view`` is always the latest acknowledged state."""
 
-    def __init__(self, path: str | Path, *, compact_after: int = 1000) -> None:
+    def __init__(self, path: str | Path, *, compact_after: int = defaults.COMPACT_AFTER) -> None:
         self.path = Path(path)
         _recover_interrupted_publish(self.path)
         self.compact_after = compact_after  # delta rows + tombstones that trigger a background compaction
@@ -293,12 +294,12 @@ class LiveIndex:
 
     @property
     def compacts(self) -> bool:
-        """False for Milvus: its collection already holds every update."""
-        return not isinstance(self.view.base.engine, MilvusEngine)
+        """False for an engine that stores updates itself (Milvus): it already holds every update."""
+        return not self.view.base.engine.capabilities.stores_updates
 
     def check_writable(self) -> None:
         engine = self.view.manifest.engine
-        if engine not in LIVE_ENGINES:
+        if not engine_class(engine).capabilities.live_updates:
             raise LiveUpdateError(f"{self.path} uses the {engine} engine, which takes no live updates")
 
     def write(self, batch: Sequence[Operation]) -> None:
@@ -354,14 +355,14 @@ class LiveIndex:
         hidden = np.concatenate((hidden, np.zeros(len(added), bool)))
         hidden[superseded] = True
         delta = view.delta.extend(added) if added else view.delta
-        if isinstance(view.base.engine, MilvusEngine):
+        if view.base.engine.capabilities.stores_updates:
             first = next_row - len(added)
             dim = delta.sparse.shape[1]
             upserts = [(first + i, d.doc, d.sparse_row(dim), d.dense) for i, d in enumerate(added)]
             view.base.engine.write(upserts, superseded)
         return LiveView(view.base, delta, hidden, ids)
 
-    def get(self, doc_id: str) -> DocInfo | None:
+    def get(self, doc_id: str) -> Document | None:
         view = self.view
         row = view.row(doc_id)
         return None if row is None else view.docs[row]

@@ -8,7 +8,6 @@ renamed to ``<out>``. Sparse and dense vectors are encoded in one pass over the 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import shutil
@@ -22,14 +21,14 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from lsr import defaults
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.distributed import BatchEncoder, ray_encoding
-from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, vector_engine_class
+from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, parse_settings, vector_engine_class
 from lsr.indexer.index_folder import (
     MANIFEST,
-    DocInfo,
     IndexFolder,
     Manifest,
     build_engine,
@@ -41,7 +40,6 @@ from lsr.indexer.index_folder import (
 from lsr.indexer.quantization import Quantization
 from lsr.retrieval.encoders.base import DenseEncoder, SparseEncoder
 
-DEFAULT_CHUNK_SIZE = 1000
 PROGRESS_STEP = 128  # documents encoded between progress-bar updates
 STATE = "state.json"
 
@@ -158,7 +156,7 @@ def build_index(
     engine: str = DEFAULT_ENGINE,
     engine_settings: dict | None = None,
     quantization: Quantization = Quantization(),
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int = defaults.CHUNK_SIZE,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -210,7 +208,7 @@ def build_index(
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
-    write_index(staging, manifest, encoded.sparse, _docs_file_rows(corpus), encoded.dense)
+    write_index(staging, manifest, encoded.sparse, corpus.documents, encoded.dense)
     # Rewritten once the engine is built, so the recorded time covers encoding and every index structure.
     manifest = dataclasses.replace(manifest, indexing_seconds=round(time.perf_counter() - started, 3))
     write_manifest(staging, manifest)
@@ -225,7 +223,7 @@ def add_dense_vectors(
     dense_encoder: DenseEncoder,
     *,
     dense_index: DenseIndexSettings = DenseIndexSettings(),
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int = defaults.CHUNK_SIZE,
     resume: bool = False,
     progress: bool | None = None,
 ) -> Manifest:
@@ -265,10 +263,6 @@ def _staging_folder(out: Path) -> Path:
     return out.with_name(f"{out.name}.staging")
 
 
-def _docs_file_rows(corpus: Corpus) -> list[DocInfo]:
-    return [DocInfo(doc.id, doc.title, doc.text, doc.metadata or None) for doc in corpus.documents]
-
-
 def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False) -> Manifest:
     """A Lucene BM25 index of the corpus text (Pyserini's BEIR "flat" setting); nothing is encoded."""
     started = time.perf_counter()
@@ -277,7 +271,7 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
     staging = _staging_folder(out)
     shutil.rmtree(staging, ignore_errors=True)  # nothing in a BM25 build is worth resuming
     staging.mkdir(parents=True)
-    write_docs(staging, _docs_file_rows(corpus))
+    write_docs(staging, corpus.documents)
     LuceneBm25Engine.build_from_texts([doc.contents for doc in corpus.documents], staging / "sparse")
     manifest = Manifest(
         encoder=bm25_spec(),
@@ -294,18 +288,10 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
     return manifest
 
 
-def _check_engine_settings(engine: str, settings: dict) -> type:
-    """Settings go to every open of the engine, and to its build where it takes them (e.g. shards)."""
+def _check_engine_settings(engine: str, settings: dict) -> tuple[type, object]:
+    """The engine and its typed settings, which go to its build and to every open of it."""
     engine_type = vector_engine_class(engine)
-    signature = inspect.signature(engine_type.open)
-    unknown = sorted(set(settings) - set(signature.parameters))
-    if unknown:
-        raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(unknown)}")
-    try:
-        signature.bind(Path(), 0, **settings)
-    except TypeError as exc:  # a required setting is missing
-        raise IndexFolderError(f"the {engine} engine needs more settings: {exc}") from None
-    return engine_type
+    return engine_type, parse_settings(engine_type, settings)
 
 
 def reindex(
@@ -319,7 +305,7 @@ def reindex(
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
     settings = settings or {}
-    engine_type = _check_engine_settings(engine, settings)
+    engine_type, typed_settings = _check_engine_settings(engine, settings)
     out = Path(out)
     if out.resolve() == index.path.resolve():
         raise IndexFolderError("re-index into a new folder (--out), not over the index being read")
@@ -329,7 +315,7 @@ def reindex(
     # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
     shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
     build_engine(engine, index.vectors, staging / "sparse", settings, index.docs, index.dense_vectors())
-    engine_type.open(staging / "sparse", index.manifest.doc_count, **settings)  # bad values fail here, unpublished
+    engine_type.open(staging / "sparse", index.manifest.doc_count, typed_settings)  # bad values fail here, unpublished
     manifest = dataclasses.replace(index.manifest, engine=engine, engine_settings=settings)
     write_manifest(staging, manifest)
     publish(staging, out)

@@ -26,15 +26,27 @@ Qrels = dict[str, dict[str, int]]
 
 @dataclass(frozen=True)
 class Document:
+    """One document, as read from a corpus, stored in an index's ``docs.jsonl`` and upserted over the API."""
+
     id: str
     title: str
-    text: str
+    text: str = ""  # older indexes stored no text: explanations then cannot tell expansion terms apart
     metadata: dict = field(default_factory=dict)  # a BEIR row's "metadata" object, kept for filtering
 
     @property
     def contents(self) -> str:
         """The text an encoder sees: title and body, as BEIR's own evaluation joins them."""
         return f"{self.title} {self.text}".strip()
+
+    def to_json(self) -> str:
+        row = {"id": self.id, "title": self.title}
+        row.update({key: value for key, value in (("text", self.text), ("metadata", self.metadata)) if value})
+        return json.dumps(row, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> Document:
+        row = json.loads(line)
+        return cls(row["id"], row["title"], row.get("text", ""), row.get("metadata") or {})
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,8 @@ class EvaluationSet:
 
     queries: dict[str, str]
     qrels: Qrels
+    name: str = ""  # the dataset folder's name
+    split: str = ""
 
 
 def read_evaluation_set(folder: str | Path, split: str) -> EvaluationSet:
@@ -260,4 +274,4 @@ def read_evaluation_set(folder: str | Path, split: str) -> EvaluationSet:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
         raise DatasetError(f"qrels/{split}.tsv judges {len(missing)} queries not in the queries file: {shown}")
     queries = {qid: all_queries[qid] for qid in qrels}
-    return EvaluationSet(queries=queries, qrels=qrels)
+    return EvaluationSet(queries=queries, qrels=qrels, name=Path(folder).resolve().name, split=split)

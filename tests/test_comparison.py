@@ -20,7 +20,8 @@ from lsr.cli import app
 from lsr.errors import LsrError
 from lsr.eval.efficiency import sparse_figures
 from lsr.eval.significance import compare_to_baseline, holm, paired_test
-from lsr.eval.systems import SystemSpec, parse_systems, read_run_file
+from lsr.eval.systems import SystemSpec, parse_systems
+from lsr.runs import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM = [0.61, 0.20, 0.90, 0.45, 0.33, 0.72, 0.10, 0.55]
@@ -112,7 +113,7 @@ def test_bad_run_files_are_user_errors(tmp_path, line, message):
     path = tmp_path / "run.trec"
     path.write_text(f"q1 Q0 d2 1 2.0 t\n{line}\n")
     with pytest.raises(LsrError, match=re.escape(f"{path}:2: {message}")):
-        read_run_file(path, {"q1"}, {"d1", "d2"})
+        read_run(path, known_queries={"q1"}, known_docs={"d1", "d2"})
 
 
 @pytest.fixture(scope="module")

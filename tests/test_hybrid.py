@@ -10,7 +10,7 @@ from lsr.datasets import read_corpus, read_evaluation_set
 from lsr.errors import IndexFolderError, LsrError
 from lsr.eval.tuning import tune_fusion
 from lsr.indexer import IndexFolder, add_dense_vectors
-from lsr.retrieval.fusion import Fusion
+from lsr.retrieval.search.fusion import Fusion
 from lsr.retrieval.search import Searcher
 
 

@@ -17,7 +17,8 @@ from lsr.errors import EncoderError, EncoderMismatchError, LsrError
 from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder
 from lsr.retrieval.encoders.bow import BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.uhd import UhdHead
-from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, read_run, score_spread_ratio, train
+from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, score_spread_ratio, train
+from lsr.runs import read_run
 from lsr.retrieval.training import losses
 
 

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lsr.api.deps import get_service
 from lsr.api.schemas import Health, IndexInfo, Ready
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.live import LiveSearcher
 
 router = APIRouter(tags=["operations"])
 

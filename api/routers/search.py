@@ -11,8 +11,8 @@ from lsr.api.deps import get_queue, get_service
 from lsr.api.routers.explain import explanation_out
 from lsr.api.schemas import BatchSearchRequest, BatchSearchResponse, ErrorBody, HitOut, SearchRequest, SearchResponse
 from lsr.api.work import WorkQueue
-from lsr.retrieval.explain import explain
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.explain import explain
+from lsr.retrieval.search.live import LiveSearcher
 from lsr.retrieval.search import Searcher
 
 router = APIRouter(tags=["search"])

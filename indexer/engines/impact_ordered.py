@@ -16,6 +16,7 @@ one is ours.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import LsrError
-from lsr.indexer.engines.base import Ranking, best_of, search_rows
+from lsr.indexer.engines.base import BuildExtras, Capabilities, Ranking, best_of, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 _FILES = (
@@ -107,8 +108,18 @@ def _check_budget(budget: float) -> None:
         raise LsrError(f"budget must be in (0, 1], got {budget}")
 
 
+@dataclass(frozen=True)
+class ImpactOrderedSettings:
+    budget: float = 1.0  # the default fraction of each query's postings to read (1 = exact)
+
+    def __post_init__(self) -> None:
+        _check_budget(self.budget)
+
+
 class ImpactOrderedEngine:
     name: ClassVar[str] = "impact-ordered"
+    capabilities: ClassVar[Capabilities] = Capabilities(approximate=True)
+    Settings: ClassVar[type] = ImpactOrderedSettings
 
     def __init__(self, arrays: list[np.ndarray], doc_count: int, budget: float = 1.0) -> None:
         _check_budget(budget)
@@ -118,7 +129,13 @@ class ImpactOrderedEngine:
         self._buffers = threading.local()
 
     @classmethod
-    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+    def build(
+        cls,
+        vectors: sp.csr_matrix,
+        folder: Path,
+        settings: ImpactOrderedSettings = ImpactOrderedSettings(),
+        extras: BuildExtras = BuildExtras(),
+    ) -> None:
         postings = vectors.tocsc()
         terms = np.repeat(np.arange(postings.shape[1]), np.diff(postings.indptr))
         order = np.lexsort((postings.indices, -postings.data.astype(np.int64), terms))  # by term, impact ↓, doc ↑
@@ -143,9 +160,11 @@ class ImpactOrderedEngine:
         np.save(folder / "forward_impacts.npy", forward.data.astype(IMPACT_DTYPE))
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int, budget: float = 1.0) -> ImpactOrderedEngine:
-        """``budget``: the default fraction of each query's postings to read (1 = exact), as the manifest records it."""
-        return cls([np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES], doc_count, budget)
+    def open(
+        cls, folder: Path, doc_count: int, settings: ImpactOrderedSettings = ImpactOrderedSettings()
+    ) -> ImpactOrderedEngine:
+        arrays = [np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES]
+        return cls(arrays, doc_count, settings.budget)
 
     def _thread_buffers(self) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self._buffers, "scores"):

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from numpy.lib.format import open_memmap
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import Ranking, best_of, query_rows, search_rows
+from lsr.indexer.engines.base import BuildExtras, Capabilities, NoSettings, Ranking, best_of, query_rows, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 RANGE_BITS = 16
@@ -115,6 +115,8 @@ def _range_layout(part: sp.csc_matrix, span: int, term_max: np.ndarray) -> tuple
 
 class MemoryEngine:
     name: ClassVar[str] = "memory"
+    capabilities: ClassVar[Capabilities] = Capabilities(live_updates=True)
+    Settings: ClassVar[type] = NoSettings
 
     def __init__(self, arrays: list[np.ndarray], doc_count: int) -> None:
         range_indptr, self._range_max, offsets, impacts, dense_starts, dense_impacts = arrays
@@ -124,7 +126,9 @@ class MemoryEngine:
         self._buffers = threading.local()
 
     @classmethod
-    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+    def build(
+        cls, vectors: sp.csr_matrix, folder: Path, settings: NoSettings = NoSettings(), extras: BuildExtras = BuildExtras()
+    ) -> None:
         vectors = sp.csr_matrix(vectors)
         dim = vectors.shape[1]
         ranges = [(first, min(first + RANGE_SIZE, vectors.shape[0])) for first in range(0, max(1, vectors.shape[0]), RANGE_SIZE)]
@@ -167,7 +171,7 @@ class MemoryEngine:
         np.save(folder / "dense_starts.npy", dense_starts)
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int) -> MemoryEngine:
+    def open(cls, folder: Path, doc_count: int, settings: NoSettings = NoSettings()) -> MemoryEngine:
         missing = [name for name in _FILES if not (folder / f"{name}.npy").is_file()]
         if missing:
             raise IndexFolderError(

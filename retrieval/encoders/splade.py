@@ -15,12 +15,13 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.encoders.registry import resolve_model
 
-DEFAULT_QUERY_MAX_LENGTH = 64
-DEFAULT_DOC_MAX_LENGTH = 256
+DEFAULT_QUERY_MAX_LENGTH = defaults.QUERY_MAX_LENGTH
+DEFAULT_DOC_MAX_LENGTH = defaults.DOC_MAX_LENGTH
 
 
 def is_masked_lm(config) -> bool:
