@@ -16,8 +16,7 @@ from lsr.api.routers import documents, explain, ops, page, search
 from lsr.api.settings import Settings
 from lsr.api.work import Overloaded, WorkQueue
 from lsr.errors import LsrError
-from lsr.retrieval.search.live import LiveSearcher
-from lsr.retrieval.search import Searcher
+from lsr.retrieval.search import LiveSearcher
 
 WARM_UP_QUERY = "warm up"
 
@@ -43,10 +42,8 @@ def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
-def create_app(service: LiveSearcher | Searcher, settings: Settings | None = None) -> FastAPI:
+def create_app(service: LiveSearcher, settings: Settings | None = None) -> FastAPI:
     """``settings`` default to the environment (``Settings.from_env``): no LSR_API_KEY means no writes."""
-    if isinstance(service, Searcher):
-        service = LiveSearcher.from_searcher(service)
     settings = settings or Settings.from_env()
 
     @asynccontextmanager

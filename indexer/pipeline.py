@@ -38,7 +38,7 @@ from lsr.indexer.index_folder import (
     write_manifest,
 )
 from lsr.indexer.quantization import Quantization
-from lsr.retrieval.encoders.base import DenseEncoder, SparseEncoder
+from lsr.retrieval.encoders import DenseEncoder, SparseEncoder, load_dense_encoder, load_sparse_encoder
 
 PROGRESS_STEP = 128  # documents encoded between progress-bar updates
 STATE = "state.json"
@@ -320,3 +320,20 @@ def reindex(
     write_manifest(staging, manifest)
     publish(staging, out)
     return manifest
+
+
+def index_corpus(
+    corpus: Corpus,
+    out: str | Path,
+    *,
+    encoder: str = defaults.SPARSE_ENCODER,
+    dense_encoder: str | None = None,
+    doc_max_length: int = defaults.DOC_MAX_LENGTH,
+    query_max_length: int = defaults.QUERY_MAX_LENGTH,
+    **options,
+) -> Manifest:
+    """``build_index`` with the encoders named rather than loaded: a packaged name, a model folder or a Hugging Face
+    id; ``options`` are ``build_index``'s (engine, chunk_size, resume, overwrite, progress, …)."""
+    sparse = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+    dense = load_dense_encoder(dense_encoder) if dense_encoder else None
+    return build_index(corpus, sparse, out, dense_encoder=dense, **options)
