@@ -8,6 +8,7 @@ from pathlib import Path
 
 import scipy.sparse as sp
 
+from lsr import defaults
 from lsr.datasets import EvaluationSet, read_corpus, read_evaluation_set, read_queries
 from lsr.errors import LsrError
 from lsr.eval.efficiency import Efficiency, TimedEncoder, index_efficiency
@@ -113,7 +114,7 @@ def run_comparison(
     *,
     split: str = "test",
     measures: Sequence[str],
-    k: int = 1000,
+    k: int = defaults.RUN_DEPTH,
     remove_identical_ids: bool = True,
     seed: int = 0,
     latency_queries: int = 100,

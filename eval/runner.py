@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from lsr import defaults
 from lsr.retrieval.search.fusion import Fusion
 from lsr.retrieval.search import Hit, Searcher
 from lsr.runs import Run
@@ -28,7 +29,7 @@ def run_queries(
     searcher: Searcher,
     queries: dict[str, str],
     *,
-    k: int = 1000,
+    k: int = defaults.RUN_DEPTH,
     remove_identical_ids: bool = True,
     mode: str | None = None,
     fusion: Fusion | None = None,

@@ -1,5 +1,6 @@
 """Encoders turn text into vectors; they know nothing of indexes or HTTP."""
 
+from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.arch import Architecture, UhdSettings, read_architecture
 from lsr.retrieval.encoders.base import DenseEncoder, EncoderSpec, SparseEncoder
@@ -11,7 +12,7 @@ from lsr.retrieval.encoders.uhd import UhdEncoder
 
 
 def load_sparse_encoder(
-    name: str = "splade-tiny",
+    name: str = defaults.SPARSE_ENCODER,
     *,
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
     doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
