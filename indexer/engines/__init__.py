@@ -5,7 +5,7 @@ re-encoding; ``lucene-bm25`` indexes text; ``milvus`` lives on a Milvus server. 
 """
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import BuildExtras, Capabilities, Engine, Ranking, parse_settings, settings_dict, top_k
+from lsr.indexer.engines.base import BuildExtras, Capabilities, Engine, Ranking, parse_settings, top_k
 from lsr.indexer.engines.impact_ordered import ImpactOrderedEngine
 from lsr.indexer.engines.lucene import BM25_KIND, LuceneBm25Engine, LuceneImpactEngine, bm25_spec
 from lsr.indexer.engines.memory import MemoryEngine
@@ -51,7 +51,6 @@ __all__ = [
     "bm25_spec",
     "engine_class",
     "parse_settings",
-    "settings_dict",
     "top_k",
     "vector_engine_class",
 ]

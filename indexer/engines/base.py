@@ -83,10 +83,6 @@ def parse_settings(engine: type, data: dict[str, Any]) -> Any:
         raise IndexFolderError(f"the {engine.name} engine needs more settings: {exc}") from None
 
 
-def settings_dict(settings: Any) -> dict[str, Any]:
-    return dataclasses.asdict(settings)
-
-
 CORES = os.cpu_count() or 1
 # One pool for the whole process: its threads live on, so per-thread scratch buffers are allocated once, not per batch.
 _POOL = ThreadPoolExecutor(CORES, thread_name_prefix="lsr-search")
