@@ -36,7 +36,20 @@ _EXPORTS = {
     "evaluate": "lsr.eval",
     "LsrError": "lsr.errors",
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # written out for readers and linters; test_public_api checks it against _EXPORTS
+    "Document",
+    "Fusion",
+    "Hit",
+    "LsrError",
+    "Searcher",
+    "__version__",
+    "evaluate",
+    "index_corpus",
+    "read_corpus",
+    "read_evaluation_set",
+    "read_qrels",
+    "read_queries",
+]
 
 if TYPE_CHECKING:
     from lsr.datasets import Document, read_corpus, read_evaluation_set, read_qrels, read_queries

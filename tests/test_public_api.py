@@ -14,6 +14,11 @@ def test_import_lsr_stays_light():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_every_public_name_resolves():
+    assert sorted(lsr.__all__) == sorted(["__version__", *lsr._EXPORTS])
+    assert all(getattr(lsr, name) is not None for name in lsr.__all__)
+
+
 def test_the_whole_loop_through_the_public_api(small_dataset, tmp_path):
     corpus = lsr.read_corpus(small_dataset)
     manifest = lsr.index_corpus(corpus, tmp_path / "index", chunk_size=60, progress=False)
