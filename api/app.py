@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import asynccontextmanager
 
@@ -10,9 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lsr import __version__
+from lsr.api.batching import Batcher
 from lsr.api.limits import BodySizeLimit
 from lsr.api.metrics import Metrics, MetricsMiddleware
 from lsr.api.routers import documents, explain, ops, page, search
+from lsr.api.routers.search import search_together
 from lsr.api.settings import Settings
 from lsr.api.work import Overloaded, WorkQueue
 from lsr.errors import LsrError
@@ -58,6 +61,9 @@ def create_app(service: LiveSearcher, settings: Settings | None = None) -> FastA
     app.state.service = service
     app.state.settings = settings
     app.state.queue = WorkQueue(settings.workers, settings.max_queue)
+    app.state.batcher = Batcher(
+        functools.partial(search_together, service), window_s=settings.batch_window_ms / 1000, max_batch=settings.max_batch
+    )
     app.state.metrics = Metrics()
     app.state.ready = threading.Event()
     for module in (search, explain, documents, ops, page):
