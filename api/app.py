@@ -15,7 +15,8 @@ from lsr.api.metrics import Metrics, MetricsMiddleware
 from lsr.api.routers import documents, explain, ops, page, search
 from lsr.api.settings import Settings
 from lsr.api.work import Overloaded, WorkQueue
-from lsr.errors import LsrError
+from lsr.errors import IndexFolderError, LsrError
+from lsr.indexer.live import WriterLockError
 from lsr.retrieval.live import LiveSearcher
 from lsr.retrieval.search import Searcher
 
@@ -24,6 +25,25 @@ WARM_UP_QUERY = "warm up"
 
 def _user_error(request: Request, exc: LsrError) -> JSONResponse:
     return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+
+def _writer_locked(request: Request, exc: WriterLockError) -> JSONResponse:
+    """This server cannot write the index (another process holds its write lock): a conflict, not a bad request."""
+    return JSONResponse(status_code=409, content={"detail": _without_paths(request, str(exc))})
+
+
+def _damaged(request: Request, exc: IndexFolderError) -> JSONResponse:
+    """The served index is damaged: the server's fault, not the request's."""
+    return JSONResponse(status_code=500, content={"detail": f"the index cannot be read: {_without_paths(request, str(exc))}"})
+
+
+def _without_paths(request: Request, message: str) -> str:
+    """Messages name the index by its folder name only: where it lives on disk is not the caller's business."""
+    path = request.app.state.service.live.path
+    for prefix in {str(path.resolve().parent), str(path.parent)}:
+        if prefix not in ("", "."):
+            message = message.replace(prefix + "/", "")
+    return message
 
 
 def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
@@ -66,6 +86,8 @@ def create_app(service: LiveSearcher | Searcher, settings: Settings | None = Non
     for module in (search, explain, documents, ops, page):
         app.include_router(module.router)
     app.add_exception_handler(LsrError, _user_error)
+    app.add_exception_handler(WriterLockError, _writer_locked)
+    app.add_exception_handler(IndexFolderError, _damaged)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

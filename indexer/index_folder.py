@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -29,12 +30,17 @@ from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.engines import BM25_KIND, MilvusEngine, engine_class, vector_engine_class
 from lsr.indexer.engines.milvus import MilvusDenseSide
+from lsr.indexer.locks import LockHeld, index_lock
 from lsr.indexer.quantization import Quantization
-from lsr.indexer.vectors import load_vectors, save_vectors
+from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
 
 FORMAT_VERSION = 1
+FORMAT_NAME = "lsr-index"  # the manifest's "format": what tells an lsr index from any folder with a manifest.json
 MANIFEST = "manifest.json"
+# Siblings of an index folder <index>: publish's backup, compaction's and one-shot builds' staging folders.
+LEFTOVER_SUFFIXES = ("previous", "compacting", "staging")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Manifest:
 
     def to_dict(self) -> dict:
         return {
+            "format": FORMAT_NAME,
             "format_version": self.format_version,
             "lsr_version": self.lsr_version,
             "created_at": self.created_at,
@@ -97,18 +104,75 @@ class Manifest:
 
 def read_manifest(folder: Path) -> Manifest:
     if not folder.is_dir():
+        if folder.exists():
+            raise IndexFolderError(f"{folder} is a file, not an index folder")
+        if folder.with_name(f"{folder.name}.previous").is_dir():
+            raise IndexFolderError(f"index folder {folder} is being replaced by another process; try again when it is done")
         raise IndexFolderError(f"index folder {folder} does not exist")
     path = folder / MANIFEST
     if not path.is_file():
         raise IndexFolderError(f"{folder} is not an lsr index (no {MANIFEST}); build one with `lsr index`")
     try:
         data = json.loads(path.read_text())
+        if data.get("format", FORMAT_NAME) != FORMAT_NAME:  # older manifests have no "format"
+            raise IndexFolderError(f"{folder} is not an lsr index ({MANIFEST} says format {data.get('format')!r})")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise IndexFolderError(f"{path}: index format {version} is not supported (this lsr reads {FORMAT_VERSION})")
         return Manifest.from_dict(data)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise IndexFolderError(f"{path} is corrupt: {exc}") from exc
+    except OSError as exc:
+        raise IndexFolderError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def is_lsr_index(folder: Path) -> bool:
+    """Whether ``folder`` holds an lsr index: a manifest naming the lsr format (or an older one with a format version
+    and no name) and the parts every index has. Only such folders are ever replaced or deleted."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    marker = data.get("format")
+    if marker != FORMAT_NAME and not (marker is None and isinstance(data.get("format_version"), int)):
+        return False
+    expected = ["docs.jsonl", "sparse", *(["dense"] if data.get("dense_encoder") else [])]
+    return (folder / "docs.jsonl").is_file() and all((folder / part).exists() for part in expected)
+
+
+def recover_interrupted_publish(path: Path) -> None:
+    """Puts an index back in place after a crash between publish's two renames (``<index>`` missing, the whole
+    index at ``<index>.previous``), and removes what crashed builds, compactions and publishes left beside it
+    (``.previous`` once ``<index>`` is whole, ``.compacting``, ``.staging``); reports a ``.partial`` (a resumable
+    build). Does nothing while another process builds or publishes the index (it holds ``<index>.lock``)."""
+    path = Path(path)
+    siblings = {suffix: path.with_name(f"{path.name}.{suffix}") for suffix in (*LEFTOVER_SUFFIXES, "partial")}
+    if not any(sibling.exists() for sibling in siblings.values()):
+        return
+    try:
+        with index_lock(path, "published"):
+            previous = siblings["previous"]
+            if not path.exists() and is_lsr_index(previous):
+                previous.rename(path)
+                log.warning("%s: recovered the index from %s (a publish was interrupted)", path, previous.name)
+            for suffix in LEFTOVER_SUFFIXES:
+                leftover = siblings[suffix]
+                if not leftover.is_dir() or (suffix == "previous" and not (path.exists() and is_lsr_index(leftover))):
+                    continue
+                shutil.rmtree(leftover)
+                log.warning("%s: removed %s, left by an interrupted run", path, leftover.name)
+            if siblings["partial"].is_dir():
+                log.warning(
+                    "%s: an interrupted `lsr index` left %s: run it again with --resume to finish it, or delete it",
+                    path,
+                    siblings["partial"].name,
+                )
+    except LockHeld:
+        pass  # a build or publish is under way: what lies beside the index is its work
+    except OSError as exc:  # e.g. a read-only parent folder: the index itself may still be readable
+        log.warning("%s: cannot clean up after an interrupted run: %s", path, exc)
 
 
 @dataclass(frozen=True)
@@ -162,7 +226,9 @@ def write_index(
 
 
 def publish(staging: Path, target: Path) -> None:
-    """Moves a finished index into place, replacing an older index there only once the new one is whole."""
+    """Moves a finished index into place, replacing an older index there only once the new one is whole.
+
+    Callers hold ``index_lock(target)``; a crash between the renames is undone by ``recover_interrupted_publish``."""
     previous = None
     if target.exists():
         previous = target.with_name(f"{target.name}.previous")
@@ -180,21 +246,28 @@ class IndexFolder:
         """``open_engine=False`` for readers of the stored vectors only (re-indexing), so that an engine this
         version cannot open does not stand in the way of rebuilding it."""
         self.path = Path(path)
+        recover_interrupted_publish(self.path)
         self.manifest = read_manifest(self.path)
         for part in self.parts:
             if not (self.path / part).exists():
                 raise IndexFolderError(f"{self.path} is incomplete: {part} is missing")
+        if not self.has_text_engine:
+            check_vectors(self.path / "vectors", self.manifest.doc_count)
         if open_engine:
             self.engine  # noqa: B018 — opened now, so a broken index fails when it is opened, not at its first query
 
     @cached_property
     def engine(self) -> Any:  # a vector engine, or the BM25 engine that searches text
         try:
-            return engine_class(self.manifest.engine).open(
+            engine = engine_class(self.manifest.engine).open(
                 self.path / "sparse", self.manifest.doc_count, **self.manifest.engine_settings
             )
         except (OSError, ValueError, TypeError) as exc:  # TypeError: settings the engine does not take
             raise IndexFolderError(f"{self.path}: cannot open the {self.manifest.engine} engine: {exc}") from exc
+        dim = getattr(engine, "dim", None)
+        if isinstance(dim, int) and not self.has_text_engine and dim != self.manifest.dim:
+            raise IndexFolderError(f"{self.path} is damaged: its engine has {dim} dimensions, the manifest says {self.manifest.dim}")
+        return engine
 
     @property
     def parts(self) -> list[str]:
@@ -208,8 +281,11 @@ class IndexFolder:
 
     @cached_property
     def docs(self) -> list[DocInfo]:
-        with (self.path / "docs.jsonl").open(encoding="utf-8") as handle:
-            docs = [DocInfo(**json.loads(line)) for line in handle]
+        try:
+            with (self.path / "docs.jsonl").open(encoding="utf-8") as handle:
+                docs = [DocInfo(**json.loads(line)) for line in handle]
+        except (OSError, ValueError, TypeError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+            raise IndexFolderError(f"{self.path}: docs.jsonl is damaged: {exc}") from exc
         if len(docs) != self.manifest.doc_count:
             raise IndexFolderError(f"{self.path}: docs.jsonl has {len(docs)} rows, the manifest says {self.manifest.doc_count}")
         return docs
