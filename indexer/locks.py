@@ -70,6 +70,7 @@ def index_lock(index: str | Path, what: str = "built") -> Iterator[None]:
             _held[key][0] += 1
         else:
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)  # a build creates --out's missing parents
                 fd = try_flock(path)
             except OSError as exc:
                 raise IndexFolderError(f"cannot lock {path}: {exc.strerror or exc}") from exc

@@ -120,11 +120,16 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise IndexFolderError(f"cannot read {out}: {exc.strerror or exc}") from exc
     if not empty and not is_lsr_index(out):
         raise IndexFolderError(f"{out} is not an lsr index; refusing to overwrite it")
-    wal = out / "live" / "wal.jsonl"
-    if wal.is_file():  # a server writing live updates holds the log's lock: replacing its index would lose them
+    _check_not_served(out)
+
+
+def _check_not_served(index: Path) -> None:
+    """A server taking live updates holds its log's lock: replacing its index folder would lose its writes."""
+    wal = index / "live" / "wal.jsonl"
+    if wal.is_file():
         fd = try_flock(wal)
         if fd is None:
-            raise IndexFolderError(f"{out} is being served with live updates by another process; stop it before replacing the index")
+            raise IndexFolderError(f"{index} is being served with live updates by another process; stop it before replacing the index")
         os.close(fd)
 
 
@@ -268,6 +273,7 @@ def add_dense_vectors(
 ) -> Manifest:
     """Adds (or replaces) the dense vectors of an existing index without re-encoding its sparse side."""
     index = IndexFolder(index_path)
+    _check_not_served(index.path)
     if corpus.sha256 != index.manifest.corpus["sha256"]:
         raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
     work = partial_folder(index.path)
