@@ -138,7 +138,7 @@ class WriteAheadLog:
             try:
                 records = json.loads(line)["batch"]
                 batches.append([EncodedDocument.from_record(r) if r["op"] == "upsert" else Delete(r["id"]) for r in records])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
                 raise LiveUpdateError(f"{self.path}:{number} is corrupt ({exc}); restore the index from a backup") from exc
         if torn and self.locked:  # only the writer cuts it: without the lock, it may be a batch being written now
             self._truncate(len(data) - len(torn))  # never acknowledged: its writer got no answer
