@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from lsr import __version__
 from lsr.api.limits import BodySizeLimit
@@ -77,7 +78,18 @@ def create_app(service: LiveSearcher | Searcher, settings: Settings | None = Non
         app.state.queue.close()
         service.live.close()
 
-    app = FastAPI(title="lsr", version=__version__, description="Learned sparse retrieval search API", lifespan=lifespan)
+    # FastAPI's /docs and /redoc load their scripts from a CDN: only when asked (LSR_DOCS_CDN=1).
+    cdn = settings.docs_cdn
+    app = FastAPI(
+        title="lsr",
+        version=__version__,
+        description="Learned sparse retrieval search API",
+        lifespan=lifespan,
+        docs_url="/docs" if cdn else None,
+        redoc_url="/redoc" if cdn else None,
+    )
+    if not cdn:
+        app.add_api_route("/docs", lambda: _local_docs(app), include_in_schema=False, response_class=HTMLResponse)
     app.state.service = service
     app.state.settings = settings
     app.state.queue = WorkQueue(settings.workers, settings.max_queue)
@@ -93,6 +105,27 @@ def create_app(service: LiveSearcher | Searcher, settings: Settings | None = Non
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def _local_docs(app: FastAPI) -> HTMLResponse:
+    """The API's endpoints from its OpenAPI schema, as a page that loads nothing from anywhere."""
+    rows = []
+    for path, operations in app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            summary = operation.get("summary", "")
+            description = operation.get("description", "")
+            rows.append(
+                f"<tr><td><code>{html.escape(method.upper())}</code></td><td><code>{html.escape(path)}</code></td>"
+                f"<td><b>{html.escape(summary)}</b><br>{html.escape(description)}</td></tr>"
+            )
+    body = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(app.title)} API</title></head><body>"
+        f"<h1>{html.escape(app.title)} API {html.escape(app.version)}</h1>"
+        "<p>The machine-readable schema is <a href='/openapi.json'>/openapi.json</a>. The interactive Swagger UI "
+        "(its scripts come from a CDN) is served when the server runs with <code>LSR_DOCS_CDN=1</code>.</p>"
+        f"<table border='1' cellpadding='4'>{''.join(rows)}</table></body></html>"
+    )
+    return HTMLResponse(body)
 
 
 def _warm_up(app: FastAPI) -> None:

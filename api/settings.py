@@ -22,6 +22,17 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise LsrError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
 def _api_key() -> str | None:
     key = os.environ.get("LSR_API_KEY")
     path = os.environ.get("LSR_API_KEY_FILE")
@@ -44,6 +55,7 @@ class Settings:
     workers: int = 4  # model calls running at once, in threads off the event loop
     max_queue: int = 64  # requests admitted (running + waiting); more are answered 503
     retry_after_s: int = 1
+    docs_cdn: bool = False  # /docs as Swagger UI, whose scripts come from a CDN; off: a local page without scripts
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,4 +65,5 @@ class Settings:
             workers=_int("LSR_WORKERS", cls.workers),
             max_queue=_int("LSR_MAX_QUEUE", cls.max_queue),
             retry_after_s=_int("LSR_RETRY_AFTER_S", cls.retry_after_s),
+            docs_cdn=_bool("LSR_DOCS_CDN", cls.docs_cdn),
         )
