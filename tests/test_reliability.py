@@ -372,3 +372,65 @@ def test_explain_on_a_document_with_damaged_term_ids_is_a_clear_500(tmp_path, sm
         assert response.status_code == 500
         assert "is damaged" in response.json()["detail"] and str(tmp_path) not in response.json()["detail"]
         assert client.get("/explain", params={"query": "wing", "id": service.view.docs[4].id}).status_code == 200
+
+
+# 7. Smaller ones: bad input is a one-line error, the API tells anonymous callers no paths and loads no CDN.
+
+
+def _beir_corpus(folder: Path, lines: list[str]) -> Path:
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_lone_surrogate_in_a_corpus_is_refused_before_any_model_loads(tmp_path):
+    from lsr.datasets import read_corpus as read
+    from lsr.errors import DatasetError
+
+    folder = _beir_corpus(tmp_path / "bad", ['{"_id": "1", "title": "fine", "text": "ok"}', '{"_id": "2", "title": "bad \\ud800 title", "text": "x"}'])
+    with pytest.raises(DatasetError, match=r"corpus.jsonl:2: .*lone surrogate"):
+        read(folder)
+    pair = _beir_corpus(tmp_path / "good", ['{"_id": "1", "title": "an emoji \\ud83d\\ude00", "text": "ok"}'])
+    assert read(pair).documents[0].title == "an emoji \U0001f600"
+
+
+def test_deeply_nested_json_in_a_corpus_is_a_dataset_error(tmp_path):
+    from lsr.datasets import read_corpus as read
+    from lsr.errors import DatasetError
+
+    nested = '{"_id": "1", "title": "t", "metadata": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    with pytest.raises(DatasetError, match=r"corpus.jsonl:1: JSON nested too deeply"):
+        read(_beir_corpus(tmp_path / "nested", [nested]))
+
+
+@pytest.mark.slow
+def test_a_truncated_docs_file_and_a_file_at_out_are_one_line_errors(tmp_path, small_dataset, small_index):
+    index = tmp_path / "index"
+    shutil.copytree(small_index, index)
+    docs = index / "docs.jsonl"
+    docs.write_bytes(docs.read_bytes()[: docs.stat().st_size // 2])  # cut mid-line
+    assert "docs.jsonl is damaged" in one_line_error(run_lsr("search", index, "wing flutter"))
+
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    assert "is a file" in one_line_error(run_lsr("index", small_dataset, "--out", a_file, "--overwrite"))
+    assert a_file.read_text() == "keep me"
+
+
+def test_health_names_the_index_without_its_path_and_docs_load_no_cdn(small_searcher, small_index):
+    with TestClient(create_app(small_searcher, Settings())) as client:
+        health = client.get("/health").json()
+        assert health["index"]["path"] == small_index.name and str(small_index.parent) not in json.dumps(health)
+        page = client.get("/docs")
+        assert page.status_code == 200 and "/openapi.json" in page.text
+        assert "<script" not in page.text and "://" not in page.text  # nothing loaded, from anywhere
+        assert client.get("/redoc").status_code == 404
+    with TestClient(create_app(small_searcher, Settings(docs_cdn=True))) as client:
+        assert "swagger-ui" in client.get("/docs").text
+
+
+def test_a_build_creates_missing_parent_folders_of_out_and_leaves_no_lock_file(tmp_path, tiny_corpus, splade):
+    out = tmp_path / "new" / "deeper" / "index"
+    build_index(tiny_corpus, splade, out, progress=False)
+    assert IndexFolder(out).manifest.doc_count == 10
+    assert sorted(path.name for path in out.parent.iterdir()) == ["index"]
