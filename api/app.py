@@ -69,6 +69,8 @@ def create_app(service: LiveSearcher | Searcher, settings: Settings | None = Non
     if isinstance(service, Searcher):
         service = LiveSearcher.from_searcher(service)
     settings = settings or Settings.from_env()
+    if settings.api_key is None:  # writes are disabled (403): leave the index's write lock to a server that writes
+        service.live.release_write_lock("writes are disabled on this server (no API key)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

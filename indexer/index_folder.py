@@ -30,7 +30,7 @@ from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.engines import BM25_KIND, MilvusEngine, engine_class, vector_engine_class
 from lsr.indexer.engines.milvus import MilvusDenseSide
-from lsr.indexer.locks import LockHeld, index_lock
+from lsr.indexer.locks import LockHeld, held_here, index_lock
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
@@ -151,6 +151,7 @@ def recover_interrupted_publish(path: Path) -> None:
     siblings = {suffix: path.with_name(f"{path.name}.{suffix}") for suffix in (*LEFTOVER_SUFFIXES, "partial")}
     if not any(sibling.exists() for sibling in siblings.values()):
         return
+    building_here = held_here(path)  # this process builds or publishes the index: its .partial is no leftover
     try:
         with index_lock(path, "published"):
             previous = siblings["previous"]
@@ -163,7 +164,7 @@ def recover_interrupted_publish(path: Path) -> None:
                     continue
                 shutil.rmtree(leftover)
                 log.warning("%s: removed %s, left by an interrupted run", path, leftover.name)
-            if siblings["partial"].is_dir():
+            if siblings["partial"].is_dir() and not building_here:
                 log.warning(
                     "%s: an interrupted `lsr index` left %s: run it again with --resume to finish it, or delete it",
                     path,
@@ -171,7 +172,7 @@ def recover_interrupted_publish(path: Path) -> None:
                 )
     except LockHeld:
         pass  # a build or publish is under way: what lies beside the index is its work
-    except OSError as exc:  # e.g. a read-only parent folder: the index itself may still be readable
+    except (OSError, IndexFolderError) as exc:  # e.g. a read-only parent folder: the index itself may still be readable
         log.warning("%s: cannot clean up after an interrupted run: %s", path, exc)
 
 

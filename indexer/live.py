@@ -338,6 +338,13 @@ class LiveIndex:
         """Whether this process holds the index's write lock (another server or a compaction may hold it)."""
         return self._wal.locked
 
+    def release_write_lock(self, reason: str) -> None:
+        """For a process that will not write (a server without an API key): others may take the lock; this
+        process's writes are refused with ``reason`` from now on."""
+        with self._lock:
+            self._wal.close()
+            self._wal.refused = reason
+
     def check_writable(self) -> None:
         engine = self.view.manifest.engine
         if engine not in LIVE_ENGINES:

@@ -58,6 +58,12 @@ def try_flock(path: Path, *, create_parent: bool = False, flags: int = os.O_RDWR
         os.close(fd)
 
 
+def held_here(index: str | Path) -> bool:
+    """Whether this process holds ``<index>.lock`` (it is building or publishing the index itself)."""
+    with _held_guard:
+        return str(lock_file(Path(index)).absolute()) in _held
+
+
 @contextmanager
 def index_lock(index: str | Path, what: str = "built") -> Iterator[None]:
     """Holds ``<index>.lock`` for the block; raises ``LockHeld`` at once if another process holds it.

@@ -273,9 +273,9 @@ def add_dense_vectors(
 ) -> Manifest:
     """Adds (or replaces) the dense vectors of an existing index without re-encoding its sparse side."""
     index = IndexFolder(index_path)
-    _check_not_served(index.path)
     if corpus.sha256 != index.manifest.corpus["sha256"]:
         raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
+    _check_not_served(index.path)
     work = partial_folder(index.path)
     state = {
         "corpus_sha256": corpus.sha256,

@@ -434,3 +434,16 @@ def test_a_build_creates_missing_parent_folders_of_out_and_leaves_no_lock_file(t
     build_index(tiny_corpus, splade, out, progress=False)
     assert IndexFolder(out).manifest.doc_count == 10
     assert sorted(path.name for path in out.parent.iterdir()) == ["index"]
+
+
+def test_a_server_without_an_api_key_leaves_the_write_lock_to_others(tmp_path, small_index, splade):
+    index = tmp_path / "index"
+    shutil.copytree(small_index, index)
+    reader = LiveSearcher(LiveIndex(index), splade)
+    with TestClient(create_app(reader, Settings())):  # no key: writes are 403 anyway
+        assert not reader.live.writable
+        writer = LiveIndex(index)
+        try:
+            assert writer.writable and writer.compact() is False  # nothing pending, but not refused
+        finally:
+            writer.close()
