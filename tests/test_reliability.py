@@ -447,3 +447,11 @@ def test_a_server_without_an_api_key_leaves_the_write_lock_to_others(tmp_path, s
             assert writer.writable and writer.compact() is False  # nothing pending, but not refused
         finally:
             writer.close()
+
+
+def test_an_out_under_a_folder_that_cannot_be_written_is_a_clear_error(tiny_corpus, splade):
+    """/sys refuses new entries even to root (tests run as root, so chmod cannot make a read-only parent)."""
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs here")
+    with pytest.raises(IndexFolderError, match="(?i)cannot lock .*(denied|read-only|not permitted)"):
+        build_index(tiny_corpus, splade, Path("/sys/lsr-reliability-test/index"), progress=False)
