@@ -455,3 +455,23 @@ def test_an_out_under_a_folder_that_cannot_be_written_is_a_clear_error(tiny_corp
         pytest.skip("no sysfs here")
     with pytest.raises(IndexFolderError, match="(?i)cannot lock .*(denied|read-only|not permitted)"):
         build_index(tiny_corpus, splade, Path("/sys/lsr-reliability-test/index"), progress=False)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda folder: _tamper("postings_docs.npy", lambda a: a + 10**6)(folder),
+        lambda folder: _tamper("segment_indptr.npy", lambda a: a * 3)(folder),
+        lambda folder: _truncate("forward_indptr.npy")(folder),
+    ],
+    ids=["postings beyond the documents", "segment_indptr beyond the segments", "truncated forward_indptr"],
+)
+def test_damaged_impact_ordered_arrays_are_refused_when_the_engine_opens(tmp_path, small_index, damage):
+    from lsr.indexer.engines import ImpactOrderedEngine
+
+    folder = tmp_path / "impact-ordered"
+    ImpactOrderedEngine.build(IndexFolder(small_index).vectors, folder)
+    assert ImpactOrderedEngine.open(folder, 120).dim == IndexFolder(small_index).manifest.dim
+    damage(folder)
+    with pytest.raises(IndexFolderError, match="damaged|unreadable"):
+        ImpactOrderedEngine.open(folder, 120)
