@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import threading
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from lsr.retrieval.live import LiveSearcher
 from lsr.retrieval.search import Searcher
 
 WARM_UP_QUERY = "warm up"
+log = logging.getLogger(__name__)
 
 
 def _user_error(request: Request, exc: LsrError) -> JSONResponse:
@@ -71,6 +73,8 @@ def create_app(service: LiveSearcher | Searcher, settings: Settings | None = Non
     settings = settings or Settings.from_env()
     if settings.api_key is None:  # writes are disabled (403): leave the index's write lock to a server that writes
         service.live.release_write_lock("writes are disabled on this server (no API key)")
+    elif not service.live.writable:
+        log.warning("%s: serving read-only, writes will be answered 409 (another process holds the write lock)", service.live.path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

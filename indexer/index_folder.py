@@ -230,14 +230,36 @@ def publish(staging: Path, target: Path) -> None:
     """Moves a finished index into place, replacing an older index there only once the new one is whole.
 
     Callers hold ``index_lock(target)``; a crash between the renames is undone by ``recover_interrupted_publish``."""
+    _fsync_tree(staging)  # on disk before the old index goes: a power cut must not leave empty files in its place
     previous = None
     if target.exists():
         previous = target.with_name(f"{target.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)
         target.rename(previous)
     staging.rename(target)
+    _fsync_directory(target.parent)  # the renames themselves
     if previous is not None:
         shutil.rmtree(previous)
+
+
+def _fsync_directory(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Every file and folder under ``folder`` (np.save and friends write without fsync)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            descriptor = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        _fsync_directory(Path(root))
 
 
 class IndexFolder:
