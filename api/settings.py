@@ -28,6 +28,15 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
 
 def _float(name: str, default: float, minimum: float = 0.0) -> float:
     return _number(name, default, float, minimum)
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise LsrError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
 
 
 def _api_key() -> str | None:
@@ -56,6 +65,7 @@ class Settings:
     retry_after_s: int = 1
     batch_window_ms: float = 2.0  # how long a search that starts a batch waits for concurrent ones to join
     max_batch: int = 64  # queries searched together at most
+    docs_cdn: bool = False  # /docs as Swagger UI, whose scripts come from a CDN; off: a local page without scripts
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,4 +77,5 @@ class Settings:
             retry_after_s=_int("LSR_RETRY_AFTER_S", cls.retry_after_s),
             batch_window_ms=_float("LSR_BATCH_WINDOW_MS", cls.batch_window_ms),
             max_batch=_int("LSR_MAX_BATCH", cls.max_batch),
+            docs_cdn=_bool("LSR_DOCS_CDN", cls.docs_cdn),
         )

@@ -8,6 +8,8 @@ renamed to ``<out>``. Sparse and dense vectors are encoded in one pass over the 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import os
 import shutil
@@ -32,11 +34,14 @@ from lsr.indexer.index_folder import (
     IndexFolder,
     Manifest,
     build_engine,
+    is_lsr_index,
     publish,
+    recover_interrupted_publish,
     write_docs,
     write_index,
     write_manifest,
 )
+from lsr.indexer.locks import index_lock, try_flock
 from lsr.indexer.quantization import Quantization
 from lsr.retrieval.encoders import DenseEncoder, SparseEncoder, load_dense_encoder, load_sparse_encoder
 
@@ -82,13 +87,49 @@ def partial_folder(out: Path) -> Path:
     return out.with_name(f"{out.name}.partial")
 
 
+def _locked(parameter: str):
+    """Runs the function holding ``<folder>.lock`` for the folder named by ``parameter`` (the index it writes): a
+    second build of the same folder fails at once instead of sharing its ``.partial`` and publishing a mix."""
+
+    def decorate(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def locked(*args, **kwargs):
+            folder = Path(signature.bind(*args, **kwargs).arguments[parameter])
+            with index_lock(folder, "built"):
+                return function(*args, **kwargs)
+
+        return locked
+
+    return decorate
+
+
 def _check_target(out: Path, overwrite: bool) -> None:
+    recover_interrupted_publish(out)  # an index left at <out>.previous by a crash is back at <out> before we decide
     if not out.exists():
         return
+    if not out.is_dir():
+        raise IndexFolderError(f"{out} is a file, not an index folder; refusing to replace it")
     if not overwrite:
         raise IndexFolderError(f"{out} already exists: pass --overwrite to replace it")
-    if not (out / MANIFEST).is_file() and any(out.iterdir()):
+    try:
+        empty = not any(out.iterdir())
+    except OSError as exc:
+        raise IndexFolderError(f"cannot read {out}: {exc.strerror or exc}") from exc
+    if not empty and not is_lsr_index(out):
         raise IndexFolderError(f"{out} is not an lsr index; refusing to overwrite it")
+    _check_not_served(out)
+
+
+def _check_not_served(index: Path) -> None:
+    """A server taking live updates holds its log's lock: replacing its index folder would lose its writes."""
+    wal = index / "live" / "wal.jsonl"
+    if wal.is_file():
+        fd = try_flock(wal)
+        if fd is None:
+            raise IndexFolderError(f"{index} is being served with live updates by another process; stop it before replacing the index")
+        os.close(fd)
 
 
 def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
@@ -146,6 +187,7 @@ def _in_process(encode: Callable[[list[str]], Encoded]) -> BatchEncoder:
     return lambda batches: map(encode, batches)
 
 
+@_locked("out")
 def build_index(
     corpus: Corpus,
     encoder: SparseEncoder,
@@ -217,6 +259,7 @@ def build_index(
     return manifest
 
 
+@_locked("index_path")
 def add_dense_vectors(
     index_path: str | Path,
     corpus: Corpus,
@@ -231,6 +274,7 @@ def add_dense_vectors(
     index = IndexFolder(index_path)
     if corpus.sha256 != index.manifest.corpus["sha256"]:
         raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
+    _check_not_served(index.path)
     work = partial_folder(index.path)
     state = {
         "corpus_sha256": corpus.sha256,
@@ -248,7 +292,7 @@ def add_dense_vectors(
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: the unchanged files are shared with the old index, not copied, and stay intact when it goes.
-    shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("dense", MANIFEST))
+    shutil.copytree(index.path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("dense", MANIFEST))
     DenseIndex.build(encoded.dense, staging / "dense", dense_index)
     # Tuned fusion settings were chosen for the old dense side, so they do not carry over.
     manifest = dataclasses.replace(index.manifest, dense_encoder=dense_encoder.spec, dense_index=dense_index, fusion=None)
@@ -258,11 +302,21 @@ def add_dense_vectors(
     return manifest
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard links for the immutable files; the live-update log is copied, since it is appended to in place (a
+    shared inode would share its appends, and its write lock, between two indexes)."""
+    if Path(source).name == "wal.jsonl":
+        shutil.copy2(source, target)
+    else:
+        os.link(source, target)
+
+
 def _staging_folder(out: Path) -> Path:
     """Where a one-shot build is assembled before the rename."""
     return out.with_name(f"{out.name}.staging")
 
 
+@_locked("out")
 def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False) -> Manifest:
     """A Lucene BM25 index of the corpus text (Pyserini's BEIR "flat" setting); nothing is encoded."""
     started = time.perf_counter()
@@ -294,6 +348,7 @@ def _check_engine_settings(engine: str, settings: dict) -> tuple[type, object]:
     return engine_type, parse_settings(engine_type, settings)
 
 
+@_locked("out")
 def reindex(
     index_path: str | Path, out: str | Path, engine: str, *, settings: dict | None = None, overwrite: bool = False
 ) -> Manifest:
@@ -313,7 +368,7 @@ def reindex(
     staging = _staging_folder(out)
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
-    shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
+    shutil.copytree(index.path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("sparse", MANIFEST))
     build_engine(engine, index.vectors, staging / "sparse", settings, index.docs, index.dense_vectors())
     engine_type.open(staging / "sparse", index.manifest.doc_count, typed_settings)  # bad values fail here, unpublished
     manifest = dataclasses.replace(index.manifest, engine=engine, engine_settings=settings)

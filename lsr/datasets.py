@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,9 @@ def _tsv_rows(path: Path, data: bytes, widths: tuple[int, ...], columns: str) ->
         yield lineno, row
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _json_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
     """Yields (line number, object) for each non-blank line."""
     for lineno, line in _lines(path, data):
@@ -130,8 +134,15 @@ def _json_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from exc
+        except RecursionError:
+            raise DatasetError(f"{path}:{lineno}: JSON nested too deeply") from None
         if not isinstance(record, dict):
             raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        if _SURROGATE_ESCAPE.search(line):  # an escaped surrogate must be half of a pair, as the API requires
+            try:
+                json.dumps(record, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise DatasetError(f"{path}:{lineno}: a \\u escape is a lone surrogate, not a character") from None
         yield lineno, record
 
 

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.errors import LsrError
+from lsr.errors import IndexFolderError, LsrError
 from lsr.indexer.engines.base import BuildExtras, Capabilities, Ranking, best_of, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
@@ -103,6 +103,32 @@ def _search(arrays, terms, weights, budget, k, scores, touched):
     return best_of(rows, found, k)
 
 
+def _check_arrays(folder: Path, arrays: list[np.ndarray], doc_count: int) -> None:
+    """What the scoring loop indexes without bounds checks, checked once at open: dtypes, lengths, ascending
+    pointers, and every posting's document row (one pass over an int32 array)."""
+    segment_indptr, segment_ends, segment_impacts, docs, impacts, forward_indptr, forward_terms, forward_impacts = arrays
+    expected = (np.int64, np.int64, IMPACT_DTYPE, np.int32, IMPACT_DTYPE, np.int64, np.int32, IMPACT_DTYPE)
+    problem = None
+    if any(array.ndim != 1 or array.dtype != dtype for array, dtype in zip(arrays, expected, strict=True)):
+        problem = "unexpected dtypes or shapes"
+    elif segment_ends.size != segment_impacts.size or docs.size != impacts.size or forward_terms.size != forward_impacts.size:
+        problem = "arrays of different lengths"
+    elif segment_indptr.size == 0 or segment_indptr[0] != 0 or segment_indptr[-1] != segment_ends.size:
+        problem = "segment_indptr does not span the segments"
+    elif (np.diff(segment_indptr) < 0).any() or (segment_ends.size and (segment_ends[0] < 0 or (np.diff(segment_ends) < 0).any())):
+        problem = "segment pointers are not ascending"
+    elif segment_ends.size and segment_ends[-1] != docs.size:
+        problem = "segments do not end with the postings"
+    elif docs.size and (int(docs.min()) < 0 or int(docs.max()) >= doc_count):
+        problem = f"postings name rows beyond its {doc_count} documents"
+    elif forward_indptr.size != doc_count + 1 or forward_indptr[0] != 0 or forward_indptr[-1] != forward_terms.size:
+        problem = "forward_indptr does not span the forward index"
+    elif (np.diff(forward_indptr) < 0).any():
+        problem = "forward_indptr is not ascending"
+    if problem:
+        raise IndexFolderError(f"{folder} is damaged: {problem}; rebuild it (lsr reindex)")
+
+
 def _check_budget(budget: float) -> None:
     if not 0 < budget <= 1:
         raise LsrError(f"budget must be in (0, 1], got {budget}")
@@ -124,6 +150,7 @@ class ImpactOrderedEngine:
     def __init__(self, arrays: list[np.ndarray], doc_count: int, budget: float = 1.0) -> None:
         _check_budget(budget)
         self._arrays = tuple(arrays)
+        self.dim = int(arrays[0].size) - 1  # segment_indptr has one entry per term, plus one
         self.budget = budget
         self.doc_count = doc_count
         self._buffers = threading.local()
@@ -163,7 +190,11 @@ class ImpactOrderedEngine:
     def open(
         cls, folder: Path, doc_count: int, settings: ImpactOrderedSettings = ImpactOrderedSettings()
     ) -> ImpactOrderedEngine:
-        arrays = [np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES]
+        try:
+            arrays = [np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES]
+        except (OSError, ValueError, EOFError) as exc:  # missing, truncated or not .npy at all
+            raise IndexFolderError(f"{folder}: the impact-ordered engine's files are unreadable ({exc})") from exc
+        _check_arrays(folder, arrays, doc_count)
         return cls(arrays, doc_count, settings.budget)
 
     def _thread_buffers(self) -> tuple[np.ndarray, np.ndarray]:
