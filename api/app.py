@@ -55,14 +55,20 @@ def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
     request.app.state.metrics.overloaded.inc()
     retry_after = request.app.state.settings.retry_after_s
     return JSONResponse(
-        status_code=503, content={"detail": "overloaded: too many requests in progress"}, headers={"Retry-After": str(retry_after)}
+        status_code=503,
+        content={"detail": "overloaded: too many requests in progress"},
+        headers={"Retry-After": str(retry_after)},
     )
 
 
 def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with the reasons, as JSON-safe text (pydantic errors can carry raw bytes of a bad body)."""
     errors = [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
         for error in exc.errors()
     ]
     return JSONResponse(status_code=422, content={"detail": errors})
@@ -74,7 +80,9 @@ def create_app(service: LiveSearcher, settings: Settings | None = None) -> FastA
     if settings.api_key is None:  # writes are disabled (403): leave the index's write lock to a server that writes
         service.live.release_write_lock("writes are disabled on this server (no API key)")
     elif not service.live.writable:
-        log.warning("%s: serving read-only, writes will be answered 409 (another process holds the write lock)", service.live.path)
+        log.warning(
+            "%s: serving read-only, writes will be answered 409 (another process holds the write lock)", service.live.path
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -28,6 +28,8 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
 
 def _float(name: str, default: float, minimum: float = 0.0) -> float:
     return _number(name, default, float, minimum)
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None:

@@ -18,8 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
-from lsr.retrieval.search.fusion import fuse  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
+from lsr.retrieval.search.fusion import fuse  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +52,10 @@ def main() -> None:
         for name, seconds in fastest.items():
             times[name].append(seconds)
 
-    print(f"{len(queries)} test queries of {args.dataset.name}, {index.manifest.doc_count} docs, k={args.k}, {fusion.describe()} over {depth} per side")
+    print(
+        f"{len(queries)} test queries of {args.dataset.name}, {index.manifest.doc_count} docs, k={args.k}, {fusion.describe()} "
+        f"over {depth} per side"
+    )
     print(f"{'retrieval (no encoding)':24}{'p50 ms':>10}{'p99 ms':>10}")
     for name, seconds in times.items():
         p50, p99 = percentiles(seconds)

@@ -107,7 +107,9 @@ def main() -> None:
         in_process[mode] = np.array(times) * 1000
     del searcher
 
-    print(f"index {args.index} ({args.index.name}), {len(queries)} distinct test queries, k={args.k}, {args.requests} requests each")
+    print(
+        f"index {args.index} ({args.index.name}), {len(queries)} distinct test queries, k={args.k}, {args.requests} requests each"
+    )
     print("| mode | concurrency | server | errors | QPS | p50 ms | p99 ms | QPS ÷ baseline |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for mode in modes:

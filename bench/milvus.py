@@ -9,6 +9,7 @@ corpus per --sizes value, generated from the real index's vectors as bench/engin
 "x" is Milvus's p50 over the memory engine's p50 (above 1: Milvus is slower). Milvus runs in another process,
 so its memory is not in this process's RSS and is not reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from engines import measure_engine, recall_at_k, synthetic_postings  # noqa: E402
 from search_latency import percentiles, timed  # noqa: E402
 
-from lsr.datasets import read_evaluation_set  # noqa: E402
+from lsr.datasets import (
+    Document,  # noqa: E402
+    read_evaluation_set,  # noqa: E402
+)
 from lsr.indexer import reindex  # noqa: E402
 from lsr.indexer.engines import BuildExtras, MemoryEngine, MilvusEngine  # noqa: E402
 from lsr.indexer.engines.base import Ranking  # noqa: E402
 from lsr.indexer.engines.milvus import milvus_settings  # noqa: E402
-from lsr.datasets import Document  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
 
 
@@ -74,7 +77,10 @@ def real_index(args, scratch: Path) -> None:
         pairs = list(pairs)
         identical = sum(f.doc_indices.tolist() == e.doc_indices.tolist() for f, e in pairs)
         agreeing = sum(same_top_k(f, e) for f, e in pairs)
-        print(f"  {mode:>6} top-{args.k}: identical for {identical}/{len(pairs)} queries, same ties aside for {agreeing}/{len(pairs)}")
+        print(
+            f"  {mode:>6} top-{args.k}: identical for {identical}/{len(pairs)} queries, same ties aside for "
+            f"{agreeing}/{len(pairs)}"
+        )
 
 
 def synthetic(args, real: sp.csr_matrix, queries: sp.csr_matrix, size: int, scratch: Path) -> None:
@@ -89,7 +95,9 @@ def synthetic(args, real: sp.csr_matrix, queries: sp.csr_matrix, size: int, scra
     )
     results = {}
     for name, engine in (("memory", MemoryEngine), ("milvus", milvus)):
-        build, _, single, batched, rankings, _ = measure_engine(engine, None, documents, queries, args.k, scratch / f"{name}-{size}", built=False)
+        build, _, single, batched, rankings, _ = measure_engine(
+            engine, None, documents, queries, args.k, scratch / f"{name}-{size}", built=False
+        )
         results[name] = (build, *percentiles(single), queries.shape[0] / batched, rankings)
     exact = results["memory"][-1]
     for name, (build, p50, p99, qps, rankings) in results.items():
@@ -97,7 +105,8 @@ def synthetic(args, real: sp.csr_matrix, queries: sp.csr_matrix, size: int, scra
         ratio = p50 / results["memory"][1]
         print(
             f"  {name:>7}: build {build:7.1f} s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  batch {qps:7.0f} q/s  "
-            f"R@{args.k} {recall_at_k(rankings, exact):.3f}  same top-{args.k} (ties aside) {agreeing}/{len(exact)}  x {ratio:.1f}"
+            f"R@{args.k} {recall_at_k(rankings, exact):.3f}  same top-{args.k} (ties aside) {agreeing}/{len(exact)}  x "
+            f"{ratio:.1f}"
         )
 
 
@@ -113,7 +122,9 @@ def main() -> None:
         memory = Searcher.open(args.index)
         texts = list(read_evaluation_set(args.dataset, "test").queries.values())
         queries = memory.index.manifest.quantization.quantize(memory.encoder.encode_queries(texts))
-        print(f"engines alone (queries encoded beforehand), k={args.k}, single queries one at a time, x = Milvus p50 / memory p50")
+        print(
+            f"engines alone (queries encoded beforehand), k={args.k}, single queries one at a time, x = Milvus p50 / memory p50"
+        )
         for size in args.sizes:
             synthetic(args, memory.index.vectors, queries, size, Path(scratch))
 

@@ -49,7 +49,10 @@ def main() -> None:
     searcher = Searcher.open(args.index)
     quantized = score_run(evaluation.qrels, run_queries(searcher, evaluation.queries, k=1000), MEASURES).aggregate
     exact = score_run(evaluation.qrels, float_run(searcher, args.dataset, evaluation.queries, 1000), MEASURES).aggregate
-    print(f"{args.dataset.name} {args.split}: {len(evaluation.queries)} queries, scale {IndexFolder(args.index).manifest.quantization.scale}")
+    print(
+        f"{args.dataset.name} {args.split}: {len(evaluation.queries)} queries, scale "
+        f"{IndexFolder(args.index).manifest.quantization.scale}"
+    )
     print(f"{'measure':10}{'quantized':>12}{'float':>12}{'diff':>10}")
     for name in MEASURES:
         print(f"{name:10}{quantized[name]:12.4f}{exact[name]:12.4f}{quantized[name] - exact[name]:+10.4f}")

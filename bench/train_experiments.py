@@ -29,7 +29,6 @@ from transformers import AutoModelForMaskedLM  # noqa: E402
 
 from lsr.datasets import read_corpus, read_evaluation_set  # noqa: E402
 from lsr.eval import run_queries, score_run  # noqa: E402
-from lsr.runs import read_run, write_run  # noqa: E402
 from lsr.eval.significance import paired_test  # noqa: E402
 from lsr.eval.tuning import tune_fusion  # noqa: E402
 from lsr.indexer import build_index  # noqa: E402
@@ -37,8 +36,14 @@ from lsr.retrieval.encoders import Architecture, UhdSettings, load_dense_encoder
 from lsr.retrieval.encoders.registry import resolve_model  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
 from lsr.retrieval.training import (  # noqa: E402
-    TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, score_spread_ratio, train,
+    TrainingConfig,
+    load_training_data,
+    mine_hard_negatives,
+    negatives_from_run,
+    score_spread_ratio,
+    train,
 )
+from lsr.runs import read_run, write_run  # noqa: E402
 
 LAMBDAS = (1e-3, 1e-2, 1.0)  # λ_d = λ_q
 FINETUNE_LEARNING_RATE, FINETUNE_LAMBDA = 2e-5, 1e-4
@@ -59,8 +64,12 @@ FULL_TUNED_LABEL = f"SPLADE fine-tuned {FULL_STEPS} steps, random negatives"
 # multiplied by the measured spread ratio (score_spread_ratio), so the student keeps its own score scale.
 # (method, learning rate, steps): the runs tried, all candidates for the dev choice.
 DISTILLED = (
-    ("marginmse", 2e-5, FULL_STEPS), ("kl", 2e-5, FULL_STEPS), ("kl", 5e-5, FULL_STEPS), ("kl", 1e-4, FULL_STEPS),
-    ("kl", 2e-5, 2 * FULL_STEPS), ("kl", 5e-5, 2 * FULL_STEPS),
+    ("marginmse", 2e-5, FULL_STEPS),
+    ("kl", 2e-5, FULL_STEPS),
+    ("kl", 5e-5, FULL_STEPS),
+    ("kl", 1e-4, FULL_STEPS),
+    ("kl", 2e-5, 2 * FULL_STEPS),
+    ("kl", 5e-5, 2 * FULL_STEPS),
 )
 TEACHER_DEPTH = 50
 # WiSE-FT (Wortsman et al. 2022): the fine-tuned weights moved back toward the base's, (1 − α)·base + α·tuned;
@@ -69,7 +78,16 @@ AVERAGE_ALPHAS = (0.25, 0.5, 0.75)
 LATENCY_QUERIES = 100
 FULL_BASE_LABEL = "splade-tiny (base), full length"
 FULL_GROUPS = ("full-base", "full")
-RECIPE_KEYS = ("steps", "batch_size", "learning_rate", "head_learning_rate", "lambda_d", "lambda_q", "lambda_warmup_steps", "doc_max_length")
+RECIPE_KEYS = (
+    "steps",
+    "batch_size",
+    "learning_rate",
+    "head_learning_rate",
+    "lambda_d",
+    "lambda_q",
+    "lambda_warmup_steps",
+    "doc_max_length",
+)
 
 
 def main() -> None:
@@ -80,17 +98,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fresh", action="store_true")
-    parser.add_argument("--only", nargs="*", help="run just these systems (slugs, e.g. uhd-k=8); for splitting the work over processes")
+    parser.add_argument(
+        "--only", nargs="*", help="run just these systems (slugs, e.g. uhd-k=8); for splitting the work over processes"
+    )
     args = parser.parse_args()
     if args.fresh:
         shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True, exist_ok=True)
     nfcorpus, scifact = args.data / "nfcorpus", args.data / "scifact"
     base = TrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, learning_rate=1e-4, lambda_warmup_steps=args.steps // 2,
-        query_max_length=24, doc_max_length=64, seed=0,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=1e-4,
+        lambda_warmup_steps=args.steps // 2,
+        query_max_length=24,
+        doc_max_length=64,
+        seed=0,
     )
-    results: dict = {"recipe": {**base.to_dict(), "index_doc_max_length": DOC_MAX_LENGTH, "training_dataset": "nfcorpus train"}, "systems": []}
+    results: dict = {
+        "recipe": {**base.to_dict(), "index_doc_max_length": DOC_MAX_LENGTH, "training_dataset": "nfcorpus train"},
+        "systems": [],
+    }
 
     base_label = "splade-tiny (base)"
     base_index = index(args.work / f"index-{slug(base_label)}-nfcorpus", nfcorpus, "splade-tiny")  # also its eval index
@@ -105,29 +133,67 @@ def main() -> None:
     systems.append((f"SPLADE fine-tuned (lr {FINETUNE_LEARNING_RATE:g}, λ={FINETUNE_LAMBDA:g})", "fine-tuned", None, gentle))
     # The same without mined negatives (in-batch and random ones only): mined top hits of nfcorpus are often
     # unjudged relevant documents, which would teach the model to drop the terms they share with the query.
-    systems.append((f"SPLADE fine-tuned (lr {FINETUNE_LEARNING_RATE:g}, λ={FINETUNE_LAMBDA:g}), random negatives", "fine-tuned", None, gentle))
+    systems.append(
+        (
+            f"SPLADE fine-tuned (lr {FINETUNE_LEARNING_RATE:g}, λ={FINETUNE_LAMBDA:g}), random negatives",
+            "fine-tuned",
+            None,
+            gentle,
+        )
+    )
     for k, binarized, layers in UHD_GRID:
         uhd = Architecture(arch="uhd", uhd=UhdSettings(dim=UHD_DIM, k=k, layers=layers, binarized=binarized))
         label = f"UHD k={k}{' binarized' if binarized else ''}{f', {len(layers)} buckets' if len(layers) > 1 else ''}"
-        systems.append((label, "uhd", None, replace(
-            base, architecture=uhd, steps=UHD_STEPS, head_learning_rate=UHD_HEAD_LEARNING_RATE, lambda_d=0.0, lambda_q=0.0,
-        )))
+        systems.append(
+            (
+                label,
+                "uhd",
+                None,
+                replace(
+                    base,
+                    architecture=uhd,
+                    steps=UHD_STEPS,
+                    head_learning_rate=UHD_HEAD_LEARNING_RATE,
+                    lambda_d=0.0,
+                    lambda_q=0.0,
+                ),
+            )
+        )
     inference_free = replace(base, architecture=Architecture(query_encoder="bow", idf=True), lambda_d=LAMBDAS[0])
     systems.append(("inference-free SPLADE (IDF bag of words)", "inference-free", None, inference_free))
     full = replace(
-        base, steps=FULL_STEPS, learning_rate=FULL_LEARNING_RATE, lambda_d=FULL_LAMBDA, lambda_q=FULL_LAMBDA,
-        lambda_warmup_steps=FULL_STEPS // 4, query_max_length=32, doc_max_length=128, checkpoint_every=100,
+        base,
+        steps=FULL_STEPS,
+        learning_rate=FULL_LEARNING_RATE,
+        lambda_d=FULL_LAMBDA,
+        lambda_q=FULL_LAMBDA,
+        lambda_warmup_steps=FULL_STEPS // 4,
+        query_max_length=32,
+        doc_max_length=128,
+        checkpoint_every=100,
     )
     systems.append((FULL_BASE_LABEL, "full-base", "splade-tiny", None))
     systems.append((FULL_TUNED_LABEL, "full", None, full))
     teacher, teacher_scale = hybrid_teacher(args.work, nfcorpus)
-    results["teacher"] = {"system": "hybrid splade-tiny + all-MiniLM-L6-v2, fusion tuned on nfcorpus dev", "scale": round(teacher_scale, 2), "measured_scale": round(teacher_scale, 4)}
+    results["teacher"] = {
+        "system": "hybrid splade-tiny + all-MiniLM-L6-v2, fusion tuned on nfcorpus dev",
+        "scale": round(teacher_scale, 2),
+        "measured_scale": round(teacher_scale, 4),
+    }
     for method, learning_rate, steps in DISTILLED:
         distilled = replace(
-            full, distillation=method, ranking_weight=0.0, teacher_scale=round(teacher_scale, 2), learning_rate=learning_rate, steps=steps,
-            lambda_warmup_steps=steps // 4, checkpoint_every=steps // 4,
+            full,
+            distillation=method,
+            ranking_weight=0.0,
+            teacher_scale=round(teacher_scale, 2),
+            learning_rate=learning_rate,
+            steps=steps,
+            lambda_warmup_steps=steps // 4,
+            checkpoint_every=steps // 4,
         )
-        systems.append((f"SPLADE distilled from the hybrid ({method}, lr {learning_rate:g}, {steps} steps)", "full", None, distilled))
+        systems.append(
+            (f"SPLADE distilled from the hybrid ({method}, lr {learning_rate:g}, {steps} steps)", "full", None, distilled)
+        )
 
     if args.only:
         results = merged_with_written(results, args.out, systems)
@@ -151,9 +217,19 @@ def main() -> None:
                 else:
                     random_negatives = label.endswith("random negatives")
                     if not examples.negatives and not random_negatives:  # mined once, and only when needed
-                        negatives_index = index(args.work / f"index-{slug(FULL_BASE_LABEL)}-nfcorpus", nfcorpus, "splade-tiny", full_length) if full_length else base_index
+                        negatives_index = (
+                            index(args.work / f"index-{slug(FULL_BASE_LABEL)}-nfcorpus", nfcorpus, "splade-tiny", full_length)
+                            if full_length
+                            else base_index
+                        )
                         mine_hard_negatives(examples, Searcher.open(negatives_index), depth=50)
-                    train(config, replace(examples, negatives={}) if random_negatives else examples, model_folder, overwrite=True, on_log=progress)
+                    train(
+                        config,
+                        replace(examples, negatives={}) if random_negatives else examples,
+                        model_folder,
+                        overwrite=True,
+                        on_log=progress,
+                    )
             summary = json.loads((model_folder / "training.json").read_text())
             entry["train_seconds"] = summary["wall_seconds"]
             entry["last_step"] = summary["last_step"]
@@ -176,8 +252,13 @@ def main() -> None:
         averaged = averaged_with_base(Path(tuned["model"]), alpha, args.work / f"model-{slug(label)}")
         folder = index(args.work / f"index-{slug(label)}-nfcorpus", nfcorpus, str(averaged), full_length=True)
         entry = {
-            "system": label, "group": "full", "model": str(averaged), "recipe": tuned["recipe"], "train_seconds": tuned["train_seconds"],
-            "nfcorpus": evaluate(folder, nfcorpus, args.work), "nfcorpus_dev": evaluate(folder, nfcorpus, args.work, split="dev"),
+            "system": label,
+            "group": "full",
+            "model": str(averaged),
+            "recipe": tuned["recipe"],
+            "train_seconds": tuned["train_seconds"],
+            "nfcorpus": evaluate(folder, nfcorpus, args.work),
+            "nfcorpus_dev": evaluate(folder, nfcorpus, args.work, split="dev"),
         }
         print(label, entry["nfcorpus"], flush=True)
         results["systems"] = [e for e in results["systems"] if e["system"] != label] + [entry]
@@ -194,7 +275,11 @@ def main() -> None:
             print(entry["system"], "scifact", entry["scifact"], flush=True)
         chosen["paired_vs_base"] = {
             name: paired_against_base(args.work, chosen, full_base, dataset, split)
-            for name, dataset, split in (("nfcorpus_dev", "nfcorpus", "dev"), ("nfcorpus", "nfcorpus", "test"), ("scifact", "scifact", "test"))
+            for name, dataset, split in (
+                ("nfcorpus_dev", "nfcorpus", "dev"),
+                ("nfcorpus", "nfcorpus", "test"),
+                ("scifact", "scifact", "test"),
+            )
         }
         write(results, args.out)
     if args.only:
@@ -213,13 +298,22 @@ def hybrid_teacher(work: Path, nfcorpus: Path) -> tuple[dict, float]:
     if not (teacher_file.is_file() and scale_file.is_file()):
         folder = work / "index-teacher-hybrid-nfcorpus"
         if not (folder / "manifest.json").is_file():
-            build_index(read_corpus(nfcorpus), load_sparse_encoder("splade-tiny"), folder, dense_encoder=load_dense_encoder(), overwrite=True, progress=False)
+            build_index(
+                read_corpus(nfcorpus),
+                load_sparse_encoder("splade-tiny"),
+                folder,
+                dense_encoder=load_dense_encoder(),
+                overwrite=True,
+                progress=False,
+            )
         searcher = Searcher.open(folder)
         fusion = tune_fusion(searcher, read_evaluation_set(nfcorpus, "dev"), "dev", progress=False).best[0]
         queries = read_evaluation_set(nfcorpus, "train").queries
         teacher = run_queries(searcher, queries, k=1000, mode="hybrid", fusion=fusion, progress=False)
         student = run_queries(searcher, queries, k=1000, mode="sparse", progress=False)
-        scale_file.write_text(json.dumps({"fusion": str(fusion), "scale": score_spread_ratio(student, teacher, TEACHER_DEPTH)}) + "\n")
+        scale_file.write_text(
+            json.dumps({"fusion": str(fusion), "scale": score_spread_ratio(student, teacher, TEACHER_DEPTH)}) + "\n"
+        )
         write_run(teacher, teacher_file, "hybrid-teacher")
     return read_run(teacher_file), json.loads(scale_file.read_text())["scale"]
 
@@ -278,15 +372,22 @@ def slug(label: str) -> str:
 
 def progress(entry: dict) -> None:
     if entry["step"] % 10 == 0:
-        print(f"  step {entry['step']}: loss {entry['loss']:.3f} (ranking {entry['ranking_loss']:.3f}), "
-              f"terms q/d {entry['active_terms_query']}/{entry['active_terms_document']}, {entry['seconds']}s", flush=True)
+        print(
+            f"  step {entry['step']}: loss {entry['loss']:.3f} (ranking {entry['ranking_loss']:.3f}), "
+            f"terms q/d {entry['active_terms_query']}/{entry['active_terms_document']}, {entry['seconds']}s",
+            flush=True,
+        )
 
 
 def index(folder: Path, dataset: Path, model: str, full_length: bool = False) -> Path:
     """An index of ``dataset``: documents cut to DOC_MAX_LENGTH, or at the encoder's default lengths (``full_length``)."""
     if not (folder / "manifest.json").is_file():
         started = time.perf_counter()
-        encoder = load_sparse_encoder(model) if full_length else load_sparse_encoder(model, doc_max_length=DOC_MAX_LENGTH, query_max_length=32)
+        encoder = (
+            load_sparse_encoder(model)
+            if full_length
+            else load_sparse_encoder(model, doc_max_length=DOC_MAX_LENGTH, query_max_length=32)
+        )
         build_index(read_corpus(dataset), encoder, folder, overwrite=True, progress=False)
         print(f"indexed {dataset.name} with {model} in {time.perf_counter() - started:.0f}s", flush=True)
     return folder
@@ -312,7 +413,9 @@ def evaluate(folder: Path, dataset: Path, work: Path, split: str = "test") -> di
         "terms_per_query": round(queries.nnz / queries.shape[0], 1),
     }
     cached.write_text(json.dumps(measured) + "\n")
-    per_query_file(folder, work, split).write_text(json.dumps({q: values["nDCG@10"] for q, values in scores.per_query.items()}) + "\n")
+    per_query_file(folder, work, split).write_text(
+        json.dumps({q: values["nDCG@10"] for q, values in scores.per_query.items()}) + "\n"
+    )
     return measured
 
 
@@ -322,7 +425,9 @@ def per_query_file(folder: Path, work: Path, split: str) -> Path:
 
 def paired_against_base(work: Path, chosen: dict, base: dict, dataset: str, split: str) -> dict:
     """Paired tests of the chosen model's per-query nDCG@10 against the base's on the same queries."""
-    system, baseline = (json.loads(per_query_file(work / f"index-{slug(e['system'])}-{dataset}", work, split).read_text()) for e in (chosen, base))
+    system, baseline = (
+        json.loads(per_query_file(work / f"index-{slug(e['system'])}-{dataset}", work, split).read_text()) for e in (chosen, base)
+    )
     queries = sorted(baseline)
     return paired_test([system[q] for q in queries], [baseline[q] for q in queries]).to_dict()
 
@@ -339,7 +444,10 @@ def latency(work: Path, dataset: Path, systems: list[dict]) -> dict:
             times[name].append(time.perf_counter() - started)
     reference = statistics.median(times[systems[0]["system"]])
     return {
-        name: {"median_ms": round(statistics.median(values) * 1000, 2), "vs_base": round(statistics.median(values) / reference, 3)}
+        name: {
+            "median_ms": round(statistics.median(values) * 1000, 2),
+            "vs_base": round(statistics.median(values) / reference, 3),
+        }
         for name, values in times.items()
     }
 
@@ -397,9 +505,11 @@ def uhd_training_lines(results: dict) -> list[str]:
     for entry in short_systems(results):
         if entry["group"] == "uhd" and "last_step" in entry:
             batch = entry.get("recipe", results["recipe"])["batch_size"]
-            lines.append(f"- {entry['system']}: ranking loss at its last step {entry['last_step']['ranking_loss']:.3f} "
-                         f"(chance: ln {2 * batch} = {math.log(2 * batch):.3f}); terms per document in that batch "
-                         f"{entry['last_step']['active_terms_document']}.")
+            lines.append(
+                f"- {entry['system']}: ranking loss at its last step {entry['last_step']['ranking_loss']:.3f} "
+                f"(chance: ln {2 * batch} = {math.log(2 * batch):.3f}); terms per document in that batch "
+                f"{entry['last_step']['active_terms_document']}."
+            )
     return lines
 
 
@@ -417,36 +527,53 @@ def findings(results: dict) -> list[str]:
         flops = [e["nfcorpus"]["flops"] for e in sweep]  # in increasing λ
         terms = [e["nfcorpus"]["terms_per_document"] for e in sweep]
         monotone = all(a > b for a, b in zip(flops, flops[1:])) and all(a > b for a, b in zip(terms, terms[1:]))
-        lines.append(f"- λ sweep: FLOPS {' → '.join(map(str, flops))}, terms/doc {' → '.join(map(str, terms))} as λ grows: "
-                     f"{'strictly decreasing' if monotone else 'NOT monotone'}.")
+        lines.append(
+            f"- λ sweep: FLOPS {' → '.join(map(str, flops))}, terms/doc {' → '.join(map(str, terms))} as λ grows: "
+            f"{'strictly decreasing' if monotone else 'NOT monotone'}."
+        )
     for entry in sweep + by_group.get("fine-tuned", []):
         delta = entry["nfcorpus"]["nDCG@10"] - base["nDCG@10"]
-        lines.append(f"- {entry['system']}: nDCG@10 {entry['nfcorpus']['nDCG@10']:.4f} vs base {base['nDCG@10']:.4f} "
-                     f"({'+' if delta >= 0 else '−'}{abs(delta):.4f}) at {entry['nfcorpus']['flops'] / base['flops']:.2f}× the base's FLOPS.")
+        lines.append(
+            f"- {entry['system']}: nDCG@10 {entry['nfcorpus']['nDCG@10']:.4f} vs base {base['nDCG@10']:.4f} "
+            f"({'+' if delta >= 0 else '−'}{abs(delta):.4f}) at {entry['nfcorpus']['flops'] / base['flops']:.2f}× the base's "
+            "FLOPS."
+        )
     for entry in by_group.get("uhd", []) + by_group.get("inference-free", []):
         point = entry["nfcorpus"]
-        nearest = min(sweep + by_group["base"] + by_group.get("fine-tuned", []), key=lambda e: abs(e["nfcorpus"]["flops"] - point["flops"]))
-        lines.append(f"- {entry['system']}: nDCG@10 {point['nDCG@10']:.4f} at FLOPS {point['flops']}; the SPLADE point nearest in "
-                     f"FLOPS ({nearest['system']}, {nearest['nfcorpus']['flops']}) has {nearest['nfcorpus']['nDCG@10']:.4f}.")
+        nearest = min(
+            sweep + by_group["base"] + by_group.get("fine-tuned", []), key=lambda e: abs(e["nfcorpus"]["flops"] - point["flops"])
+        )
+        lines.append(
+            f"- {entry['system']}: nDCG@10 {point['nDCG@10']:.4f} at FLOPS {point['flops']}; the SPLADE point nearest in "
+            f"FLOPS ({nearest['system']}, {nearest['nfcorpus']['flops']}) has {nearest['nfcorpus']['nDCG@10']:.4f}."
+        )
     return lines
 
 
 def full_length_section(results: dict) -> list[str]:
-    full = sorted((e for e in results["systems"] if e["group"] in FULL_GROUPS), key=lambda e: e["group"] != "full-base")  # base first
+    full = sorted(
+        (e for e in results["systems"] if e["group"] in FULL_GROUPS), key=lambda e: e["group"] != "full-base"
+    )  # base first
     if not full:
         return []
     lines = [
         "## Fine-tuned vs base splade-tiny at full length",
         "",
-        f"Indexes at the encoders' default lengths (documents 256, queries 64 tokens; what `lsr index` builds), so the base row is the "
-        f"sparse side of the main nfcorpus index. Trained on all {results.get('full_training_queries', '?')} nfcorpus train queries "
-        f"(training lengths query 32 / document 128 tokens, λ warm-up over the first quarter). The fine-tuned row learns from the qrels "
+        "Indexes at the encoders' default lengths (documents 256, queries 64 tokens; what `lsr index` builds), so the base row "
+        "is the "
+        f"sparse side of the main nfcorpus index. Trained on all {results.get('full_training_queries', '?')} nfcorpus train "
+        "queries "
+        "(training lengths query 32 / document 128 tokens, λ warm-up over the first quarter). The fine-tuned row learns from "
+        "the qrels "
         f"(contrastive loss, random and in-batch negatives); the averaged rows are WiSE-FT (Wortsman et al. 2022): its weights "
-        f"(1 − α)·base + α·fine-tuned, no further training. The distilled rows learn from the teacher alone: {teacher_line(results)} "
-        f"Of the candidates, the one with the best nfcorpus **dev** nDCG@10 is compared on test and carried to scifact; test is never used to choose "
+        "(1 − α)·base + α·fine-tuned, no further training. The distilled rows learn from the teacher alone: "
+        f"{teacher_line(results)} "
+        "Of the candidates, the one with the best nfcorpus **dev** nDCG@10 is compared on test and carried to scifact; test is "
+        "never used to choose "
         f"(a scifact figure on an unselected row is from an earlier pass of this bench, when that row was the dev choice).",
         "",
-        "| system | steps × batch, learning rate | λ | nfcorpus dev nDCG@10 | test nDCG@10 | test R@100 | FLOPS | terms/doc | terms/query | scifact nDCG@10 | train wall time |",
+        "| system | steps × batch, learning rate | λ | nfcorpus dev nDCG@10 | test nDCG@10 | test R@100 | FLOPS | terms/doc | "
+        "terms/query | scifact nDCG@10 | train wall time |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in full:
@@ -454,9 +581,14 @@ def full_length_section(results: dict) -> list[str]:
         trained = "train_seconds" in entry
         selected = " (selected on dev)" if entry.get("selected_on_dev") else ""
         scifact = f"{entry['scifact']['nDCG@10']:.4f}" if "scifact" in entry else "—"
-        recipe, lam, wall = (recipe_of(entry, results), f"{entry['recipe']['lambda_d']:g}", f"{entry['train_seconds']:.0f}s") if trained else ("—",) * 3
+        recipe, lam, wall = (
+            (recipe_of(entry, results), f"{entry['recipe']['lambda_d']:g}", f"{entry['train_seconds']:.0f}s")
+            if trained
+            else ("—",) * 3
+        )
         lines.append(
-            f"| {entry['system']}{selected} | {recipe} | {lam} | {dev['nDCG@10']:.4f} | {n['nDCG@10']:.4f} | {n['R@100']:.4f} | {n['flops']:.3f} | "
+            f"| {entry['system']}{selected} | {recipe} | {lam} | {dev['nDCG@10']:.4f} | {n['nDCG@10']:.4f} | {n['R@100']:.4f} | "
+            f"{n['flops']:.3f} | "
             f"{n['terms_per_document']} | {n['terms_per_query']} | {scifact} | {wall} |"
         )
     base = next((e for e in full if e["group"] == "full-base"), None)
@@ -467,10 +599,20 @@ def full_length_section(results: dict) -> list[str]:
             delta = chosen[dataset]["nDCG@10"] - base[dataset]["nDCG@10"]
             split = "nfcorpus dev (where it was chosen)" if dataset == "nfcorpus_dev" else f"{dataset} test"
             paired = chosen.get("paired_vs_base", {}).get(dataset)
-            tested = (f"; paired over {paired['wins'] + paired['ties'] + paired['losses']} queries: {paired['wins']} wins, {paired['losses']} losses, "
-                      f"t-test p = {paired['t_p']:.3g}, permutation p = {paired['permutation_p']:.3g}") if paired else ""
-            lines.append(f"- {split}: the dev-selected fine-tuned model {'beats' if delta > 0 else 'does not beat'} base splade-tiny, "
-                         f"nDCG@10 {chosen[dataset]['nDCG@10']:.4f} vs {base[dataset]['nDCG@10']:.4f} ({'+' if delta >= 0 else '−'}{abs(delta):.4f}){tested}.")
+            tested = (
+                (
+                    f"; paired over {paired['wins'] + paired['ties'] + paired['losses']} queries: {paired['wins']} wins, "
+                    f"{paired['losses']} losses, "
+                    f"t-test p = {paired['t_p']:.3g}, permutation p = {paired['permutation_p']:.3g}"
+                )
+                if paired
+                else ""
+            )
+            lines.append(
+                f"- {split}: the dev-selected fine-tuned model {'beats' if delta > 0 else 'does not beat'} base splade-tiny, "
+                f"nDCG@10 {chosen[dataset]['nDCG@10']:.4f} vs {base[dataset]['nDCG@10']:.4f} "
+                f"({'+' if delta >= 0 else '−'}{abs(delta):.4f}){tested}."
+            )
     return lines
 
 
@@ -478,10 +620,12 @@ def teacher_line(results: dict) -> str:
     teacher = results.get("teacher")
     if not teacher:
         return "(no teacher in these results)."
-    return (f"the {teacher['system']}, run over the train queries (1000 hits each); negatives from its top {TEACHER_DEPTH} minus the "
-            f"positives; its scores × {teacher['scale']} (splade-tiny's scores spread that much wider over the teacher's top "
-            f"{TEACHER_DEPTH}: median over queries of the ratio of standard deviations), MarginMSE on (positive, negative) or KL "
-            f"over the softmax of every document in the batch.")
+    return (
+        f"the {teacher['system']}, run over the train queries (1000 hits each); negatives from its top {TEACHER_DEPTH} minus the "
+        f"positives; its scores × {teacher['scale']} (splade-tiny's scores spread that much wider over the teacher's top "
+        f"{TEACHER_DEPTH}: median over queries of the ratio of standard deviations), MarginMSE on (positive, negative) or KL "
+        f"over the softmax of every document in the batch."
+    )
 
 
 def report(results: dict) -> str:
@@ -491,11 +635,13 @@ def report(results: dict) -> str:
         "",
         "Reproduce: `HF_HUB_OFFLINE=1 nice -n 10 python bench/train_experiments.py` (writes this folder).",
         "",
-        f"Recipe (every trained model, unless its name says otherwise): {recipe['steps']} steps, batch {recipe['batch_size']} queries × (1 positive + 1 mined hard "
+        f"Recipe (every trained model, unless its name says otherwise): {recipe['steps']} steps, batch {recipe['batch_size']} "
+        "queries × (1 positive + 1 mined hard "
         f"negative) with in-batch negatives, lr {recipe['learning_rate']}, training lengths query {recipe['query_max_length']} / "
         f"document {recipe['doc_max_length']} tokens, λ warm-up T = {recipe['lambda_warmup_steps']} steps; "
         f"{results['training_queries']} nfcorpus train queries, negatives from a splade-tiny index (top 50 minus positives). "
-        f"The indexes of this first table cut documents to {recipe['index_doc_max_length']} tokens (the full-length comparison is further down). On 2 shared CPU cores.",
+        f"The indexes of this first table cut documents to {recipe['index_doc_max_length']} tokens (the full-length comparison "
+        "is further down). On 2 shared CPU cores.",
         "",
         "FLOPS = Σ_j P(query uses term j)·P(document has term j), measured on the index and the test queries.",
         "",
@@ -508,11 +654,20 @@ def report(results: dict) -> str:
         n = entry["nfcorpus"]
         wall = f"{entry['train_seconds']:.0f}s" if "train_seconds" in entry else "—"
         trained = recipe_of(entry, results) if "train_seconds" in entry else "—"
-        lines.append(f"| {entry['system']} | {trained} | {n['nDCG@10']:.4f} | {n['R@100']:.4f} | {n['flops']:.3f} | {n['terms_per_document']} | "
-                     f"{n['terms_per_query']} | {wall} |")
+        lines.append(
+            f"| {entry['system']} | {trained} | {n['nDCG@10']:.4f} | {n['R@100']:.4f} | {n['flops']:.3f} | "
+            f"{n['terms_per_document']} | "
+            f"{n['terms_per_query']} | {wall} |"
+        )
     lines += ["", *findings(results), "", *CAVEATS, *uhd_training_lines(results), "", *full_length_section(results)]
-    lines += ["", "## Query latency on nfcorpus (query encoding + sparse search, k=10, median over "
-              f"{LATENCY_QUERIES} queries, interleaved)", "", "| system | median ms | × base |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "## Query latency on nfcorpus (query encoding + sparse search, k=10, median over "
+        f"{LATENCY_QUERIES} queries, interleaved)",
+        "",
+        "| system | median ms | × base |",
+        "|---|---:|---:|",
+    ]
     for name, value in results.get("latency", {}).items():
         lines.append(f"| {name} | {value['median_ms']} | {value['vs_base']} |")
     return "\n".join(lines) + "\n"

@@ -14,8 +14,8 @@ from pathlib import Path
 from lsr.errors import LsrError
 from lsr.eval import plots
 from lsr.eval.comparison import Comparison, DatasetResult, SystemResult
-from lsr.runs import write_run
 from lsr.eval.significance import PERMUTATIONS
+from lsr.runs import write_run
 
 SIGNIFICANCE_LEVEL = 0.05
 PACKAGES = (
@@ -82,7 +82,9 @@ def effectiveness_table(comparison: Comparison, dataset: DatasetResult) -> Table
     first = comparison.measures[0]
     rows = []
     for name, result in dataset.systems.items():
-        cells = [_number(result.scores.aggregate[m]) + ("†" if _significant(dataset, name, m) else "") for m in comparison.measures]
+        cells = [
+            _number(result.scores.aggregate[m]) + ("†" if _significant(dataset, name, m) else "") for m in comparison.measures
+        ]
         test = dataset.significance[first].get(name)
         rows.append([_label(comparison, name), *cells, f"{test.wins}/{test.ties}/{test.losses}" if test else DASH])
     title = f"{dataset.name} ({dataset.split}, {dataset.judged_queries} judged queries)"
@@ -109,7 +111,8 @@ def _efficiency_row(dataset: str, result: SystemResult) -> list[str]:
     size = figures["index_bytes"]
     return [
         dataset, result.system, _count(figures["query_terms"]), _count(figures["doc_terms"]), _count(figures["flops"]),
-        _count(figures["postings_per_query"]), *(_number(figures[f"{w}_p{q}_ms"], 2) for w in ("encode", "retrieve") for q in (50, 99)),
+        _count(figures["postings_per_query"]),
+        *(_number(figures[f"{w}_p{q}_ms"], 2) for w in ("encode", "retrieve") for q in (50, 99)),
         DASH if size is None else f"{size / 2**20:.1f}", _count(figures["docs_per_second"]),
     ]  # fmt: skip
 
@@ -145,7 +148,11 @@ def reproducibility_table(comparison: Comparison) -> Table:
 def settings_lines(comparison: Comparison) -> list[str]:
     return [
         f"Split {comparison.split}; {comparison.k} hits per query; measures {', '.join(comparison.measures)} (ir-measures); "
-        + ("hits whose doc id equals the query id are dropped (BEIR)." if comparison.remove_identical_ids else "identical ids kept."),
+        + (
+            "hits whose doc id equals the query id are dropped (BEIR)."
+            if comparison.remove_identical_ids
+            else "identical ids kept."
+        ),
         f"† = better or worse than the baseline {comparison.baseline!r} with p < {SIGNIFICANCE_LEVEL} in a two-sided paired "
         f"randomization test ({PERMUTATIONS:,} permutations, seed {comparison.seed}), Holm-corrected over the systems "
         "compared on each dataset and measure. W/T/L: queries where the system is better / equal / worse than the baseline.",
@@ -177,7 +184,14 @@ def _markdown_table(table: Table) -> str:
 def markdown(comparison: Comparison, command: str, versions: dict[str, str]) -> str:
     parts = ["# Evaluation report", ""] + [f"{line}\n" for line in settings_lines(comparison)]
     parts += [_markdown_table(t) for t in tables(comparison)]
-    parts += ["## Reproducibility", "", f"Command: `{command}`", "", "Packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    parts += [
+        "## Reproducibility",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+    ]
     parts += ["Index manifests, per-query values and latencies are in report.json; runs in runs/<dataset>/<system>.trec.", ""]
     return "\n".join(parts)
 
@@ -219,7 +233,9 @@ def html_report(comparison: Comparison, command: str, versions: dict[str, str], 
     parts.append("<h2>Reproducibility</h2>")
     parts.append(f"<p>Command:</p><pre>{html.escape(command)}</pre>")
     parts.append(f"<p>Packages:</p><pre>{html.escape(json.dumps(versions, indent=2))}</pre>")
-    parts.append(f"<details><summary>Index manifests</summary><pre>{html.escape(json.dumps(manifests, indent=2))}</pre></details>")
+    parts.append(
+        f"<details><summary>Index manifests</summary><pre>{html.escape(json.dumps(manifests, indent=2))}</pre></details>"
+    )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -229,18 +245,37 @@ def report_data(comparison: Comparison, command: str, versions: dict[str, str]) 
         "command": command,
         "versions": versions,
         "settings": {
-            "baseline": comparison.baseline, "measures": comparison.measures, "split": comparison.split, "k": comparison.k,
-            "remove_identical_ids": comparison.remove_identical_ids, "seed": comparison.seed, "permutations": PERMUTATIONS,
+            "baseline": comparison.baseline,
+            "measures": comparison.measures,
+            "split": comparison.split,
+            "k": comparison.k,
+            "remove_identical_ids": comparison.remove_identical_ids,
+            "seed": comparison.seed,
+            "permutations": PERMUTATIONS,
             "latency_queries": comparison.latency_queries,
             "systems": [{"name": s.name, "path": s.template, "mode": s.mode} for s in comparison.systems],
         },  # fmt: skip
         "datasets": [
             {
-                "name": d.name, "path": d.path, "split": d.split, "corpus_sha256": d.corpus_sha256, "judged_queries": d.judged_queries,
+                "name": d.name,
+                "path": d.path,
+                "split": d.split,
+                "corpus_sha256": d.corpus_sha256,
+                "judged_queries": d.judged_queries,
                 "systems": {
                     name: {
-                        "kind": r.kind, "path": r.path, "mode": r.mode, "measures": r.scores.aggregate, "per_query": r.scores.per_query,
-                        "efficiency": None if r.efficiency is None else {**r.efficiency.summary(), "encode_ms": r.efficiency.encode_ms, "retrieve_ms": r.efficiency.retrieve_ms},
+                        "kind": r.kind,
+                        "path": r.path,
+                        "mode": r.mode,
+                        "measures": r.scores.aggregate,
+                        "per_query": r.scores.per_query,
+                        "efficiency": None
+                        if r.efficiency is None
+                        else {
+                            **r.efficiency.summary(),
+                            "encode_ms": r.efficiency.encode_ms,
+                            "retrieve_ms": r.efficiency.retrieve_ms,
+                        },
                         "provenance": r.provenance,
                     }
                     for name, r in d.systems.items()
@@ -275,4 +310,9 @@ def write_comparison_report(comparison: Comparison, folder: Path, command: str, 
     if folder.exists():
         shutil.rmtree(folder)
     staging.rename(folder)
-    return {"html": folder / "report.html", "markdown": folder / "report.md", "json": folder / "report.json", "runs": folder / "runs"}
+    return {
+        "html": folder / "report.html",
+        "markdown": folder / "report.md",
+        "json": folder / "report.json",
+        "runs": folder / "runs",
+    }

@@ -48,7 +48,9 @@ def effectiveness_vs_flops(comparison: Comparison, measure: str) -> str | None:
         for name, result in dataset.systems.items():
             if result.efficiency and result.efficiency.flops:
                 axis.scatter(result.efficiency.flops, result.scores.aggregate[measure], s=40)
-                axis.annotate(name, (result.efficiency.flops, result.scores.aggregate[measure]), textcoords="offset points", xytext=(5, 4))
+                axis.annotate(
+                    name, (result.efficiency.flops, result.scores.aggregate[measure]), textcoords="offset points", xytext=(5, 4)
+                )
         axis.set_xscale("log")
         axis.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log range overlap
         axis.set_xlabel("FLOPS (multiplications per query-doc pair)")
@@ -65,7 +67,10 @@ def latency_distribution(comparison: Comparison) -> str | None:
     figure, axes = _panels(len(comparison.datasets))
     for axis, dataset in zip(axes, comparison.datasets, strict=True):
         timed = {n: r.efficiency for n, r in dataset.systems.items() if r.efficiency and r.efficiency.retrieve_ms}
-        totals = [[e + r for e, r in zip(eff.encode_ms or [0.0] * len(eff.retrieve_ms), eff.retrieve_ms, strict=True)] for eff in timed.values()]
+        totals = [
+            [e + r for e, r in zip(eff.encode_ms or [0.0] * len(eff.retrieve_ms), eff.retrieve_ms, strict=True)]
+            for eff in timed.values()
+        ]
         axis.boxplot(totals, tick_labels=list(timed), whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
         axis.set_yscale("log")
         axis.set_ylabel("ms per query (whiskers: p1–p99)")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from lsr import defaults
-from lsr.retrieval.search.fusion import Fusion
 from lsr.retrieval.search import Hit, Searcher
+from lsr.retrieval.search.fusion import Fusion
 from lsr.runs import Run
 
 
@@ -57,7 +57,13 @@ class Latencies:
 
 
 def time_queries(
-    searcher: Searcher, texts: Sequence[str], encoders: Sequence, *, depth: int, mode: str | None = None, progress: bool | None = None,
+    searcher: Searcher,
+    texts: Sequence[str],
+    encoders: Sequence,
+    *,
+    depth: int,
+    mode: str | None = None,
+    progress: bool | None = None,
     desc: str = "timing",
 ) -> Latencies:
     """One query per call, as a user's request arrives; each call's time is split into the time ``encoders``

@@ -31,7 +31,9 @@ class PairedTest:
         return asdict(self)
 
 
-def paired_test(system: Sequence[float], baseline: Sequence[float], *, seed: int = 0, permutations: int = PERMUTATIONS) -> PairedTest:
+def paired_test(
+    system: Sequence[float], baseline: Sequence[float], *, seed: int = 0, permutations: int = PERMUTATIONS
+) -> PairedTest:
     """Tests per-query values of a system against the baseline's on the same queries, in the same order."""
     a, b = np.asarray(system, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size < 2:

@@ -60,8 +60,14 @@ def ray_encoding(address: str, encode: Callable[[list[str]], Encoded]) -> Iterat
         if address == LOCAL:
             cpus = os.cpu_count() or 1
             # address="local": always a new cluster, never one `ray start` left running on this machine.
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                     runtime_env=environment, logging_level=logging.WARNING)
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                runtime_env=environment,
+                logging_level=logging.WARNING,
+            )
         else:
             ray.init(address=address, runtime_env=environment, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:

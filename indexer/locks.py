@@ -10,6 +10,7 @@ meanwhile retries on the current one, so removal never lets two processes hold "
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -90,8 +91,6 @@ def index_lock(index: str | Path, what: str = "built") -> Iterator[None]:
             _held[key][0] -= 1
             if _held[key][0] == 0:
                 _, fd = _held.pop(key)
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(path)  # under the lock: a process that opened it meanwhile retries on a new file
-                except OSError:
-                    pass
                 os.close(fd)

@@ -180,7 +180,7 @@ def _beir_documents(path: Path, data: bytes) -> Iterator[Document]:
         text = _string_field(path, lineno, record, "text", required="title" not in record)
         metadata = record.get("metadata") or {}
         if not isinstance(metadata, dict):
-            raise DatasetError(f"{path}:{lineno}: \"metadata\" must be an object, got {type(metadata).__name__}")
+            raise DatasetError(f'{path}:{lineno}: "metadata" must be an object, got {type(metadata).__name__}')
         yield Document(doc_id, title, text, metadata)
 
 

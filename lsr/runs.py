@@ -13,9 +13,7 @@ from lsr.errors import DatasetError
 Run = dict[str, dict[str, float]]  # query id → doc id → score
 
 
-def read_run(
-    path: str | Path, *, known_queries: Collection[str] | None = None, known_docs: Collection[str] | None = None
-) -> Run:
+def read_run(path: str | Path, *, known_queries: Collection[str] | None = None, known_docs: Collection[str] | None = None) -> Run:
     """A run, checked against a dataset's query and document ids when they are given."""
     path = Path(path)
     if not path.is_file():
@@ -27,14 +25,10 @@ def read_run(
                 continue
             columns = line.split()
             if len(columns) != 6:
-                raise DatasetError(
-                    f"{path}:{lineno}: expected 6 columns (query-id Q0 doc-id rank score tag), got {len(columns)}"
-                )
+                raise DatasetError(f"{path}:{lineno}: expected 6 columns (query-id Q0 doc-id rank score tag), got {len(columns)}")
             query_id, _, doc_id, _, score, _ = columns
             if known_queries is not None and query_id not in known_queries:
-                raise DatasetError(
-                    f"{path}:{lineno}: query {query_id!r} is not a query of this dataset (wrong run file for it?)"
-                )
+                raise DatasetError(f"{path}:{lineno}: query {query_id!r} is not a query of this dataset (wrong run file for it?)")
             if known_docs is not None and doc_id not in known_docs:
                 raise DatasetError(f"{path}:{lineno}: document {doc_id!r} is not in this dataset's corpus")
             try:

@@ -64,7 +64,9 @@ def test_health_and_docs(client):
 def test_concurrent_requests_all_succeed_with_consistent_results(client, small_searcher):
     from concurrent.futures import ThreadPoolExecutor
 
-    queries = [f"{topic} at mach {n}" for n in range(4) for topic in ("shock waves", "heat transfer", "wing flutter", "boundary layer")]
+    queries = [
+        f"{topic} at mach {n}" for n in range(4) for topic in ("shock waves", "heat transfer", "wing flutter", "boundary layer")
+    ]
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda q: client.post("/search", json={"query": q, "k": 5}), queries))
     assert all(response.status_code == 200 for response in responses)

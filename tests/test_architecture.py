@@ -29,7 +29,12 @@ NAMESPACES = ("lsr", "lsr.retrieval")  # hold no code of their own: `lsr`'s publ
 
 
 def layer_of(module: str) -> str | None:
-    matches = [(len(prefix), name) for name, prefixes in LAYERS for prefix in prefixes if module == prefix or module.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), name)
+        for name, prefixes in LAYERS
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     return max(matches)[1] if matches else None
 
 

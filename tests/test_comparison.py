@@ -68,7 +68,9 @@ def test_flops_is_the_mean_number_of_shared_terms_over_all_query_document_pairs(
     doc_terms = [set(docs[row].indices) for row in range(docs.shape[0])]
     query_terms = [set(queries[row].indices) for row in range(queries.shape[0])]
     assert figures["flops"] == pytest.approx(np.mean([len(q & d) for q in query_terms for d in doc_terms]))
-    assert figures["postings_per_query"] == pytest.approx(np.mean([sum(t in d for d in doc_terms for t in q) for q in query_terms]))
+    assert figures["postings_per_query"] == pytest.approx(
+        np.mean([sum(t in d for d in doc_terms for t in q) for q in query_terms])
+    )
     assert figures["query_terms"] == pytest.approx(np.mean([len(q) for q in query_terms]))
     assert figures["doc_terms"] == pytest.approx(np.mean([len(d) for d in doc_terms]))
 
@@ -128,8 +130,25 @@ def report_inputs(tmp_path_factory, small_dataset, small_hybrid_index, small_ind
 
 
 def report_command(root: Path, dataset: Path, out: Path, *extra: str) -> list[str]:
-    systems = [f"sparse={root}/{{dataset}}:sparse", f"dense={root}/{{dataset}}:dense", f"hybrid={root}/{{dataset}}", f"run={root}/{{dataset}}.trec"]
-    return ["report", *(arg for s in systems for arg in ("--system", s)), "--dataset", str(dataset), "-o", str(out), "-k", "100", "--latency-queries", "5", *extra]
+    systems = [
+        f"sparse={root}/{{dataset}}:sparse",
+        f"dense={root}/{{dataset}}:dense",
+        f"hybrid={root}/{{dataset}}",
+        f"run={root}/{{dataset}}.trec",
+    ]
+    return [
+        "report",
+        *(arg for s in systems for arg in ("--system", s)),
+        "--dataset",
+        str(dataset),
+        "-o",
+        str(out),
+        "-k",
+        "100",
+        "--latency-queries",
+        "5",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +209,9 @@ def test_rerunning_gives_the_same_runs_and_statistics(report_folder, report_inpu
 def test_report_errors_come_before_any_search(report_inputs, small_dataset, cranfield, tmp_path):
     runner = CliRunner()
     # The index and run file belong to the 120-document subset, not to the full Cranfield corpus.
-    result = runner.invoke(app, ["report", "-s", f"x={report_inputs}/{{dataset}}", "-d", str(cranfield), "-o", str(tmp_path / "r")])
+    result = runner.invoke(
+        app, ["report", "-s", f"x={report_inputs}/{{dataset}}", "-d", str(cranfield), "-o", str(tmp_path / "r")]
+    )
     assert isinstance(result.exception, LsrError)
     assert "has nothing for dataset 'cranfield'" in str(result.exception)
     shutil.copytree(report_inputs / small_dataset.name, tmp_path / "cranfield")
@@ -208,7 +229,9 @@ def test_html_report_is_self_contained_and_renders_with_its_plots(report_folder,
     from PIL import Image
 
     png = tmp_path / "report.png"
-    subprocess.run([str(REPO / "scripts" / "screenshot-report.sh"), str(report_folder / "report.html"), str(png)], check=True, timeout=120)
+    subprocess.run(
+        [str(REPO / "scripts" / "screenshot-report.sh"), str(report_folder / "report.html"), str(png)], check=True, timeout=120
+    )
     pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(int)
     assert (pixels.min(axis=1) < 200).mean() > 0.01  # not blank: text and tables drawn
     coloured = pixels.max(axis=1) - pixels.min(axis=1) > 60  # text and tables are grey: colour comes from the plots
@@ -216,8 +239,8 @@ def test_html_report_is_self_contained_and_renders_with_its_plots(report_folder,
 
 
 def test_manifests_without_indexing_time_still_open_and_show_a_dash(small_index, tmp_path):
-    from lsr.eval.comparison_report import DASH, _efficiency_row
     from lsr.eval.comparison import SystemResult
+    from lsr.eval.comparison_report import DASH, _efficiency_row
     from lsr.eval.efficiency import Efficiency
     from lsr.eval.metrics import Scores
     from lsr.indexer import IndexFolder

@@ -55,7 +55,9 @@ def test_every_acknowledged_upsert_survives_kill_9(tmp_path, small_index):
                 if stop.is_set():
                     return
                 ids = [f"crash-{batch}-{i}" for i in range(4)]
-                docs = [{"id": i, "title": f"durable document {i}", "text": f"written in batch {batch} before the crash"} for i in ids]
+                docs = [
+                    {"id": i, "title": f"durable document {i}", "text": f"written in batch {batch} before the crash"} for i in ids
+                ]
                 try:
                     response = client.post("/documents", json={"documents": docs})
                 except httpx.TransportError:

@@ -33,7 +33,10 @@ def test_reads_gzipped_corpus_and_hashes_decompressed_bytes(tmp_path):
     ("lines", "message"),
     [
         (['{"_id": "a", "text": "x"}', "{not json"], "corpus.jsonl:2: malformed JSON"),
-        (['{"_id": "a", "text": "x"}', "", '{"_id": "a", "text": "y"}'], "corpus.jsonl:3: duplicate id 'a' (first seen on line 1)"),
+        (
+            ['{"_id": "a", "text": "x"}', "", '{"_id": "a", "text": "y"}'],
+            "corpus.jsonl:3: duplicate id 'a' (first seen on line 1)",
+        ),
         (['{"text": "x"}'], "corpus.jsonl:1: missing field '_id'"),
         (['{"_id": "a"}'], "corpus.jsonl:1: missing field 'text'"),
         (['{"_id": "a", "text": 3.5}'], "corpus.jsonl:1: field 'text' must be a string"),

@@ -1,10 +1,7 @@
 """docker-compose.yml is valid (`docker-compose config -q` needs no Docker engine)."""
 
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +10,9 @@ def compose(program: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
     key = tmp_path / "key.txt"
     key.write_text("k\n")
     env = {"PATH": "/usr/bin:/bin", "LSR_API_KEY_FILE": str(key), "LSR_DATASET": str(tmp_path)}
-    return subprocess.run([program, "-f", str(ROOT / "docker-compose.yml"), *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [program, "-f", str(ROOT / "docker-compose.yml"), *args], env=env, capture_output=True, text=True, cwd=ROOT
+    )
 
 
 def test_compose_file_is_valid(docker_compose, tmp_path):

@@ -35,7 +35,9 @@ def test_engine_equals_brute_force_on_every_cranfield_query(cranfield_index, cra
     queries = read_evaluation_set(cranfield, "test").queries
     quantization = index.manifest.quantization
     query_vectors = quantization.quantize(splade.encode_queries(list(queries.values())))
-    for got, expected in zip(index.engine.search(query_vectors, 100), brute_force_search(index.vectors, query_vectors, 100), strict=True):
+    for got, expected in zip(
+        index.engine.search(query_vectors, 100), brute_force_search(index.vectors, query_vectors, 100), strict=True
+    ):
         assert got.doc_indices.tolist() == expected.doc_indices.tolist()
         assert got.scores.tolist() == expected.scores.tolist()
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from lsr.indexer.engines import ImpactOrderedEngine, MemoryEngine, top_k
 from lsr.errors import IndexFolderError
+from lsr.indexer.engines import ImpactOrderedEngine, MemoryEngine, top_k
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.vectors import brute_force_search
 

@@ -1,9 +1,9 @@
 import ir_measures
 import pytest
 
+from lsr.errors import LsrError
 from lsr.eval import run_queries, score_run
 from lsr.runs import write_run
-from lsr.errors import LsrError
 
 
 def test_scores_equal_ir_measures_when_every_query_has_results():

@@ -7,13 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from lsr.datasets import read_corpus
+from lsr.datasets import Document, read_corpus
 from lsr.indexer import IndexFolder, build_index
-from lsr.datasets import Document
 from lsr.indexer.live import LiveIndex, LiveUpdateError
+from lsr.retrieval.search import Searcher
 from lsr.retrieval.search.explain import explain
 from lsr.retrieval.search.live import LiveSearcher, matches
-from lsr.retrieval.search import Searcher
 
 QUERIES = ["heat transfer in hypersonic flow", "wing flutter", "boundary layer transition", "shock wave interaction"]
 
@@ -58,7 +57,11 @@ def test_live_index_ranks_exactly_like_a_rebuilt_index(live, corpus, splade, tmp
     live.upsert([Document(replaced.id, "wing flutter", "flutter of a swept wing at transonic speed")])
 
     documents = [doc for doc in corpus.documents if doc.id not in deleted and doc.id != replaced.id]
-    rebuilt_corpus = type(corpus)(corpus.path, documents + [type(replaced)(replaced.id, "wing flutter", "flutter of a swept wing at transonic speed")], corpus.sha256)
+    rebuilt_corpus = type(corpus)(
+        corpus.path,
+        documents + [type(replaced)(replaced.id, "wing flutter", "flutter of a swept wing at transonic speed")],
+        corpus.sha256,
+    )
     rebuilt_path = tmp_path / "rebuilt"
     build_index(rebuilt_corpus, splade, rebuilt_path, chunk_size=200, progress=False)
     rebuilt = Searcher(IndexFolder(rebuilt_path), splade)
@@ -113,7 +116,11 @@ def test_metadata_filter(live, corpus):
     live.upsert([as_doc(doc, lang="fr" if i % 2 else "en", year=1960 + i) for i, doc in enumerate(corpus.documents[80:100])])
     hits = live.searcher(filter={"lang": "fr"}).search("flow", 50, mode="sparse")
     assert hits and all(live.get(hit.id).metadata["lang"] == "fr" for hit in hits)
-    unfiltered = [hit.id for hit in live.searcher().search("flow", 200, mode="sparse") if live.get(hit.id).metadata and live.get(hit.id).metadata["lang"] == "fr"]
+    unfiltered = [
+        hit.id
+        for hit in live.searcher().search("flow", 200, mode="sparse")
+        if live.get(hit.id).metadata and live.get(hit.id).metadata["lang"] == "fr"
+    ]
     assert [hit.id for hit in hits] == unfiltered[:50]
     assert not live.searcher(filter={"lang": "de"}).search("flow", 5, mode="sparse")
     assert matches({"year": 1961}, {"year": [1961, 1962]}) and not matches({"year": 1961}, {"year": "1961"})

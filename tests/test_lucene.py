@@ -79,9 +79,21 @@ def test_bm25_index_searches_text_and_refuses_vector_encoders(small_bm25_index, 
 
 def test_cli_refuses_bm25_on_the_memory_engine(small_dataset, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "lsr", "index", str(small_dataset), "--out", str(tmp_path / "x"), "--encoder", "bm25",
-         "--engine", "memory"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lsr",
+            "index",
+            str(small_dataset),
+            "--out",
+            str(tmp_path / "x"),
+            "--encoder",
+            "bm25",
+            "--engine",
+            "memory",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: BM25 is scored by Lucene: use --engine lucene (or leave --engine out)"
@@ -109,10 +121,15 @@ def test_bm25_index_is_served_over_http_and_refuses_writes(small_bm25_index, mon
     with TestClient(create_app(LiveSearcher.from_searcher(Searcher.open(small_bm25_index)))) as client:
         response = client.post("/search", json={"query": "boundary layer flow", "k": 3})
         assert response.status_code == 200, response.text
-        assert [hit["id"] for hit in response.json()["hits"]] == [h.id for h in Searcher.open(small_bm25_index).search("boundary layer flow", k=3)]
+        assert [hit["id"] for hit in response.json()["hits"]] == [
+            h.id for h in Searcher.open(small_bm25_index).search("boundary layer flow", k=3)
+        ]
         upsert = client.post(
             "/documents", json={"documents": [{"id": "new", "title": "t", "text": "x"}]}, headers={"x-api-key": "secret"}
         )
         assert 400 <= upsert.status_code < 500, upsert.text
-        for refused in (client.post("/encode", json={"text": "flow"}), client.get("/explain", params={"query": "flow", "id": "1"})):
+        for refused in (
+            client.post("/encode", json={"text": "flow"}),
+            client.get("/explain", params={"query": "flow", "id": "1"}),
+        ):
             assert refused.status_code == 400 and "BM25" in refused.json()["detail"], refused.text

@@ -9,19 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from lsr.datasets import read_queries
+from lsr.datasets import Document, read_queries
 from lsr.errors import IndexFolderError
 from lsr.indexer import reindex
 from lsr.indexer.engines.milvus import TOKEN_VARIABLE, milvus_settings
-from lsr.datasets import Document
 from lsr.indexer.index_folder import read_manifest
 from lsr.indexer.live import LiveIndex, LiveUpdateError
+from lsr.retrieval.search import Hit, Searcher
 from lsr.retrieval.search.fusion import Fusion
 from lsr.retrieval.search.live import LiveSearcher
-from lsr.retrieval.search import Hit, Searcher
 from tests.conftest import shared_dataset
 
 pytest.importorskip("pymilvus")
@@ -84,7 +82,9 @@ def test_live_updates_go_to_milvus_and_rank_like_the_memory_engine(small_hybrid_
         assert service.delete(first_id)
     memory, milvus = (service.searcher() for service in services)
     for mode in ("sparse", "hybrid"):
-        assert sum(map(same_ranking, milvus.search_many(queries, 10, mode=mode), memory.search_many(queries, 10, mode=mode))) == len(queries)
+        assert sum(
+            map(same_ranking, milvus.search_many(queries, 10, mode=mode), memory.search_many(queries, 10, mode=mode))
+        ) == len(queries)
     assert milvus.search("ice on propellers", 1, mode="dense")[0].id == "new"
     # The writes are in the collection itself, not only in this process: row numbers past the base index.
     engine = milvus.index.base.engine
@@ -102,7 +102,13 @@ def test_live_updates_go_to_milvus_and_rank_like_the_memory_engine(small_hybrid_
         service.live.close()
     reopened = LiveSearcher(LiveIndex(milvus_index), splade, minilm)  # the log replays into Milvus idempotently
     assert reopened.get(first_id) is None and reopened.get("new") == new
-    assert sum(map(same_ranking, reopened.searcher().search_many(queries, 10, mode="sparse"), memory.search_many(queries, 10, mode="sparse"))) == len(queries)
+    assert sum(
+        map(
+            same_ranking,
+            reopened.searcher().search_many(queries, 10, mode="sparse"),
+            memory.search_many(queries, 10, mode="sparse"),
+        )
+    ) == len(queries)
     reopened.live.close()
 
 
@@ -122,10 +128,24 @@ def test_cli_reindexes_into_milvus_and_searches_it_and_refuses_bad_settings(smal
     def lsr(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "lsr", *args], capture_output=True, text=True, cwd=tmp_path)
 
-    built = lsr("reindex", str(small_index), "--out", "milvus-index", "--engine", "milvus", "--uri", "./lite.db", "--collection", "cranfield")
+    built = lsr(
+        "reindex",
+        str(small_index),
+        "--out",
+        "milvus-index",
+        "--engine",
+        "milvus",
+        "--uri",
+        "./lite.db",
+        "--collection",
+        "cranfield",
+    )
     assert built.returncode == 0, built.stderr
     # The manifest only: opening the index here would hold the milvus-lite file, which one process at a time may open.
-    assert read_manifest(tmp_path / "milvus-index").engine_settings == {"uri": str(tmp_path / "lite.db"), "collection": "cranfield"}
+    assert read_manifest(tmp_path / "milvus-index").engine_settings == {
+        "uri": str(tmp_path / "lite.db"),
+        "collection": "cranfield",
+    }
     found = lsr("search", "milvus-index", "wing flutter", "-k", "3")
     expected = lsr("search", str(small_index), "wing flutter", "-k", "3")
     assert found.returncode == 0 and found.stdout == expected.stdout and "1 " in found.stdout
@@ -139,7 +159,9 @@ SCIFACT_INDEX = Path(__file__).resolve().parents[1] / "indexes" / "scifact"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SCIFACT_INDEX / "manifest.json").is_file(), reason="needs the prebuilt indexes/scifact (too long to build in CI)")
+@pytest.mark.skipif(
+    not (SCIFACT_INDEX / "manifest.json").is_file(), reason="needs the prebuilt indexes/scifact (too long to build in CI)"
+)
 def test_scifact_in_milvus_has_the_memory_engines_top_10(tmp_path):
     """The issue's acceptance check, on the full 5,183 scifact documents and its 300 test queries."""
     from lsr.datasets import read_evaluation_set

@@ -10,12 +10,17 @@ import pytest
 import uvicorn
 
 from lsr.api.app import create_app
-from lsr.retrieval.search import LiveSearcher
 from lsr.api.settings import Settings
+from lsr.retrieval.search import LiveSearcher
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "search-page.png"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -24,7 +29,11 @@ def base_url(small_searcher):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(LiveSearcher.from_searcher(small_searcher), Settings()), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(LiveSearcher.from_searcher(small_searcher), Settings()), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -42,7 +42,10 @@ def test_reindexed_real_index_searches_like_the_memory_engine(small_index, small
     memory, exact, approximate = (Searcher.open(f) for f in (small_index, exact_folder, approximate_folder))
     expected = memory.search_many(queries, 10)
     assert exact.search_many(queries, 10) == expected
-    overlap = [len({h.id for h in a} & {h.id for h in e}) / max(1, len(e)) for a, e in zip(approximate.search_many(queries, 10), expected, strict=True)]
+    overlap = [
+        len({h.id for h in a} & {h.id for h in e}) / max(1, len(e))
+        for a, e in zip(approximate.search_many(queries, 10), expected, strict=True)
+    ]
     assert 0.5 < np.mean(overlap) <= 1.0
     with pytest.raises(IndexFolderError, match="takes no setting budget"):
         reindex(small_index, tmp_path / "x", "memory", settings={"budget": 0.5})

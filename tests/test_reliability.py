@@ -6,7 +6,6 @@ over the real small Cranfield index and the real splade-tiny; nothing is mocked.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -15,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -38,7 +36,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "LSR_API_KEY": API_KEY}
 
 
 def run_lsr(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lsr", *map(str, args)], env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lsr", *map(str, args)], env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -141,7 +141,19 @@ def test_a_second_server_on_the_same_index_serves_reads_and_answers_writes_409(t
 @pytest.mark.slow
 def test_two_concurrent_resumed_builds_of_one_index_cannot_both_publish(tmp_path, small_dataset, small_index):
     out = tmp_path / "index"
-    command = [sys.executable, "-m", "lsr", "index", str(small_dataset), "--out", str(out), "--resume", "--overwrite", "--chunk-size", "50"]
+    command = [
+        sys.executable,
+        "-m",
+        "lsr",
+        "index",
+        str(small_dataset),
+        "--out",
+        str(out),
+        "--resume",
+        "--overwrite",
+        "--chunk-size",
+        "50",
+    ]
     first = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = Path(f"{out}.partial") / "state.json"
     deadline = time.monotonic() + 180
@@ -231,7 +243,18 @@ main()
 
 def crash_between_publish_renames(dataset: Path, out: Path) -> None:
     """A real `lsr index --overwrite` killed with SIGKILL right after publish moved the old index aside."""
-    command = [sys.executable, "-c", CRASH_BETWEEN_RENAMES, "index", str(dataset), "--out", str(out), "--overwrite", "--chunk-size", "50"]
+    command = [
+        sys.executable,
+        "-c",
+        CRASH_BETWEEN_RENAMES,
+        "index",
+        str(dataset),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--chunk-size",
+        "50",
+    ]
     crashed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert not out.exists() and is_lsr_index(Path(f"{out}.previous"))
@@ -277,7 +300,13 @@ def test_leftovers_of_a_build_under_way_are_left_alone(tmp_path, small_index):
     index = tmp_path / "index"
     shutil.copytree(small_index, f"{index}.previous")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)", f"{index}.lock"],
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); "
+            "time.sleep(120)",
+            f"{index}.lock",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -387,7 +416,10 @@ def test_a_lone_surrogate_in_a_corpus_is_refused_before_any_model_loads(tmp_path
     from lsr.datasets import read_corpus as read
     from lsr.errors import DatasetError
 
-    folder = _beir_corpus(tmp_path / "bad", ['{"_id": "1", "title": "fine", "text": "ok"}', '{"_id": "2", "title": "bad \\ud800 title", "text": "x"}'])
+    folder = _beir_corpus(
+        tmp_path / "bad",
+        ['{"_id": "1", "title": "fine", "text": "ok"}', '{"_id": "2", "title": "bad \\ud800 title", "text": "x"}'],
+    )
     with pytest.raises(DatasetError, match=r"corpus.jsonl:2: .*lone surrogate"):
         read(folder)
     pair = _beir_corpus(tmp_path / "good", ['{"_id": "1", "title": "an emoji \\ud83d\\ude00", "text": "ok"}'])

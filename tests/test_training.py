@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,9 +17,8 @@ from lsr.errors import EncoderError, EncoderMismatchError, LsrError
 from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder
 from lsr.retrieval.encoders.bow import BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.uhd import UhdHead
-from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, score_spread_ratio, train
+from lsr.retrieval.training import TrainingConfig, load_training_data, losses, negatives_from_run, score_spread_ratio, train
 from lsr.runs import read_run
-from lsr.retrieval.training import losses
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +43,14 @@ def test_higher_lambda_gives_fewer_active_terms(tmp_path, nfcorpus_pairs):
     terms = []
     for lam in (0.0, 0.05, 1.0):
         config = TrainingConfig(
-            steps=5, batch_size=4, learning_rate=1e-3, lambda_d=lam, lambda_q=lam, lambda_warmup_steps=0,
-            query_max_length=16, doc_max_length=32,
+            steps=5,
+            batch_size=4,
+            learning_rate=1e-3,
+            lambda_d=lam,
+            lambda_q=lam,
+            lambda_warmup_steps=0,
+            query_max_length=16,
+            doc_max_length=32,
         )
         train(config, nfcorpus_pairs, tmp_path / f"lambda-{lam}")
         terms.append(mean_active_terms(tmp_path / f"lambda-{lam}", texts))
@@ -105,7 +110,9 @@ def test_losses_follow_their_formulas():
     both, first = torch.tensor([0, 1]), torch.tensor([0])
     assert losses.margin_mse(student, teacher, first) == pytest.approx(0.0)  # margins 3 and 3
     assert losses.margin_mse(student, teacher, both) == pytest.approx(0.0)  # query 1: margins 1 and 1
-    assert losses.margin_mse(student, teacher + torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]]), both) == pytest.approx(2.0**2 / 2)
+    assert losses.margin_mse(
+        student, teacher + torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]]), both
+    ) == pytest.approx(2.0**2 / 2)
     # Listwise: every document of the batch counts, and adding a constant to a row changes nothing.
     assert losses.kl_divergence(student, student + 7.0, both) == pytest.approx(0.0, abs=1e-6)
     assert losses.kl_divergence(student, teacher, first) > 0
@@ -160,11 +167,21 @@ def test_cli_measures_the_teacher_scale_only_from_a_teacher_run(tmp_path):
 
 def test_distillation_alone_drives_the_loss(tmp_path, nfcorpus_pairs):
     """Ranking weight 0 and no FLOPS term: each step's loss is the distillation loss alone."""
-    teacher = {q: {d: float(rank) for rank, d in enumerate(reversed(sorted(nfcorpus_pairs.documents)[:40]))} for q in nfcorpus_pairs.queries}
+    teacher = {
+        q: {d: float(rank) for rank, d in enumerate(reversed(sorted(nfcorpus_pairs.documents)[:40]))}
+        for q in nfcorpus_pairs.queries
+    }
     data = replace(nfcorpus_pairs, negatives={})
     negatives_from_run(data, teacher, depth=20)
     config = TrainingConfig(
-        steps=2, batch_size=4, doc_max_length=32, query_max_length=16, distillation="kl", ranking_weight=0.0, lambda_d=0.0, lambda_q=0.0,
+        steps=2,
+        batch_size=4,
+        doc_max_length=32,
+        query_max_length=16,
+        distillation="kl",
+        ranking_weight=0.0,
+        lambda_d=0.0,
+        lambda_q=0.0,
     )
     train(config, data, tmp_path / "model", teacher=teacher)
     log = [json.loads(line) for line in (tmp_path / "model" / "training_log.jsonl").read_text().splitlines()]
@@ -177,20 +194,41 @@ def test_trained_uhd_model_indexes_serves_and_evaluates(tmp_path, small_dataset,
     from conftest import shared_dataset
 
     from lsr.api.app import create_app
-    from lsr.retrieval.search import LiveSearcher
     from lsr.indexer import IndexFolder
-    from lsr.retrieval.search import Searcher
+    from lsr.retrieval.search import LiveSearcher, Searcher
 
     model, index = tmp_path / "uhd-model", tmp_path / "uhd-index"
     trained = lsr(
-        "train", str(shared_dataset("nfcorpus")), "--out", str(model), "--arch", "uhd", "--uhd-dim", "512", "--uhd-k", "8",
-        "--uhd-layers", "-1,-2", "--binarize", "--max-queries", "20", "--steps", "2", "--batch-size", "4",
-        "--doc-max-length", "32", "--checkpoint-every", "1",
+        "train",
+        str(shared_dataset("nfcorpus")),
+        "--out",
+        str(model),
+        "--arch",
+        "uhd",
+        "--uhd-dim",
+        "512",
+        "--uhd-k",
+        "8",
+        "--uhd-layers",
+        "-1,-2",
+        "--binarize",
+        "--max-queries",
+        "20",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--doc-max-length",
+        "32",
+        "--checkpoint-every",
+        "1",
     )
     assert trained.returncode == 0, trained.stderr
     assert "step 2/2" in trained.stdout
     log = [json.loads(line) for line in (model / "training_log.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in log] == [1, 2] and {"ranking_loss", "flops_d", "active_terms_document", "flops"} <= set(log[0])
+    assert [entry["step"] for entry in log] == [1, 2] and {"ranking_loss", "flops_d", "active_terms_document", "flops"} <= set(
+        log[0]
+    )
     assert (model / "checkpoints" / "step-1" / "uhd_heads.safetensors").is_file()
 
     indexed = lsr("index", str(small_dataset), "--out", str(index), "--encoder", str(model), "--doc-max-length", "64")
@@ -198,11 +236,21 @@ def test_trained_uhd_model_indexes_serves_and_evaluates(tmp_path, small_dataset,
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["dim"] == 1024
     assert manifest["encoder"]["kind"] == "uhd"
-    assert manifest["encoder"]["arch"] == {"arch": "uhd", "query_encoder": "model", "idf": False, "dim": 512, "k": 8, "layers": [-1, -2], "binarized": True}
+    assert manifest["encoder"]["arch"] == {
+        "arch": "uhd",
+        "query_encoder": "model",
+        "idf": False,
+        "dim": 512,
+        "k": 8,
+        "layers": [-1, -2],
+        "binarized": True,
+    }
     assert set(np.unique(IndexFolder(index).vectors.data)) == {100}  # binarized weights quantize to 1.0 × 100
 
     searcher = Searcher.open(index)
-    response = TestClient(create_app(LiveSearcher.from_searcher(searcher))).post("/search", json={"query": "flow over a wing", "k": 5})
+    response = TestClient(create_app(LiveSearcher.from_searcher(searcher))).post(
+        "/search", json={"query": "flow over a wing", "k": 5}
+    )
     assert response.status_code == 200
     hits = response.json()["hits"]
     assert [hit["id"] for hit in hits] == [hit.id for hit in searcher.search("flow over a wing", 5)]
@@ -226,11 +274,19 @@ def test_inference_free_model_with_distillation(tmp_path, nfcorpus_pairs, small_
     from lsr.retrieval.search import Searcher
 
     teacher = tmp_path / "teacher.run"
-    teacher.write_text("".join(
-        f"{q} Q0 {d} {rank} {10.0 - rank} teacher\n" for q in nfcorpus_pairs.queries for rank, d in enumerate(nfcorpus_pairs.positives[q][:3], 1)
-    ))
+    teacher.write_text(
+        "".join(
+            f"{q} Q0 {d} {rank} {10.0 - rank} teacher\n"
+            for q in nfcorpus_pairs.queries
+            for rank, d in enumerate(nfcorpus_pairs.positives[q][:3], 1)
+        )
+    )
     config = TrainingConfig(
-        architecture=Architecture(query_encoder="bow", idf=True), steps=2, batch_size=4, doc_max_length=32, distillation="marginmse",
+        architecture=Architecture(query_encoder="bow", idf=True),
+        steps=2,
+        batch_size=4,
+        doc_max_length=32,
+        distillation="marginmse",
     )
     summary = train(config, nfcorpus_pairs, tmp_path / "model", teacher=read_run(teacher))
     assert "distillation" in summary["last_step"]
@@ -250,7 +306,18 @@ def test_inference_free_model_with_distillation(tmp_path, nfcorpus_pairs, small_
 def test_train_command_refuses_bad_settings_in_one_line(tmp_path):
     from conftest import shared_dataset
 
-    result = lsr("train", str(shared_dataset("nfcorpus")), "--out", str(tmp_path / "m"), "--arch", "uhd", "--uhd-dim", "16", "--uhd-k", "32")
+    result = lsr(
+        "train",
+        str(shared_dataset("nfcorpus")),
+        "--out",
+        str(tmp_path / "m"),
+        "--arch",
+        "uhd",
+        "--uhd-dim",
+        "16",
+        "--uhd-k",
+        "32",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == "error: UHD k must be between 1 and the dimension 16, got 32"
     assert not (tmp_path / "m").exists()
@@ -273,7 +340,13 @@ def test_interrupted_training_resumes_to_the_model_an_uninterrupted_run_writes(t
     from safetensors.torch import load_file
 
     config = TrainingConfig(
-        steps=4, batch_size=4, learning_rate=1e-3, lambda_warmup_steps=2, query_max_length=16, doc_max_length=32, checkpoint_every=2,
+        steps=4,
+        batch_size=4,
+        learning_rate=1e-3,
+        lambda_warmup_steps=2,
+        query_max_length=16,
+        doc_max_length=32,
+        checkpoint_every=2,
     )
     train(config, nfcorpus_pairs, tmp_path / "straight")
 
@@ -292,7 +365,10 @@ def test_interrupted_training_resumes_to_the_model_an_uninterrupted_run_writes(t
     train(config, nfcorpus_pairs, tmp_path / "resumed", resume=True)
     log = [json.loads(line) for line in (tmp_path / "resumed" / "training_log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [1, 2, 3, 4]
-    straight, resumed = load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    straight, resumed = (
+        load_file(tmp_path / "straight" / "model.safetensors"),
+        load_file(tmp_path / "resumed" / "model.safetensors"),
+    )
     assert straight.keys() == resumed.keys()
     for name, weights in straight.items():
         torch.testing.assert_close(resumed[name], weights, rtol=0, atol=1e-6, msg=name)
@@ -301,7 +377,9 @@ def test_interrupted_training_resumes_to_the_model_an_uninterrupted_run_writes(t
 def test_resume_without_an_interrupted_run_is_one_line_error(tmp_path):
     from conftest import shared_dataset
 
-    result = lsr("train", str(shared_dataset("nfcorpus")), "--out", str(tmp_path / "m"), "--max-queries", "8", "--steps", "2", "--resume")
+    result = lsr(
+        "train", str(shared_dataset("nfcorpus")), "--out", str(tmp_path / "m"), "--max-queries", "8", "--steps", "2", "--resume"
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: nothing to resume: {tmp_path / 'm.partial'} does not exist (train without --resume)"
 

@@ -1,7 +1,8 @@
 """Index engines behind one interface; ``ENGINES`` maps a manifest's engine name to its class.
 
 Vector engines (``Engine``) index quantized vectors and can be rebuilt from an index's ``vectors/`` without
-re-encoding; ``lucene-bm25`` indexes text; ``milvus`` lives on a Milvus server. The Lucene engines start a JVM only when one is used.
+re-encoding; ``lucene-bm25`` indexes text; ``milvus`` lives on a Milvus server. The Lucene engines start a JVM
+only when one is used.
 """
 
 from lsr.errors import IndexFolderError

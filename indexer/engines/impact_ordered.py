@@ -29,8 +29,14 @@ from lsr.indexer.engines.base import BuildExtras, Capabilities, Ranking, best_of
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 _FILES = (
-    "segment_indptr", "segment_ends", "segment_impacts", "postings_docs", "postings_impacts",
-    "forward_indptr", "forward_terms", "forward_impacts",
+    "segment_indptr",
+    "segment_ends",
+    "segment_impacts",
+    "postings_docs",
+    "postings_impacts",
+    "forward_indptr",
+    "forward_terms",
+    "forward_impacts",
 )
 BANDS_PER_OCTAVE = 2  # segment granularity: finer orders postings better, coarser sorts fewer segments per query
 RESCORED = 100  # approximate mode: candidates whose exact scores are computed from the forward index
@@ -115,7 +121,9 @@ def _check_arrays(folder: Path, arrays: list[np.ndarray], doc_count: int) -> Non
         problem = "arrays of different lengths"
     elif segment_indptr.size == 0 or segment_indptr[0] != 0 or segment_indptr[-1] != segment_ends.size:
         problem = "segment_indptr does not span the segments"
-    elif (np.diff(segment_indptr) < 0).any() or (segment_ends.size and (segment_ends[0] < 0 or (np.diff(segment_ends) < 0).any())):
+    elif (np.diff(segment_indptr) < 0).any() or (
+        segment_ends.size and (segment_ends[0] < 0 or (np.diff(segment_ends) < 0).any())
+    ):
         problem = "segment pointers are not ascending"
     elif segment_ends.size and segment_ends[-1] != docs.size:
         problem = "segments do not end with the postings"
@@ -187,9 +195,7 @@ class ImpactOrderedEngine:
         np.save(folder / "forward_impacts.npy", forward.data.astype(IMPACT_DTYPE))
 
     @classmethod
-    def open(
-        cls, folder: Path, doc_count: int, settings: ImpactOrderedSettings = ImpactOrderedSettings()
-    ) -> ImpactOrderedEngine:
+    def open(cls, folder: Path, doc_count: int, settings: ImpactOrderedSettings = ImpactOrderedSettings()) -> ImpactOrderedEngine:
         try:
             arrays = [np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES]
         except (OSError, ValueError, EOFError) as exc:  # missing, truncated or not .npy at all

@@ -120,9 +120,7 @@ class MilvusEngine:
         self.dense_dim = dense_dim
 
     @classmethod
-    def build(
-        cls, vectors: sp.csr_matrix, folder: Path, settings: MilvusSettings, extras: BuildExtras = BuildExtras()
-    ) -> None:
+    def build(cls, vectors: sp.csr_matrix, folder: Path, settings: MilvusSettings, extras: BuildExtras = BuildExtras()) -> None:
         """(Re)creates the collection: an index folder owns its collection, so rebuilding the index rebuilds it."""
         uri, collection, docs, dense = settings.uri, settings.collection, extras.docs, extras.dense
         pymilvus = _pymilvus()
@@ -136,7 +134,9 @@ class MilvusEngine:
         schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
         index_params = client.prepare_index_params()
         # drop_ratio_build 0: no small impact is left out of the postings, so search stays exact.
-        index_params.add_index(SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="IP", params={"drop_ratio_build": 0.0})
+        index_params.add_index(
+            SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="IP", params={"drop_ratio_build": 0.0}
+        )
         if dense is not None:
             schema.add_field(DENSE_FIELD, DataType.FLOAT_VECTOR, dim=int(dense.shape[1]))
             index_params.add_index(DENSE_FIELD, index_type="FLAT", metric_type="IP")

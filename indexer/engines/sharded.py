@@ -8,10 +8,9 @@ Shards are self-contained folders, so they can later live on different machines.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
-
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +18,7 @@ import scipy.sparse as sp
 from lsr.errors import IndexFolderError
 from lsr.indexer.engines.base import CORES, BuildExtras, Capabilities, Ranking
 from lsr.indexer.engines.memory import MemoryEngine
+
 
 @dataclass(frozen=True)
 class ShardedSettings:
@@ -53,7 +53,11 @@ class ShardedEngine:
 
     @classmethod
     def build(
-        cls, vectors: sp.csr_matrix, folder: Path, settings: ShardedSettings = ShardedSettings(), extras: BuildExtras = BuildExtras()
+        cls,
+        vectors: sp.csr_matrix,
+        folder: Path,
+        settings: ShardedSettings = ShardedSettings(),
+        extras: BuildExtras = BuildExtras(),
     ) -> None:
         bounds = _shard_bounds(vectors.shape[0], settings.shards)
         for number, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
@@ -66,7 +70,9 @@ class ShardedEngine:
         if len(found) != shards:
             raise IndexFolderError(f"{folder} has {len(found)} shards, the manifest says {shards}")
         bounds = _shard_bounds(doc_count, shards)
-        engines = [MemoryEngine.open(path, int(end - start)) for path, start, end in zip(found, bounds[:-1], bounds[1:], strict=True)]
+        engines = [
+            MemoryEngine.open(path, int(end - start)) for path, start, end in zip(found, bounds[:-1], bounds[1:], strict=True)
+        ]
         return cls(engines, bounds[:-1])
 
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:

@@ -103,8 +103,18 @@ class UhdModel(nn.Module):
 
 
 class UhdEncoder:
-    def __init__(self, name: str, path: Path, content_hash: str, settings: UhdSettings, arch_params: dict, *,
-                 query_max_length: int, doc_max_length: int, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        content_hash: str,
+        settings: UhdSettings,
+        arch_params: dict,
+        *,
+        query_max_length: int,
+        doc_max_length: int,
+        batch_size: int = 16,
+    ) -> None:
         config = AutoConfig.from_pretrained(path)
         limit = getattr(config, "max_position_embeddings", 512)
         for label, length in (("query", query_max_length), ("document", doc_max_length)):
@@ -130,8 +140,9 @@ class UhdEncoder:
         texts = list(texts)
         blocks = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
         for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(texts[start : start + self.batch_size], padding=True, truncation=True,
-                                    max_length=max_length, return_tensors="pt")
+            tokens = self.tokenizer(
+                texts[start : start + self.batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             with torch.inference_mode():
                 blocks.append(sp.csr_matrix(self._model(**tokens).numpy()))
         return sp.vstack(blocks, format="csr").astype(np.float32)

@@ -106,9 +106,15 @@ def explain(searcher: Searcher, query: str, doc_ids: list[str]) -> list[Explanat
         terms = common[order]
         scale = quantization.scale
         matches = [
-            Contribution(name, float(query_impacts[i]) / scale, float(doc_impacts[i]) / scale, float(products[i]) / scale**2, q, d)
+            Contribution(
+                name, float(query_impacts[i]) / scale, float(doc_impacts[i]) / scale, float(products[i]) / scale**2, q, d
+            )
             for name, i, q, d in zip(
-                searcher.encoder.decode(terms), order, _in_text(searcher, query, terms), _in_text(searcher, text, terms), strict=True
+                searcher.encoder.decode(terms),
+                order,
+                _in_text(searcher, query, terms),
+                _in_text(searcher, text, terms),
+                strict=True,
             )
         ]
         explanations.append(

@@ -32,7 +32,9 @@ class TrainingData:
             chosen = rng.sample(query_ids, batch_size)
             positives = [rng.choice(self.positives[q]) for q in chosen]
             # A query without mined negatives (or before mining) gets a random document that is not a positive.
-            negatives = [rng.choice(self.negatives.get(q) or _non_positives(rng, document_ids, self.positives[q])) for q in chosen]
+            negatives = [
+                rng.choice(self.negatives.get(q) or _non_positives(rng, document_ids, self.positives[q])) for q in chosen
+            ]
             yield Batch(chosen, positives, negatives)
 
 
@@ -81,7 +83,9 @@ def mine_hard_negatives(data: TrainingData, searcher, depth: int = defaults.NEGA
     ranked: dict[str, list[str]] = {}
     for start in range(0, len(query_ids), 64):
         batch = query_ids[start : start + 64]
-        for query_id, hits in zip(batch, searcher.search_many([data.queries[q] for q in batch], depth, mode="sparse"), strict=True):
+        for query_id, hits in zip(
+            batch, searcher.search_many([data.queries[q] for q in batch], depth, mode="sparse"), strict=True
+        ):
             ranked[query_id] = [hit.id for hit in hits]
     _set_negatives(data, ranked, "the index for hard negatives")
 

@@ -42,7 +42,9 @@ def margin_mse(student: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor)
 
 def kl_divergence(student: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """KL(teacher ‖ student) between the softmaxes over every document of the batch (listwise), for the queries ``rows``."""
-    return F.kl_div(F.log_softmax(student[rows], dim=-1), F.log_softmax(teacher[rows], dim=-1), log_target=True, reduction="batchmean")
+    return F.kl_div(
+        F.log_softmax(student[rows], dim=-1), F.log_softmax(teacher[rows], dim=-1), log_target=True, reduction="batchmean"
+    )
 
 
 DISTILLATION = {"marginmse": margin_mse, "kl": kl_divergence}

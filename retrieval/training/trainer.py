@@ -79,13 +79,23 @@ class TrainingConfig:
             raise LsrError("a head learning rate needs a UHD architecture (SPLADE has no new head)")
         if not self.teacher_scale > 0:
             raise LsrError(f"teacher scale must be positive, got {self.teacher_scale}")
-        for name in ("lambda_d", "lambda_q", "l1_q", "distillation_weight", "ranking_weight", "lambda_warmup_steps", "checkpoint_every"):
+        for name in (
+            "lambda_d",
+            "lambda_q",
+            "l1_q",
+            "distillation_weight",
+            "ranking_weight",
+            "lambda_warmup_steps",
+            "checkpoint_every",
+        ):
             if getattr(self, name) < 0:
                 raise LsrError(f"{name.replace('_', ' ')} must not be negative, got {getattr(self, name)}")
         if self.distillation not in (None, *losses.DISTILLATION):
             raise LsrError(f"distillation must be one of {', '.join(losses.DISTILLATION)}, got {self.distillation!r}")
         if self.ranking_weight == 0 and (self.distillation is None or self.distillation_weight == 0):
-            raise LsrError("with ranking weight 0 only distillation is left to learn from: give a distillation method and a positive weight")
+            raise LsrError(
+                "with ranking weight 0 only distillation is left to learn from: give a distillation method and a positive weight"
+            )
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "architecture": self.architecture.to_dict()}
@@ -152,7 +162,10 @@ def _excluded(batch: Batch, positives: dict[str, list[str]]) -> torch.Tensor:
     """(queries, documents): True where another query's document is judged relevant to this query."""
     documents = batch.positive_ids + batch.negative_ids
     return torch.tensor(
-        [[j != i and doc_id in positives[query_id] for j, doc_id in enumerate(documents)] for i, query_id in enumerate(batch.query_ids)]
+        [
+            [j != i and doc_id in positives[query_id] for j, doc_id in enumerate(documents)]
+            for i, query_id in enumerate(batch.query_ids)
+        ]
     )
 
 
@@ -172,7 +185,13 @@ def _teacher_scores(batch: Batch, teacher: Run) -> tuple[torch.Tensor, torch.Ten
 
 
 def _step_log(
-    step: int, parts: dict[str, torch.Tensor], queries: torch.Tensor, documents: torch.Tensor, lambda_d: float, lambda_q: float, started: float
+    step: int,
+    parts: dict[str, torch.Tensor],
+    queries: torch.Tensor,
+    documents: torch.Tensor,
+    lambda_d: float,
+    lambda_q: float,
+    started: float,
 ) -> dict:
     query_active, document_active = queries > 0, documents > 0
     return {
@@ -262,13 +281,17 @@ def train(
     resumed = _resumable_state(staging, config) if resume else None
     if resumed is None:
         if _checkpoints(staging) and not overwrite:
-            raise LsrError(f"an interrupted training run left {staging}: pass --resume to continue it, or --overwrite to start over")
+            raise LsrError(
+                f"an interrupted training run left {staging}: pass --resume to continue it, or --overwrite to start over"
+            )
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     torch.manual_seed(config.seed)
     idf = None
     if config.architecture.idf:
-        idf = compute_idf(AutoTokenizer.from_pretrained(resolve_model(config.base).path), list(data.documents.values()), config.doc_max_length)
+        idf = compute_idf(
+            AutoTokenizer.from_pretrained(resolve_model(config.base).path), list(data.documents.values()), config.doc_max_length
+        )
     student = Student(config, idf)
     optimizer = torch.optim.AdamW(_parameter_groups(student.model, config), lr=config.learning_rate)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, config.steps // 10), config.steps)
@@ -294,12 +317,19 @@ def train(
                 "flops_q": losses.flops(queries) if learns_queries else torch.zeros(()),
                 "l1_q": losses.l1(queries) if learns_queries and config.l1_q else torch.zeros(()),
             }
-            loss = config.ranking_weight * parts["ranking_loss"] + lambda_d * parts["flops_d"] + lambda_q * parts["flops_q"] + config.l1_q * parts["l1_q"]
+            loss = (
+                config.ranking_weight * parts["ranking_loss"]
+                + lambda_d * parts["flops_d"]
+                + lambda_q * parts["flops_q"]
+                + config.l1_q * parts["l1_q"]
+            )
             if teacher is not None:
                 teacher_scores, known = _teacher_scores(batch, teacher)
                 teacher_scores = teacher_scores * config.teacher_scale
                 parts["distillation"] = (
-                    losses.DISTILLATION[config.distillation](scores, teacher_scores, known.nonzero().squeeze(1)) if known.any() else torch.zeros(())
+                    losses.DISTILLATION[config.distillation](scores, teacher_scores, known.nonzero().squeeze(1))
+                    if known.any()
+                    else torch.zeros(())
                 )
                 loss = loss + config.distillation_weight * parts["distillation"]
             optimizer.zero_grad()
@@ -316,7 +346,12 @@ def train(
                 _checkpoint(staging / "checkpoints" / f"step-{step}", student, optimizer, schedule, step, entry["seconds"])
     student.model.eval()
     student.save(staging)
-    summary = {"config": config.to_dict(), "training_queries": len(data.queries), "wall_seconds": round(time.perf_counter() - started, 1), "last_step": entry}
+    summary = {
+        "config": config.to_dict(),
+        "training_queries": len(data.queries),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "last_step": entry,
+    }
     (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
