@@ -80,6 +80,9 @@ def index(
     doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = 256,
     query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = 64,
     chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = 1000,
+    precision: Annotated[
+        str, typer.Option(help="Sparse encoder arithmetic: fp32 or bf16 (recorded; queries use the index's).")
+    ] = "fp32",
     scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = 100.0,
     dense_encoder: Annotated[
         str | None, typer.Option(help="Also store dense vectors from this sentence-transformers model (e.g. all-minilm-l6-v2).")
@@ -116,7 +119,9 @@ def index(
             raise LsrError("build the BM25 index first, then add dense vectors with --add-dense")
         manifest = build_bm25_index(corpus, out, overwrite=overwrite)
     else:
-        sparse_encoder = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+        sparse_encoder = load_sparse_encoder(
+            encoder, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision
+        )
         dense = load_dense_encoder(dense_encoder) if dense_encoder else None
         manifest = build_index(
             corpus,

@@ -15,6 +15,7 @@ def load_sparse_encoder(
     *,
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
     doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
+    precision: str = "fp32",
 ) -> SparseEncoder:
     """A sparse encoder by name: a packaged model, a local folder or a Hugging Face id.
 
@@ -27,12 +28,16 @@ def load_sparse_encoder(
     resolved = resolve_model(name)
     architecture = read_architecture(resolved.path)
     if architecture.uhd:
+        if precision != "fp32":
+            raise EncoderError(f"UHD encoders run at fp32 only, got precision {precision!r}")
         document_encoder = UhdEncoder(
             name, resolved.path, resolved.content_hash, architecture.uhd, architecture.spec_params,
             query_max_length=query_max_length, doc_max_length=doc_max_length,
         )
     else:
-        document_encoder = SpladeEncoder(name, query_max_length=query_max_length, doc_max_length=doc_max_length)
+        document_encoder = SpladeEncoder(
+            name, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision
+        )
     if architecture.query_encoder == "model":
         return document_encoder
     idf = load_idf(resolved.path, document_encoder.dim) if architecture.idf else None

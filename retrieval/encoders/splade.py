@@ -9,7 +9,7 @@ SparseEncoder (and our previous code) materialize. bench/encode.py measures both
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,9 +26,6 @@ DEFAULT_QUERY_MAX_LENGTH = 64
 DEFAULT_DOC_MAX_LENGTH = 256
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 assert set(DTYPES) == set(PRECISIONS)
-# Texts decoded together: enough real tokens that each decoder tile read from memory is used for many
-# rows (a lone 16-token query runs the decoder at ~40% of the matmul peak, 256 tokens at ~90%).
-GROUP_TOKENS = 256
 # Logits per tile (tokens × vocabulary columns): 2 MiB at fp32, so the tile is still in the core's
 # L2/L3 when it is max-pooled. Measured flat between 1 and 2 MiB on 256-token documents; a lone query
 # takes the whole vocabulary in one tile, which measured fastest (fewer calls).
@@ -72,7 +69,6 @@ class SpladeEncoder:
         query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
         doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
         precision: str = "fp32",
-        batch_tokens: int = 4096,  # padded tokens per transformer batch: 16 full-length documents, as before
     ) -> None:
         resolved = resolve_model(model)
         config = AutoConfig.from_pretrained(resolved.path)
@@ -84,10 +80,7 @@ class SpladeEncoder:
                 raise EncoderError(f"{label} max length must be between 1 and {limit} for {model!r}, got {length}")
         if precision not in DTYPES:
             raise EncoderError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
-        if batch_tokens < 1:
-            raise EncoderError(f"batch tokens must be positive, got {batch_tokens}")
         self.spec = EncoderSpec("splade", model, resolved.content_hash, query_max_length, doc_max_length, precision=precision)
-        self.batch_tokens = batch_tokens
         self._tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         dtype = DTYPES[precision]
@@ -116,61 +109,39 @@ class SpladeEncoder:
         return set(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _encode(self, texts: Sequence[str], max_length: int) -> sp.csr_matrix:
+        if not texts:  # the tokenizer refuses an empty list
+            return sp.csr_matrix((0, self.dim), dtype=np.float32)
         ids = self._tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-        # Length-sorted, so texts of equal length are neighbours; rows go back to input order at the end.
-        order = np.argsort([len(row) for row in ids], kind="stable")
-        blocks = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
         with torch.inference_mode():
-            for group in _groups(self._features([ids[i] for i in order])):
-                blocks.append(sp.csr_matrix(torch.log1p(torch.relu(self._pool(group).float())).numpy()))
-        return sp.vstack(blocks, format="csr")[np.argsort(order)]
+            pooled = torch.stack([self._pool(self._features(row)) for row in ids])
+        return sp.csr_matrix(torch.log1p(torch.relu(pooled.float())).numpy())
 
-    def _features(self, ids: list[list[int]]) -> Iterator[torch.Tensor]:
-        """Each text's (tokens, hidden) output of the MLM head without its decoder, in order.
+    def _features(self, ids: list[int]) -> torch.Tensor:
+        """One text's (tokens, hidden) output of the MLM head without its decoder.
 
-        Only texts of equal length share a transformer batch (up to batch_tokens), so nothing is padded:
-        a text's vector does not depend on the texts beside it, and equals encoding it alone (tested).
-        Measured as fast as padded batches, since per-token work dominates at 256 tokens.
+        Texts go through the transformer one at a time, so nothing is padded and a text's vector does not
+        depend on the texts encoded with it. Batching measured no faster (at 256 tokens the per-token work
+        dominates; on 2 cores length-sorted batches of 1,024–8,192 tokens ran within 10% of one text at a
+        time), and any batch, even of equal-length texts, changes the matmuls' shapes and with them the last
+        bits of short texts' vectors.
         """
-        start = 0
-        while start < len(ids):
-            stop = start + 1
-            while stop < len(ids) and len(ids[stop]) == len(ids[start]) and (stop + 1 - start) * len(ids[start]) <= self.batch_tokens:
-                stop += 1
-            input_ids = torch.tensor(ids[start:stop])
-            yield from self._model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits.unbind(0)
-            start = stop
+        input_ids = torch.tensor([ids])
+        return self._model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[0]
 
-    def _pool(self, group: list[torch.Tensor]) -> torch.Tensor:
-        """Texts' (tokens, hidden) features → (texts, vocab): per text, the max over its tokens of the MLM logits.
+    def _pool(self, features: torch.Tensor) -> torch.Tensor:
+        """One text's (tokens, hidden) features → (vocab,): the max over its tokens of its MLM logits.
 
-        The decoder runs on all the group's tokens at once, one vocabulary tile at a time, and each tile's
-        logits are max-pooled per text right after the matmul, while they are in cache. Every logit is the
-        same dot product as in the full (tokens × vocab) matmul and max is exact, so the result equals
-        max-pooling the full logits bit for bit (tested).
+        The decoder runs one vocabulary tile at a time and each tile's logits are max-pooled right after the
+        matmul, while they are in cache. Every logit is the same dot product as in the full (tokens × vocab)
+        matmul and max is exact, so the result equals max-pooling the full logits bit for bit (tested).
+        Texts are decoded one by one: stacking several short texts' tokens into one matmul would read each
+        tile once for all of them, but measured only ~1.3× faster on short queries and changes the matmul's
+        shape, which changes the last bits of some logits.
         """
-        rows = torch.cat(group)
-        offsets = np.cumsum([0, *(len(features) for features in group)]).tolist()
-        pooled = torch.empty(len(group), self.dim, dtype=rows.dtype)
-        width = max(512, TILE_ELEMENTS // len(rows))
+        pooled = torch.empty(self.dim, dtype=features.dtype)
+        width = max(512, TILE_ELEMENTS // len(features))
         for column in range(0, self.dim, width):
             columns = slice(column, column + width)
             bias = self._bias[columns] if self._bias is not None else None
-            logits = torch.nn.functional.linear(rows, self._weight[columns], bias)
-            for text in range(len(group)):
-                torch.amax(logits[offsets[text] : offsets[text + 1]], 0, out=pooled[text, columns])
+            torch.amax(torch.nn.functional.linear(features, self._weight[columns], bias), 0, out=pooled[columns])
         return pooled
-
-
-def _groups(features: Iterator[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
-    """Consecutive texts' features, up to GROUP_TOKENS tokens a group (a longer text alone)."""
-    group: list[torch.Tensor] = []
-    tokens = 0
-    for text in features:
-        if group and tokens + len(text) > GROUP_TOKENS:
-            yield group
-            group, tokens = [], 0
-        group.append(text)
-        tokens += len(text)
-    if group:
-        yield group
