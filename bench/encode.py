@@ -31,6 +31,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer  # noqa
 
 from lsr.datasets import read_corpus, read_queries  # noqa: E402
 from lsr.retrieval.encoders import SpladeEncoder, resolve_model  # noqa: E402
+from lsr.retrieval.encoders import splade  # noqa: E402
 from lsr.retrieval.encoders.splade import splade_pool  # noqa: E402
 
 MAX_LENGTH = 256
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--queries", type=int, default=300, help="test queries timed one by one (0: skip)")
+    parser.add_argument("--tile-sweep", type=int, default=100, help="documents to time tile sizes on, 1 thread (0: skip)")
     args = parser.parse_args()
 
     path = resolve_model("splade-tiny").path
@@ -120,6 +122,22 @@ def main() -> None:
                 f"| {name} | {rate:.1f} | {gflops:.1f} | {rate / rates['sentence-transformers SparseEncoder']:.2f} "
                 f"| {rate / rates['full logits (previous lsr)']:.2f} | {gflops / peaks[torch.float32]:.2f} |"
             )
+
+    if args.tile_sweep:
+        # The decoder's logits per tile (tokens × columns): what must stay in cache until it is max-pooled.
+        torch.set_num_threads(1)
+        sample = texts[: args.tile_sweep]
+        print(f"\nTile size, lsr tiled fp32, 1 thread, {len(sample)} documents: docs/s")
+        encoder = SpladeEncoder(doc_max_length=MAX_LENGTH)
+        default = splade.TILE_ELEMENTS
+        for elements in (1 << 16, 1 << 18, 1 << 19, 1 << 21, 1 << 25):
+            splade.TILE_ELEMENTS = elements  # read by SpladeEncoder._pool at each call
+            started = time.perf_counter()
+            encoder.encode_documents(sample)
+            rate = len(sample) / (time.perf_counter() - started)
+            label = "whole vocabulary" if elements == 1 << 25 else f"{elements * 4 // 1024} KiB of logits"
+            print(f"| {label}{' (default)' if elements == default else ''} | {rate:.1f} |")
+        splade.TILE_ELEMENTS = default
 
     if args.queries:
         torch.set_num_threads(1)

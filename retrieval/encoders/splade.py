@@ -139,7 +139,7 @@ class SpladeEncoder:
         shape, which changes the last bits of some logits.
         """
         pooled = torch.empty(self.dim, dtype=features.dtype)
-        width = max(512, TILE_ELEMENTS // len(features))
+        width = max(256, TILE_ELEMENTS // len(features))
         for column in range(0, self.dim, width):
             columns = slice(column, column + width)
             bias = self._bias[columns] if self._bias is not None else None
