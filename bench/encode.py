@@ -108,19 +108,24 @@ def main() -> None:
         torch.set_num_threads(threads)
         peaks = {dtype: matmul_peak(dtype) for dtype in (torch.float32, torch.bfloat16)}
         print(f"\n{threads} thread(s): 2048³ matmul peak fp32 {peaks[torch.float32]:.1f} GFLOP/s, bf16 {peaks[torch.bfloat16]:.1f} GFLOP/s")
-        print("| system | docs/s | GFLOP/s | × SparseEncoder | × full logits | fraction of fp32 peak |")
-        print("|---|---|---|---|---|---|")
-        rates = {}
+        print("| system | docs/s | GFLOP/s | × SparseEncoder | × full logits | fraction of fp32 peak | max abs Δ | impacts changed |")
+        print("|---|---|---|---|---|---|---|---|")
+        rates, vectors = {}, {}
         for name, encode in systems.items():
             encode(texts[:8])  # warm-up: first-call allocations and kernel selection
             started = time.perf_counter()
-            encode(texts)
+            vectors[name] = encode(texts)
             rates[name] = len(texts) / (time.perf_counter() - started)
+        baseline = vectors["full logits (previous lsr)"]
         for name, rate in rates.items():
             gflops = rate * flops / len(texts) / 1e9
+            # Against the baseline's weights, and its quantized impacts round(w × 100) as the index stores them.
+            delta = abs(vectors[name] - baseline)
+            changed = (abs(vectors[name].multiply(100).rint() - baseline.multiply(100).rint()) > 0).nnz
             print(
                 f"| {name} | {rate:.1f} | {gflops:.1f} | {rate / rates['sentence-transformers SparseEncoder']:.2f} "
-                f"| {rate / rates['full logits (previous lsr)']:.2f} | {gflops / peaks[torch.float32]:.2f} |"
+                f"| {rate / rates['full logits (previous lsr)']:.2f} | {gflops / peaks[torch.float32]:.2f} "
+                f"| {delta.max():.1e} | {changed} of {baseline.nnz} |"
             )
 
     if args.tile_sweep:
