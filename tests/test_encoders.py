@@ -141,3 +141,21 @@ def test_decode_names_vocabulary_terms(splade):
     terms = splade.decode(vector.indices)
     assert "vitamin" in terms
     assert vector.shape == (1, splade.dim) and vector.dtype == np.float32
+
+
+def test_index_precision_lands_in_the_manifest_and_queries_follow_it(tmp_path, small_dataset):
+    import subprocess
+    import sys
+
+    from lsr.retrieval.search import Searcher
+
+    def lsr(*args):
+        return subprocess.run([sys.executable, "-m", "lsr", *args], capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "bf16"
+    result = lsr("index", str(small_dataset), "--out", str(out), "--precision", "bf16")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["encoder"]["precision"] == "bf16"
+    assert Searcher.open(out).encoder.spec.precision == "bf16"
+    refused = lsr("index", str(small_dataset), "--out", str(tmp_path / "fp16"), "--precision", "fp16")
+    assert refused.returncode == 2 and "precision must be one of fp32, bf16" in refused.stderr + refused.stdout
