@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-# Arithmetic the sparse encoder runs in: "fp32", or "bf16" (the CPU's bfloat16 matmuls, fp32 accumulation).
-PRECISIONS = ("fp32", "bf16")
-
 import numpy as np
 import scipy.sparse as sp
+
+# Arithmetic the sparse encoder runs in: "fp32", or "bf16" (the CPU's bfloat16 matmuls, fp32 accumulation).
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
