@@ -81,8 +81,9 @@ def index(
     query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = 64,
     chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = 1000,
     precision: Annotated[
-        str, typer.Option(help="Sparse encoder arithmetic: fp32 or bf16 (recorded; queries use the index's).")
-    ] = "fp32",
+        str | None,
+        typer.Option(help="Sparse encoder arithmetic: fp32 or bf16 (default: bf16, fp32 for UHD); recorded, queries use the index's."),
+    ] = None,
     scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = 100.0,
     dense_encoder: Annotated[
         str | None, typer.Option(help="Also store dense vectors from this sentence-transformers model (e.g. all-minilm-l6-v2).")
@@ -101,7 +102,7 @@ def index(
     from lsr.indexer import Quantization, add_dense_vectors, build_bm25_index, build_index
     from lsr.indexer.dense import DenseIndexSettings
     from lsr.indexer.engines import BM25_KIND, DEFAULT_ENGINE, LuceneImpactEngine
-    from lsr.retrieval.encoders import DEFAULT_DENSE_ENCODER, load_dense_encoder, load_sparse_encoder
+    from lsr.retrieval.encoders import DEFAULT_DENSE_ENCODER, index_precision, load_dense_encoder, load_sparse_encoder
 
     dense_settings = DenseIndexSettings(kind=dense_index)
     engine_settings = _engine_settings(engine, uri, collection, out)
@@ -120,7 +121,8 @@ def index(
         manifest = build_bm25_index(corpus, out, overwrite=overwrite)
     else:
         sparse_encoder = load_sparse_encoder(
-            encoder, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision
+            encoder, query_max_length=query_max_length, doc_max_length=doc_max_length,
+            precision=precision or index_precision(encoder),
         )
         dense = load_dense_encoder(dense_encoder) if dense_encoder else None
         manifest = build_index(
