@@ -7,15 +7,20 @@ import hmac
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from lsr.api.batching import Batcher
 from lsr.api.settings import Settings
 from lsr.api.work import WorkQueue
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.live import LiveSearcher
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by write endpoints")
 
 
 def get_service(request: Request) -> LiveSearcher:
     return request.app.state.service
+
+
+def get_batcher(request: Request) -> Batcher:
+    return request.app.state.batcher
 
 
 def get_settings(request: Request) -> Settings:

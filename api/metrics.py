@@ -24,6 +24,21 @@ class Metrics:
         self.overloaded = Counter("lsr_overloaded_rejections", "Requests refused with 503", registry=self.registry)
 
 
+# Label values come from fixed sets, so no request can add series: a made-up method is "other", a path no route
+# matches is "unmatched", and a matched one is its route's template (never the path, which carries ids).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def route_label(scope: Scope) -> str:
+    """The template of the route the router matched (set in the scope by the router), else "unmatched"."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
 class MetricsMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware): labels by route template, so ids in paths do not explode the series."""
 
@@ -46,6 +61,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_recording)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            route, method = route_label(scope), method_label(scope["method"])
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
-from lsr.retrieval.fusion import fuse  # noqa: E402
+from lsr.retrieval.search.fusion import fuse  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
 
 

@@ -1,10 +1,13 @@
-"""Load test: N /search requests at concurrency C against a real `lsr serve` (uvicorn) on loopback.
+"""Load test: N /search requests at each concurrency against a real `lsr serve` (uvicorn) on loopback.
 
-    python bench/load.py --index /work/main/indexes/scifact --dataset ../shared/data/scifact
+    python bench/load.py --index indexes/scifact --dataset ../shared/data/scifact
 
-Queries are the dataset's test queries, cycled. The index is served read-only (no API key, so no writes).
-Prints errors, p50/p99 latency and QPS, and, as the baseline measured in the same run, the latency of the
-same searches called in-process one at a time (what HTTP, JSON and queueing add on top).
+Queries are the dataset's test queries, cycled. The index is served read-only (no API key, so no writes), in
+each mode it supports (sparse; dense and hybrid when it has dense vectors), at concurrency 1 and 16. Two servers
+are measured in the same run: the default (concurrent searches batched, ``lsr.api.batching``) and the baseline,
+the same server with batches of one query and 4 worker threads (how it served before batching). Prints errors,
+p50/p99 latency and QPS of each, their QPS ratio, and the in-process latency of the same searches called one at a
+time (what HTTP, JSON and queueing add on top).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def run_load(url: str, queries: list[str], requests: int, concurrency: int, k: int) -> tuple[list[float], int, float]:
+async def run_load(
+    url: str, queries: list[str], requests: int, concurrency: int, k: int, mode: str
+) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
     next_index = 0
@@ -43,7 +48,7 @@ async def run_load(url: str, queries: list[str], requests: int, concurrency: int
             next_index += 1
             started = time.perf_counter()
             try:
-                response = await client.post("/search", json={"query": query, "k": k})
+                response = await client.post("/search", json={"query": query, "k": k, "mode": mode})
                 ok = response.status_code == 200
             except httpx.HTTPError:
                 ok = False
@@ -57,52 +62,73 @@ async def run_load(url: str, queries: list[str], requests: int, concurrency: int
         return latencies, errors, time.perf_counter() - started
 
 
+BASELINE_ENV = {"LSR_MAX_BATCH": "1", "LSR_WORKERS": "4"}
+
+
+def start_server(index: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **extra_env}
+    env.pop("LSR_API_KEY", None)
+    env.pop("LSR_API_KEY_FILE", None)
+    command = [sys.executable, "-m", "lsr", "serve", str(index), "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            sys.exit("server exited")
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("-k", type=int, default=10)
     args = parser.parse_args()
     queries = list(read_evaluation_set(args.dataset, "test").queries.values())
 
     searcher = Searcher.open(args.index)
-    searcher.search(queries[0], args.k)
-    in_process = []
-    for query in queries[:200]:
-        started = time.perf_counter()
-        searcher.search(query, args.k)
-        in_process.append(time.perf_counter() - started)
+    modes = ["sparse", "dense", "hybrid"] if searcher.dense_encoder else ["sparse"]
+    in_process = {}
+    for mode in modes:
+        searcher.search(queries[0], args.k, mode=mode)
+        times = []
+        for query in queries[:200]:
+            started = time.perf_counter()
+            searcher.search(query, args.k, mode=mode)
+            times.append(time.perf_counter() - started)
+        in_process[mode] = np.array(times) * 1000
     del searcher
 
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("LSR_API_KEY", None)
-    env.pop("LSR_API_KEY_FILE", None)
-    server = subprocess.Popen([sys.executable, "-m", "lsr", "serve", str(args.index), "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None:
-                sys.exit("server exited")
-            time.sleep(0.2)
-        latencies, errors, seconds = asyncio.run(run_load(url, queries, args.requests, args.concurrency, args.k))
-    finally:
-        server.terminate()
-        server.wait(30)
-    ms = np.array(latencies) * 1000
-    base = np.array(in_process) * 1000
-    print(f"index {args.index} ({args.index.name}), {len(queries)} distinct test queries, k={args.k}, default mode")
-    print(f"{args.requests} requests at concurrency {args.concurrency}: {errors} errors, {args.requests / seconds:.1f} QPS")
-    print(f"HTTP latency  p50 {np.percentile(ms, 50):.1f} ms  p99 {np.percentile(ms, 99):.1f} ms")
-    print(f"in-process, one at a time (baseline): p50 {np.percentile(base, 50):.1f} ms  = {1000 / base.mean():.1f} QPS")
-    print(f"ratio: HTTP QPS / in-process sequential QPS = {args.requests / seconds / (1000 / base.mean()):.2f}")
+    print(f"index {args.index} ({args.index.name}), {len(queries)} distinct test queries, k={args.k}, {args.requests} requests each")
+    print("| mode | concurrency | server | errors | QPS | p50 ms | p99 ms | QPS ÷ baseline |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for mode in modes:
+        for concurrency in args.concurrency:
+            measured = {}
+            for name, env in (("baseline", BASELINE_ENV), ("batched", {})):
+                server, url = start_server(args.index, env)
+                try:
+                    latencies, errors, seconds = asyncio.run(run_load(url, queries, args.requests, concurrency, args.k, mode))
+                finally:
+                    server.terminate()
+                    server.wait(30)
+                ms = np.array(latencies) * 1000
+                measured[name] = args.requests / seconds
+                ratio = f"{measured[name] / measured['baseline']:.2f}"
+                print(
+                    f"| {mode} | {concurrency} | {name} | {errors} | {measured[name]:.1f} | {np.percentile(ms, 50):.1f} | "
+                    f"{np.percentile(ms, 99):.1f} | {ratio} |"
+                )
+    for mode, base in in_process.items():
+        print(f"in-process {mode}, one query at a time: p50 {np.percentile(base, 50):.1f} ms = {1000 / base.mean():.1f} QPS")
 
 
 if __name__ == "__main__":

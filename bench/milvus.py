@@ -29,10 +29,10 @@ from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.indexer import reindex  # noqa: E402
-from lsr.indexer.engines import MemoryEngine, MilvusEngine  # noqa: E402
+from lsr.indexer.engines import BuildExtras, MemoryEngine, MilvusEngine  # noqa: E402
 from lsr.indexer.engines.base import Ranking  # noqa: E402
 from lsr.indexer.engines.milvus import milvus_settings  # noqa: E402
-from lsr.indexer.index_folder import DocInfo  # noqa: E402
+from lsr.datasets import Document  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def real_index(args, scratch: Path) -> None:
         if mode == "sparse":
             pairs = zip(rankings["milvus"][0], rankings["memory"][0], strict=True)
         else:
-            from lsr.retrieval.fusion import fuse
+            from lsr.retrieval.search.fusion import fuse
 
             fusion = memory.default_fusion
             fused = {name: [fuse(s, d, fusion, args.k) for s, d in zip(*sides, strict=True)] for name, sides in rankings.items()}
@@ -81,10 +81,11 @@ def synthetic(args, real: sp.csr_matrix, queries: sp.csr_matrix, size: int, scra
     started = time.perf_counter()
     documents = synthetic_postings(real, size).tocsr()
     print(f"synthetic {size} docs, {documents.nnz / size:.0f} terms each (generated in {time.perf_counter() - started:.0f} s)")
-    docs = [DocInfo(str(row), "") for row in range(size)]
-    settings = {"uri": str(scratch / f"synthetic-{size}.db"), "collection": f"synthetic_{size}"}
+    docs = [Document(str(row), "") for row in range(size)]
+    settings = MilvusEngine.Settings(str(scratch / f"synthetic-{size}.db"), f"synthetic_{size}")
     milvus = SimpleNamespace(
-        build=functools.partial(MilvusEngine.build, docs=docs, **settings), open=functools.partial(MilvusEngine.open, **settings)
+        build=functools.partial(MilvusEngine.build, settings=settings, extras=BuildExtras(docs)),
+        open=functools.partial(MilvusEngine.open, settings=settings),
     )
     results = {}
     for name, engine in (("memory", MemoryEngine), ("milvus", milvus)):

@@ -29,7 +29,7 @@ from transformers import AutoModelForMaskedLM  # noqa: E402
 
 from lsr.datasets import read_corpus, read_evaluation_set  # noqa: E402
 from lsr.eval import run_queries, score_run  # noqa: E402
-from lsr.eval.report import write_trec_run  # noqa: E402
+from lsr.runs import read_run, write_run  # noqa: E402
 from lsr.eval.significance import paired_test  # noqa: E402
 from lsr.eval.tuning import tune_fusion  # noqa: E402
 from lsr.indexer import build_index  # noqa: E402
@@ -37,7 +37,7 @@ from lsr.retrieval.encoders import Architecture, UhdSettings, load_dense_encoder
 from lsr.retrieval.encoders.registry import resolve_model  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
 from lsr.retrieval.training import (  # noqa: E402
-    TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run, score_spread_ratio, train,
+    TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, score_spread_ratio, train,
 )
 
 LAMBDAS = (1e-3, 1e-2, 1.0)  # λ_d = λ_q
@@ -220,7 +220,7 @@ def hybrid_teacher(work: Path, nfcorpus: Path) -> tuple[dict, float]:
         teacher = run_queries(searcher, queries, k=1000, mode="hybrid", fusion=fusion, progress=False)
         student = run_queries(searcher, queries, k=1000, mode="sparse", progress=False)
         scale_file.write_text(json.dumps({"fusion": str(fusion), "scale": score_spread_ratio(student, teacher, TEACHER_DEPTH)}) + "\n")
-        write_trec_run(teacher, teacher_file, "hybrid-teacher")
+        write_run(teacher, teacher_file, "hybrid-teacher")
     return read_run(teacher_file), json.loads(scale_file.read_text())["scale"]
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import scipy.sparse as sp
 
+from lsr import defaults
 from lsr.datasets import EvaluationSet, read_corpus, read_evaluation_set, read_queries
 from lsr.errors import LsrError
 from lsr.eval.efficiency import Efficiency, TimedEncoder, index_efficiency
 from lsr.eval.metrics import Scores, parse_measures, score_run
-from lsr.eval.runner import Run, run_queries, time_queries
+from lsr.eval.runner import run_queries, time_queries
 from lsr.eval.significance import PairedTest, compare_to_baseline
-from lsr.eval.systems import INDEX, SystemSpec, cut_run, file_sha256, read_run_file
+from lsr.eval.systems import INDEX, SystemSpec, cut_run, file_sha256
+from lsr.runs import Run, read_run
 from lsr.indexer.index_folder import IndexFolder
 from lsr.retrieval.search import Searcher
 
@@ -112,7 +114,7 @@ def run_comparison(
     *,
     split: str = "test",
     measures: Sequence[str],
-    k: int = 1000,
+    k: int = defaults.RUN_DEPTH,
     remove_identical_ids: bool = True,
     seed: int = 0,
     latency_queries: int = 100,
@@ -133,7 +135,7 @@ def run_comparison(
                 _check_index_corpus(system, IndexFolder(path), name, corpus.sha256)
             else:
                 doc_ids = {doc.id for doc in corpus.documents}
-                runs[system.name] = cut_run(read_run_file(path, read_queries(folder, split), doc_ids), k, remove_identical_ids)
+                runs[system.name] = cut_run(read_run(path, known_queries=read_queries(folder, split), known_docs=doc_ids), k, remove_identical_ids)
         prepared.append((name, folder, evaluation, corpus.sha256, located, runs))
 
     for name, folder, evaluation, corpus_sha256, located, runs in prepared:

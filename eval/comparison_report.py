@@ -14,7 +14,7 @@ from pathlib import Path
 from lsr.errors import LsrError
 from lsr.eval import plots
 from lsr.eval.comparison import Comparison, DatasetResult, SystemResult
-from lsr.eval.report import write_trec_run
+from lsr.runs import write_run
 from lsr.eval.significance import PERMUTATIONS
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -266,7 +266,7 @@ def write_comparison_report(comparison: Comparison, folder: Path, command: str, 
     for dataset in comparison.datasets:
         (staging / "runs" / dataset.name).mkdir()
         for name, result in dataset.systems.items():
-            write_trec_run(result.run, staging / "runs" / dataset.name / f"{name}.trec", tag=name)
+            write_run(result.run, staging / "runs" / dataset.name / f"{name}.trec", tag=name)
             if "manifest" in result.provenance:
                 manifests[f"{dataset.name}/{name}"] = result.provenance["manifest"]
     (staging / "report.json").write_text(json.dumps(report_data(comparison, command, versions), indent=1) + "\n")

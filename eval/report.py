@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsr.eval.metrics import Scores
-from lsr.eval.runner import Run
+from lsr.runs import Run, write_run
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,10 @@ class Report:
         }
 
 
-def write_trec_run(run: Run, path: Path, tag: str) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for query_id, hits in run.items():
-            ranked = sorted(hits.items(), key=lambda item: -item[1])  # stable: keeps the engine's tie order
-            for rank, (doc_id, score) in enumerate(ranked, start=1):
-                handle.write(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
-
-
 def write_report(report: Report, run: Run, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"run": folder / "run.trec", "json": folder / "report.json", "markdown": folder / "report.md"}
-    write_trec_run(run, paths["run"], tag=report.system.replace(" ", "_") or "lsr")
+    write_run(run, paths["run"], tag=report.system.replace(" ", "_") or "lsr")
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     paths["markdown"].write_text(report.markdown())
     return paths

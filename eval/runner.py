@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from lsr.retrieval.fusion import Fusion
+from lsr import defaults
+from lsr.retrieval.search.fusion import Fusion
 from lsr.retrieval.search import Hit, Searcher
-
-Run = dict[str, dict[str, float]]
+from lsr.runs import Run
 
 
 def keep_hits(query_id: str, ranked: Iterable[tuple[str, float]], k: int, remove_identical_ids: bool) -> dict[str, float]:
@@ -29,7 +29,7 @@ def run_queries(
     searcher: Searcher,
     queries: dict[str, str],
     *,
-    k: int = 1000,
+    k: int = defaults.RUN_DEPTH,
     remove_identical_ids: bool = True,
     mode: str | None = None,
     fusion: Fusion | None = None,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsr.errors import LsrError
-from lsr.eval.runner import Run, keep_hits
+from lsr.eval.runner import keep_hits
+from lsr.runs import Run
 from lsr.retrieval.search import MODES
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # also a file name: runs/<dataset>/<name>.trec
@@ -77,37 +78,6 @@ def parse_systems(texts: list[str], baseline: str | None) -> tuple[list[SystemSp
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_run_file(path: Path, known_queries: Collection[str], known_docs: Collection[str]) -> Run:
-    """A TREC run (query-id Q0 doc-id rank score tag), checked against the dataset.
-
-    Parsed here rather than with ir_measures.read_trec_run so that every error names the file and line.
-    """
-    run: Run = {}
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            columns = line.split()
-            if len(columns) != 6:
-                raise LsrError(f"{path}:{lineno}: expected 6 columns (query-id Q0 doc-id rank score tag), got {len(columns)}")
-            query_id, _, doc_id, _, score, _ = columns
-            if query_id not in known_queries:
-                raise LsrError(f"{path}:{lineno}: query {query_id!r} is not a query of this dataset (wrong run file for it?)")
-            if doc_id not in known_docs:
-                raise LsrError(f"{path}:{lineno}: document {doc_id!r} is not in this dataset's corpus")
-            try:
-                value = float(score)
-            except ValueError as exc:
-                raise LsrError(f"{path}:{lineno}: score {score!r} is not a number") from exc
-            hits = run.setdefault(query_id, {})
-            if doc_id in hits:
-                raise LsrError(f"{path}:{lineno}: document {doc_id!r} is ranked twice for query {query_id!r}")
-            hits[doc_id] = value
-    if not run:
-        raise LsrError(f"{path}: the run file is empty")
-    return run
 
 
 def cut_run(run: Run, k: int, remove_identical_ids: bool) -> Run:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
 from lsr.datasets import EvaluationSet
+from lsr.indexer.index_folder import write_manifest
 from lsr.errors import LsrError
 from lsr.eval.metrics import score_run
 from lsr.eval.runner import run_entry
-from lsr.retrieval.fusion import Fusion, fuse
+from lsr.retrieval.search.fusion import Fusion, fuse
 from lsr.retrieval.search import Searcher
 
 WEIGHTS = tuple(step / 10 for step in range(11))
@@ -71,3 +74,11 @@ def tune_fusion(
     results = [(fusion, value([fuse(s, d, fusion, k) for s, d in zip(sparse, dense, strict=True)])) for fusion in fusion_grid(depth)]
     results.sort(key=lambda item: -item[1])  # stable: among equal values the grid's earlier point wins
     return Tuning(measure=measure, sparse=value(sparse), dense=value(dense), results=results)
+
+
+def store_tuned_fusion(searcher: Searcher, evaluation: EvaluationSet, tuning: Tuning, dataset: str) -> None:
+    """Records the best fusion, and what it was tuned on, in the index's manifest: the index's default from now on."""
+    best, value = tuning.best
+    tuned_on = {"dataset": dataset, "split": evaluation.split, "queries": len(evaluation.queries), "measure": tuning.measure, "value": value}
+    manifest = dataclasses.replace(searcher.index.manifest, fusion={**best.to_dict(), "tuned_on": tuned_on})
+    write_manifest(searcher.index.path, manifest)

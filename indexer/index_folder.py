@@ -11,8 +11,8 @@ Folders are assembled under a temporary name and renamed into place, so a reader
 
 from __future__ import annotations
 
-import inspect
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -25,16 +25,22 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr import __version__
+from lsr.datasets import Document
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
-from lsr.indexer.engines import BM25_KIND, MilvusEngine, engine_class, vector_engine_class
-from lsr.indexer.engines.milvus import MilvusDenseSide
+from lsr.indexer.engines import BM25_KIND, BuildExtras, engine_class, parse_settings, vector_engine_class
+from lsr.indexer.locks import LockHeld, held_here, index_lock
 from lsr.indexer.quantization import Quantization
-from lsr.indexer.vectors import load_vectors, save_vectors
+from lsr.indexer.searchable import VectorSearch
+from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
 
 FORMAT_VERSION = 1
+FORMAT_NAME = "lsr-index"  # the manifest's "format": what tells an lsr index from any folder with a manifest.json
 MANIFEST = "manifest.json"
+# Siblings of an index folder <index>: publish's backup, compaction's and one-shot builds' staging folders.
+LEFTOVER_SUFFIXES = ("previous", "compacting", "staging")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Manifest:
 
     def to_dict(self) -> dict:
         return {
+            "format": FORMAT_NAME,
             "format_version": self.format_version,
             "lsr_version": self.lsr_version,
             "created_at": self.created_at,
@@ -97,31 +104,76 @@ class Manifest:
 
 def read_manifest(folder: Path) -> Manifest:
     if not folder.is_dir():
+        if folder.exists():
+            raise IndexFolderError(f"{folder} is a file, not an index folder")
+        if folder.with_name(f"{folder.name}.previous").is_dir():
+            raise IndexFolderError(f"index folder {folder} is being replaced by another process; try again when it is done")
         raise IndexFolderError(f"index folder {folder} does not exist")
     path = folder / MANIFEST
     if not path.is_file():
         raise IndexFolderError(f"{folder} is not an lsr index (no {MANIFEST}); build one with `lsr index`")
     try:
         data = json.loads(path.read_text())
+        if data.get("format", FORMAT_NAME) != FORMAT_NAME:  # older manifests have no "format"
+            raise IndexFolderError(f"{folder} is not an lsr index ({MANIFEST} says format {data.get('format')!r})")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise IndexFolderError(f"{path}: index format {version} is not supported (this lsr reads {FORMAT_VERSION})")
         return Manifest.from_dict(data)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise IndexFolderError(f"{path} is corrupt: {exc}") from exc
+    except OSError as exc:
+        raise IndexFolderError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-@dataclass(frozen=True)
-class DocInfo:
-    id: str
-    title: str
-    text: str = ""  # older indexes stored no text: explanations then cannot tell expansion terms apart
-    metadata: dict | None = None
+def is_lsr_index(folder: Path) -> bool:
+    """Whether ``folder`` holds an lsr index: a manifest naming the lsr format (or an older one with a format version
+    and no name) and the parts every index has. Only such folders are ever replaced or deleted."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    marker = data.get("format")
+    if marker != FORMAT_NAME and not (marker is None and isinstance(data.get("format_version"), int)):
+        return False
+    expected = ["docs.jsonl", "sparse", *(["dense"] if data.get("dense_encoder") else [])]
+    return (folder / "docs.jsonl").is_file() and all((folder / part).exists() for part in expected)
 
-    def to_json(self) -> str:
-        row = {"id": self.id, "title": self.title}
-        row.update({key: value for key, value in (("text", self.text), ("metadata", self.metadata)) if value})
-        return json.dumps(row, ensure_ascii=False)
+
+def recover_interrupted_publish(path: Path) -> None:
+    """Puts an index back in place after a crash between publish's two renames (``<index>`` missing, the whole
+    index at ``<index>.previous``), and removes what crashed builds, compactions and publishes left beside it
+    (``.previous`` once ``<index>`` is whole, ``.compacting``, ``.staging``); reports a ``.partial`` (a resumable
+    build). Does nothing while another process builds or publishes the index (it holds ``<index>.lock``)."""
+    path = Path(path)
+    siblings = {suffix: path.with_name(f"{path.name}.{suffix}") for suffix in (*LEFTOVER_SUFFIXES, "partial")}
+    if not any(sibling.exists() for sibling in siblings.values()):
+        return
+    building_here = held_here(path)  # this process builds or publishes the index: its .partial is no leftover
+    try:
+        with index_lock(path, "published"):
+            previous = siblings["previous"]
+            if not path.exists() and is_lsr_index(previous):
+                previous.rename(path)
+                log.warning("%s: recovered the index from %s (a publish was interrupted)", path, previous.name)
+            for suffix in LEFTOVER_SUFFIXES:
+                leftover = siblings[suffix]
+                if not leftover.is_dir() or (suffix == "previous" and not (path.exists() and is_lsr_index(leftover))):
+                    continue
+                shutil.rmtree(leftover)
+                log.warning("%s: removed %s, left by an interrupted run", path, leftover.name)
+            if siblings["partial"].is_dir() and not building_here:
+                log.warning(
+                    "%s: an interrupted `lsr index` left %s: run it again with --resume to finish it, or delete it",
+                    path,
+                    siblings["partial"].name,
+                )
+    except LockHeld:
+        pass  # a build or publish is under way: what lies beside the index is its work
+    except (OSError, IndexFolderError) as exc:  # e.g. a read-only parent folder: the index itself may still be readable
+        log.warning("%s: cannot clean up after an interrupted run: %s", path, exc)
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
@@ -131,25 +183,22 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     os.replace(temporary, folder / MANIFEST)
 
 
-def write_docs(folder: Path, docs: list[DocInfo]) -> None:
+def write_docs(folder: Path, docs: list[Document]) -> None:
     with (folder / "docs.jsonl").open("w", encoding="utf-8") as handle:
         for doc in docs:
             handle.write(doc.to_json() + "\n")
 
 
 def build_engine(
-    engine: str, vectors: sp.csr_matrix, folder: Path, settings: dict, docs: list[DocInfo], dense: np.ndarray | None
+    engine: str, vectors: sp.csr_matrix, folder: Path, settings: dict, docs: list[Document], dense: np.ndarray | None
 ) -> None:
-    """Builds an engine's part of an index, passing the settings, documents and dense vectors its ``build`` takes
-    (a Milvus collection holds all of them; the in-process engines only the sparse vectors)."""
-    build = vector_engine_class(engine).build
-    taken = inspect.signature(build).parameters
-    given = {**settings, "docs": docs, "dense": dense}
-    build(vectors, folder, **{key: value for key, value in given.items() if key in taken})
+    """Builds an engine's part of an index (an engine that stores updates keeps the documents and dense vectors too)."""
+    engine_type = vector_engine_class(engine)
+    engine_type.build(vectors, folder, parse_settings(engine_type, settings), BuildExtras(docs, dense))
 
 
 def write_index(
-    folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[DocInfo], dense: np.ndarray | None = None
+    folder: Path, manifest: Manifest, vectors: sp.csr_matrix, docs: list[Document], dense: np.ndarray | None = None
 ) -> None:
     """Writes a complete index into an empty staging folder; the manifest goes last."""
     folder.mkdir(parents=True)
@@ -162,15 +211,39 @@ def write_index(
 
 
 def publish(staging: Path, target: Path) -> None:
-    """Moves a finished index into place, replacing an older index there only once the new one is whole."""
+    """Moves a finished index into place, replacing an older index there only once the new one is whole.
+
+    Callers hold ``index_lock(target)``; a crash between the renames is undone by ``recover_interrupted_publish``."""
+    _fsync_tree(staging)  # on disk before the old index goes: a power cut must not leave empty files in its place
     previous = None
     if target.exists():
         previous = target.with_name(f"{target.name}.previous")
         shutil.rmtree(previous, ignore_errors=True)
         target.rename(previous)
     staging.rename(target)
+    _fsync_directory(target.parent)  # the renames themselves
     if previous is not None:
         shutil.rmtree(previous)
+
+
+def _fsync_directory(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Every file and folder under ``folder`` (np.save and friends write without fsync)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            descriptor = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        _fsync_directory(Path(root))
 
 
 class IndexFolder:
@@ -180,21 +253,28 @@ class IndexFolder:
         """``open_engine=False`` for readers of the stored vectors only (re-indexing), so that an engine this
         version cannot open does not stand in the way of rebuilding it."""
         self.path = Path(path)
+        recover_interrupted_publish(self.path)
         self.manifest = read_manifest(self.path)
         for part in self.parts:
             if not (self.path / part).exists():
                 raise IndexFolderError(f"{self.path} is incomplete: {part} is missing")
+        if not self.has_text_engine:
+            check_vectors(self.path / "vectors", self.manifest.doc_count)
         if open_engine:
             self.engine  # noqa: B018 — opened now, so a broken index fails when it is opened, not at its first query
 
     @cached_property
     def engine(self) -> Any:  # a vector engine, or the BM25 engine that searches text
         try:
-            return engine_class(self.manifest.engine).open(
-                self.path / "sparse", self.manifest.doc_count, **self.manifest.engine_settings
-            )
-        except (OSError, ValueError, TypeError) as exc:  # TypeError: settings the engine does not take
+            engine_type = engine_class(self.manifest.engine)
+            settings = parse_settings(engine_type, self.manifest.engine_settings)
+            engine = engine_type.open(self.path / "sparse", self.manifest.doc_count, settings)
+        except (OSError, ValueError) as exc:
             raise IndexFolderError(f"{self.path}: cannot open the {self.manifest.engine} engine: {exc}") from exc
+        dim = getattr(engine, "dim", None)
+        if isinstance(dim, int) and not self.has_text_engine and dim != self.manifest.dim:
+            raise IndexFolderError(f"{self.path} is damaged: its engine has {dim} dimensions, the manifest says {self.manifest.dim}")
+        return engine
 
     @property
     def parts(self) -> list[str]:
@@ -207,18 +287,21 @@ class IndexFolder:
         return self.manifest.encoder.kind == BM25_KIND
 
     @cached_property
-    def docs(self) -> list[DocInfo]:
-        with (self.path / "docs.jsonl").open(encoding="utf-8") as handle:
-            docs = [DocInfo(**json.loads(line)) for line in handle]
+    def docs(self) -> list[Document]:
+        try:
+            with (self.path / "docs.jsonl").open(encoding="utf-8") as handle:
+                docs = [Document.from_json(line) for line in handle]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
+            raise IndexFolderError(f"{self.path}: docs.jsonl is damaged: {exc}") from exc
         if len(docs) != self.manifest.doc_count:
             raise IndexFolderError(f"{self.path}: docs.jsonl has {len(docs)} rows, the manifest says {self.manifest.doc_count}")
         return docs
 
     @cached_property
-    def dense(self) -> DenseIndex | MilvusDenseSide | None:
+    def dense(self) -> VectorSearch | None:
         if self.manifest.dense_encoder is None:
             return None
-        if isinstance(self.engine, MilvusEngine):  # its collection holds the dense vectors too, and searches them
+        if self.engine.capabilities.serves_dense:
             return self.engine.dense_side()
         try:
             return DenseIndex.open(self.path / "dense", self.manifest.dense_index)
@@ -234,3 +317,14 @@ class IndexFolder:
     @cached_property
     def vectors(self) -> sp.csr_matrix:
         return load_vectors(self.path / "vectors", self.manifest.dim)
+
+    def vector(self, row: int) -> sp.csr_matrix:
+        """The quantized sparse vector of one row (1 × dim)."""
+        return self.vectors[row]
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        return {doc.id: row for row, doc in enumerate(self.docs)}
+
+    def row(self, doc_id: str) -> int | None:
+        return self._rows.get(doc_id)

@@ -20,7 +20,6 @@ which is idempotent), and such an index is not compacted: Milvus compacts its ow
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -33,13 +32,15 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.errors import LsrError
-from lsr.indexer.engines import MemoryEngine, MilvusEngine, Ranking, top_k
-from lsr.indexer.index_folder import DocInfo, IndexFolder, publish, write_index
+from lsr import defaults
+from lsr.datasets import Document
+from lsr.errors import IndexFolderError, LsrError
+from lsr.indexer.engines import Ranking, engine_class, top_k
+from lsr.indexer.index_folder import IndexFolder, publish, recover_interrupted_publish, write_index
+from lsr.indexer.locks import index_lock, try_flock
 
 WAL_FOLDER = "live"
 WAL_FILE = "wal.jsonl"
-LIVE_ENGINES = (MemoryEngine.name, MilvusEngine.name)
 log = logging.getLogger(__name__)
 
 
@@ -47,11 +48,15 @@ class LiveUpdateError(LsrError):
     """A live update cannot be applied (the engine does not support it, the log is held or corrupt)."""
 
 
+class WriterLockError(LiveUpdateError):
+    """Another process holds the index's write lock (its log), or the log cannot be opened for writing."""
+
+
 @dataclass(frozen=True)
 class EncodedDocument:
     """A document to upsert, with its quantized sparse vector (term ids, impacts) and dense vector."""
 
-    doc: DocInfo
+    doc: Document
     terms: np.ndarray  # int32, ascending
     impacts: np.ndarray  # int32, positive
     dense: np.ndarray | None = None  # float32
@@ -68,7 +73,7 @@ class EncodedDocument:
 
     @staticmethod
     def from_record(record: dict) -> EncodedDocument:
-        doc = DocInfo(record["id"], record["title"], record["text"], record["metadata"])
+        doc = Document(record["id"], record["title"], record["text"], record["metadata"] or {})
         dense = np.asarray(record["dense"], dtype=np.float32) if "dense" in record else None
         return EncodedDocument(doc, np.asarray(record["terms"], np.int32), np.asarray(record["impacts"], np.int32), dense)
 
@@ -85,11 +90,42 @@ Operation = EncodedDocument | Delete
 
 
 class WriteAheadLog:
-    """Append-only, one line per batch; an exclusive lock keeps a second process from writing the same log."""
+    """Append-only, one line per batch; an exclusive lock keeps a second process from writing the same log.
+
+    The lock is the index's write lock: a server takes it when it opens the index (``lock``) and keeps it until it
+    closes, and offline compaction and ``lsr index --overwrite`` need it too, so no one replaces the folder a
+    writer appends to."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / WAL_FOLDER / WAL_FILE
         self._handle = None
+        self.refused: str | None = None  # why this process cannot write, once ``lock`` failed
+
+    @property
+    def locked(self) -> bool:
+        return self._handle is not None
+
+    def lock(self) -> bool:
+        """Takes the log's exclusive lock now (creating an empty log); False, with the reason in ``refused``, when
+        another process holds it or the log cannot be written."""
+        if self._handle is not None:
+            return True
+        try:
+            fd = try_flock(self.path, create_parent=True, flags=os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            self.refused = f"cannot write {self.path}: {exc.strerror or exc}"
+            return False
+        if fd is None:
+            self.refused = f"{self.path} is locked by another process writing this index"
+            return False
+        directory = os.open(self.path.parent, os.O_RDONLY)  # make the new file's name durable too
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        self._handle = os.fdopen(fd, "ab")
+        self.refused = None
+        return True
 
     def replay(self) -> list[list[Operation]]:
         if not self.path.is_file():
@@ -103,9 +139,9 @@ class WriteAheadLog:
             try:
                 records = json.loads(line)["batch"]
                 batches.append([EncodedDocument.from_record(r) if r["op"] == "upsert" else Delete(r["id"]) for r in records])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
                 raise LiveUpdateError(f"{self.path}:{number} is corrupt ({exc}); restore the index from a backup") from exc
-        if torn:
+        if torn and self.locked:  # only the writer cuts it: without the lock, it may be a batch being written now
             self._truncate(len(data) - len(torn))  # never acknowledged: its writer got no answer
         return batches
 
@@ -122,20 +158,9 @@ class WriteAheadLog:
         os.fsync(handle.fileno())
 
     def _open(self):
-        if self._handle is None:
-            self.path.parent.mkdir(exist_ok=True)
-            handle = self.path.open("ab")
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                raise LiveUpdateError(f"{self.path} is locked by another process writing this index") from None
-            directory = os.open(self.path.parent, os.O_RDONLY)  # make the new file's name durable too
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-            self._handle = handle
+        # A log whose lock was refused at open stays refused: this process's view missed the holder's writes.
+        if self._handle is None and (self.refused is not None or not self.lock()):
+            raise WriterLockError(self.refused)
         return self._handle
 
     def close(self) -> None:
@@ -148,7 +173,7 @@ class WriteAheadLog:
 class Delta:
     """The documents upserted since the base index was built, in upsert order."""
 
-    docs: tuple[DocInfo, ...]
+    docs: tuple[Document, ...]
     sparse: sp.csr_matrix  # int32 impacts, one row per doc
     dense: np.ndarray | None
 
@@ -169,13 +194,13 @@ class Delta:
 class _Rows(Sequence):
     """Base docs followed by delta docs, indexed by unified row, without copying the base list."""
 
-    def __init__(self, base: Sequence[DocInfo], delta: Sequence[DocInfo]) -> None:
+    def __init__(self, base: Sequence[Document], delta: Sequence[Document]) -> None:
         self._base, self._delta = base, delta
 
     def __len__(self) -> int:
         return len(self._base) + len(self._delta)
 
-    def __getitem__(self, row: int) -> DocInfo:
+    def __getitem__(self, row: int) -> Document:
         return self._base[row] if row < len(self._base) else self._delta[row - len(self._base)]
 
 
@@ -232,7 +257,7 @@ class _Composed:
 
 
 class LiveView:
-    """An immutable snapshot of base + delta − hidden rows, shaped like an IndexFolder for the Searcher."""
+    """An immutable snapshot of base + delta − hidden rows; a ``SearchableIndex``, as the folder itself is."""
 
     def __init__(self, base: IndexFolder, delta: Delta, hidden: np.ndarray, ids: dict[str, int]) -> None:
         self.base, self.delta, self.hidden, self.ids = base, delta, hidden, ids
@@ -241,7 +266,7 @@ class LiveView:
         self.manifest = base.manifest
         self.docs = _Rows(base.docs, delta.docs)
         self.has_text_engine = base.has_text_engine
-        holds_delta = isinstance(base.engine, MilvusEngine)
+        holds_delta = base.engine.capabilities.stores_updates
         sparse_top, dense_top = (_no_delta_top, _no_delta_top) if holds_delta else (_sparse_delta_top, _dense_delta_top)
         self.engine = _Composed(base.engine, delta.sparse, sparse_top, hidden, count)
         self.dense = _Composed(base.dense, delta.dense, dense_top, hidden, count) if base.dense is not None else None
@@ -257,7 +282,13 @@ class LiveView:
     def vector(self, row: int) -> sp.csr_matrix:
         """The quantized sparse vector of one row (1 × dim, int32)."""
         count = self.manifest.doc_count
-        return self.base.vectors[row] if row < count else self.delta.sparse[row - count]
+        if row >= count:
+            return self.delta.sparse[row - count]
+        vectors = self.base.vectors
+        terms = vectors.indices[vectors.indptr[row] : vectors.indptr[row + 1]]  # as stored: scipy drops bad ids silently
+        if terms.size and (int(terms.max()) >= self.manifest.dim or int(terms.min()) < 0):
+            raise IndexFolderError(f"{self.path} is damaged: row {row} of its vectors has term ids beyond {self.manifest.dim}")
+        return vectors[row]
 
     def restricted(self, allowed: np.ndarray) -> LiveView:
         """The same snapshot with only the ``allowed`` rows (a boolean mask) visible: metadata filters."""
@@ -268,17 +299,24 @@ class LiveView:
 class LiveIndex:
     """An index folder that takes upserts and deletes; ``view`` is always the latest acknowledged state."""
 
-    def __init__(self, path: str | Path, *, compact_after: int = 1000) -> None:
+    def __init__(self, path: str | Path, *, compact_after: int = defaults.COMPACT_AFTER) -> None:
         self.path = Path(path)
-        _recover_interrupted_publish(self.path)
+        recover_interrupted_publish(self.path)
         self.compact_after = compact_after  # delta rows + tombstones that trigger a background compaction
         self._lock = threading.Lock()  # one writer at a time; readers never wait
         self._compacting = threading.Lock()
         self._load()
 
-    def _load(self) -> None:
+    def _load(self, wal: WriteAheadLog | None = None) -> None:
+        """``wal``: the new folder's log, already locked (compaction hands the lock over without a gap)."""
+        if wal is None:
+            wal = WriteAheadLog(self.path)
+            if self.path.is_dir():
+                wal.lock()  # before reading the folder: no one can replace it under us from here on
+        else:
+            wal.path = self.path / WAL_FOLDER / WAL_FILE
+        self._wal = wal
         base = IndexFolder(self.path)
-        self._wal = WriteAheadLog(self.path)
         manifest = base.manifest
         dense_dim = base.dense.dim if base.dense is not None else None
         ids = {doc.id: row for row, doc in enumerate(base.docs)}
@@ -293,13 +331,27 @@ class LiveIndex:
 
     @property
     def compacts(self) -> bool:
-        """False for Milvus: its collection already holds every update."""
-        return not isinstance(self.view.base.engine, MilvusEngine)
+        """False for an engine that stores updates itself (Milvus): it already holds every update."""
+        return not self.view.base.engine.capabilities.stores_updates
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process holds the index's write lock (another server or a compaction may hold it)."""
+        return self._wal.locked
+
+    def release_write_lock(self, reason: str) -> None:
+        """For a process that will not write (a server without an API key): others may take the lock; this
+        process's writes are refused with ``reason`` from now on."""
+        with self._lock:
+            self._wal.close()
+            self._wal.refused = reason
 
     def check_writable(self) -> None:
         engine = self.view.manifest.engine
-        if engine not in LIVE_ENGINES:
+        if not engine_class(engine).capabilities.live_updates:
             raise LiveUpdateError(f"{self.path} uses the {engine} engine, which takes no live updates")
+        if not self._wal.locked:
+            raise WriterLockError(f"{self._wal.refused}: this process serves it read-only")
 
     def write(self, batch: Sequence[Operation]) -> None:
         """Durable (logged and fsynced) and visible to searches when this returns."""
@@ -354,14 +406,14 @@ class LiveIndex:
         hidden = np.concatenate((hidden, np.zeros(len(added), bool)))
         hidden[superseded] = True
         delta = view.delta.extend(added) if added else view.delta
-        if isinstance(view.base.engine, MilvusEngine):
+        if view.base.engine.capabilities.stores_updates:
             first = next_row - len(added)
             dim = delta.sparse.shape[1]
             upserts = [(first + i, d.doc, d.sparse_row(dim), d.dense) for i, d in enumerate(added)]
             view.base.engine.write(upserts, superseded)
         return LiveView(view.base, delta, hidden, ids)
 
-    def get(self, doc_id: str) -> DocInfo | None:
+    def get(self, doc_id: str) -> Document | None:
         view = self.view
         row = view.row(doc_id)
         return None if row is None else view.docs[row]
@@ -371,6 +423,8 @@ class LiveIndex:
         with self._lock:
             if not self.compacts:
                 raise LiveUpdateError(f"{self.path} is served by Milvus, which holds every update: there is nothing to compact")
+            if not self._wal.locked:  # the holder (a server) may be appending to the log of the folder we would replace
+                raise WriterLockError(f"cannot compact {self.path}: {self._wal.refused}; stop that process (lsr serve) first")
             if self.pending == 0:
                 return False
             view = self.view
@@ -385,20 +439,24 @@ class LiveIndex:
             corpus = {**view.manifest.corpus, "live_updates": True}
             manifest = dataclasses.replace(view.manifest, doc_count=len(docs), nnz=int(vectors.nnz), corpus=corpus)
             staging = self.path.with_name(f"{self.path.name}.compacting")
-            shutil.rmtree(staging, ignore_errors=True)
-            write_index(staging, manifest, vectors, docs, dense)
-            self._wal.close()
-            publish(staging, self.path)  # the new folder has no log: everything logged is now in it
-            self._load()
+            with index_lock(self.path, "compacted"):
+                shutil.rmtree(staging, ignore_errors=True)
+                write_index(staging, manifest, vectors, docs, dense)
+                # The new folder's empty log is locked before it is published: the write lock passes without a gap.
+                wal = WriteAheadLog(staging)
+                if not wal.lock():
+                    raise WriterLockError(f"cannot compact {self.path}: {wal.refused}")
+                try:
+                    publish(staging, self.path)  # everything logged is now in the new folder
+                except BaseException:
+                    wal.close()
+                    raise
+                self._wal.close()
+                self._load(wal)
             return True
 
     def close(self) -> None:
         self._wal.close()
 
 
-def _recover_interrupted_publish(path: Path) -> None:
-    """A crash between publish's two renames leaves only ``<index>.previous``: that index (and its log) is whole."""
-    previous = path.with_name(f"{path.name}.previous")
-    if not path.exists() and (previous / "manifest.json").is_file():
-        previous.rename(path)
 

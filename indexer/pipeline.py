@@ -8,6 +8,7 @@ renamed to ``<out>``. Sparse and dense vectors are encoded in one pass over the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -22,26 +23,28 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from lsr import defaults
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.distributed import BatchEncoder, ray_encoding
-from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, vector_engine_class
+from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, parse_settings, vector_engine_class
 from lsr.indexer.index_folder import (
     MANIFEST,
-    DocInfo,
     IndexFolder,
     Manifest,
     build_engine,
+    is_lsr_index,
     publish,
+    recover_interrupted_publish,
     write_docs,
     write_index,
     write_manifest,
 )
+from lsr.indexer.locks import index_lock, try_flock
 from lsr.indexer.quantization import Quantization
-from lsr.retrieval.encoders.base import DenseEncoder, SparseEncoder
+from lsr.retrieval.encoders import DenseEncoder, SparseEncoder, load_dense_encoder, load_sparse_encoder
 
-DEFAULT_CHUNK_SIZE = 1000
 PROGRESS_STEP = 128  # documents encoded between progress-bar updates
 STATE = "state.json"
 
@@ -84,13 +87,49 @@ def partial_folder(out: Path) -> Path:
     return out.with_name(f"{out.name}.partial")
 
 
+def _locked(parameter: str):
+    """Runs the function holding ``<folder>.lock`` for the folder named by ``parameter`` (the index it writes): a
+    second build of the same folder fails at once instead of sharing its ``.partial`` and publishing a mix."""
+
+    def decorate(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def locked(*args, **kwargs):
+            folder = Path(signature.bind(*args, **kwargs).arguments[parameter])
+            with index_lock(folder, "built"):
+                return function(*args, **kwargs)
+
+        return locked
+
+    return decorate
+
+
 def _check_target(out: Path, overwrite: bool) -> None:
+    recover_interrupted_publish(out)  # an index left at <out>.previous by a crash is back at <out> before we decide
     if not out.exists():
         return
+    if not out.is_dir():
+        raise IndexFolderError(f"{out} is a file, not an index folder; refusing to replace it")
     if not overwrite:
         raise IndexFolderError(f"{out} already exists: pass --overwrite to replace it")
-    if not (out / MANIFEST).is_file() and any(out.iterdir()):
+    try:
+        empty = not any(out.iterdir())
+    except OSError as exc:
+        raise IndexFolderError(f"cannot read {out}: {exc.strerror or exc}") from exc
+    if not empty and not is_lsr_index(out):
         raise IndexFolderError(f"{out} is not an lsr index; refusing to overwrite it")
+    _check_not_served(out)
+
+
+def _check_not_served(index: Path) -> None:
+    """A server taking live updates holds its log's lock: replacing its index folder would lose its writes."""
+    wal = index / "live" / "wal.jsonl"
+    if wal.is_file():
+        fd = try_flock(wal)
+        if fd is None:
+            raise IndexFolderError(f"{index} is being served with live updates by another process; stop it before replacing the index")
+        os.close(fd)
 
 
 def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
@@ -148,6 +187,7 @@ def _in_process(encode: Callable[[list[str]], Encoded]) -> BatchEncoder:
     return lambda batches: map(encode, batches)
 
 
+@_locked("out")
 def build_index(
     corpus: Corpus,
     encoder: SparseEncoder,
@@ -158,7 +198,7 @@ def build_index(
     engine: str = DEFAULT_ENGINE,
     engine_settings: dict | None = None,
     quantization: Quantization = Quantization(),
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int = defaults.CHUNK_SIZE,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -210,7 +250,7 @@ def build_index(
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
-    write_index(staging, manifest, encoded.sparse, _docs_file_rows(corpus), encoded.dense)
+    write_index(staging, manifest, encoded.sparse, corpus.documents, encoded.dense)
     # Rewritten once the engine is built, so the recorded time covers encoding and every index structure.
     manifest = dataclasses.replace(manifest, indexing_seconds=round(time.perf_counter() - started, 3))
     write_manifest(staging, manifest)
@@ -219,13 +259,14 @@ def build_index(
     return manifest
 
 
+@_locked("index_path")
 def add_dense_vectors(
     index_path: str | Path,
     corpus: Corpus,
     dense_encoder: DenseEncoder,
     *,
     dense_index: DenseIndexSettings = DenseIndexSettings(),
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int = defaults.CHUNK_SIZE,
     resume: bool = False,
     progress: bool | None = None,
 ) -> Manifest:
@@ -233,6 +274,7 @@ def add_dense_vectors(
     index = IndexFolder(index_path)
     if corpus.sha256 != index.manifest.corpus["sha256"]:
         raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
+    _check_not_served(index.path)
     work = partial_folder(index.path)
     state = {
         "corpus_sha256": corpus.sha256,
@@ -250,7 +292,7 @@ def add_dense_vectors(
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: the unchanged files are shared with the old index, not copied, and stay intact when it goes.
-    shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("dense", MANIFEST))
+    shutil.copytree(index.path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("dense", MANIFEST))
     DenseIndex.build(encoded.dense, staging / "dense", dense_index)
     # Tuned fusion settings were chosen for the old dense side, so they do not carry over.
     manifest = dataclasses.replace(index.manifest, dense_encoder=dense_encoder.spec, dense_index=dense_index, fusion=None)
@@ -260,15 +302,21 @@ def add_dense_vectors(
     return manifest
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard links for the immutable files; the live-update log is copied, since it is appended to in place (a
+    shared inode would share its appends, and its write lock, between two indexes)."""
+    if Path(source).name == "wal.jsonl":
+        shutil.copy2(source, target)
+    else:
+        os.link(source, target)
+
+
 def _staging_folder(out: Path) -> Path:
     """Where a one-shot build is assembled before the rename."""
     return out.with_name(f"{out.name}.staging")
 
 
-def _docs_file_rows(corpus: Corpus) -> list[DocInfo]:
-    return [DocInfo(doc.id, doc.title, doc.text, doc.metadata or None) for doc in corpus.documents]
-
-
+@_locked("out")
 def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False) -> Manifest:
     """A Lucene BM25 index of the corpus text (Pyserini's BEIR "flat" setting); nothing is encoded."""
     started = time.perf_counter()
@@ -277,7 +325,7 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
     staging = _staging_folder(out)
     shutil.rmtree(staging, ignore_errors=True)  # nothing in a BM25 build is worth resuming
     staging.mkdir(parents=True)
-    write_docs(staging, _docs_file_rows(corpus))
+    write_docs(staging, corpus.documents)
     LuceneBm25Engine.build_from_texts([doc.contents for doc in corpus.documents], staging / "sparse")
     manifest = Manifest(
         encoder=bm25_spec(),
@@ -294,20 +342,13 @@ def build_bm25_index(corpus: Corpus, out: str | Path, *, overwrite: bool = False
     return manifest
 
 
-def _check_engine_settings(engine: str, settings: dict) -> type:
-    """Settings go to every open of the engine, and to its build where it takes them (e.g. shards)."""
+def _check_engine_settings(engine: str, settings: dict) -> tuple[type, object]:
+    """The engine and its typed settings, which go to its build and to every open of it."""
     engine_type = vector_engine_class(engine)
-    signature = inspect.signature(engine_type.open)
-    unknown = sorted(set(settings) - set(signature.parameters))
-    if unknown:
-        raise IndexFolderError(f"the {engine} engine takes no setting {', '.join(unknown)}")
-    try:
-        signature.bind(Path(), 0, **settings)
-    except TypeError as exc:  # a required setting is missing
-        raise IndexFolderError(f"the {engine} engine needs more settings: {exc}") from None
-    return engine_type
+    return engine_type, parse_settings(engine_type, settings)
 
 
+@_locked("out")
 def reindex(
     index_path: str | Path, out: str | Path, engine: str, *, settings: dict | None = None, overwrite: bool = False
 ) -> Manifest:
@@ -319,7 +360,7 @@ def reindex(
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
     settings = settings or {}
-    engine_type = _check_engine_settings(engine, settings)
+    engine_type, typed_settings = _check_engine_settings(engine, settings)
     out = Path(out)
     if out.resolve() == index.path.resolve():
         raise IndexFolderError("re-index into a new folder (--out), not over the index being read")
@@ -327,10 +368,27 @@ def reindex(
     staging = _staging_folder(out)
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links: documents, vectors and the dense side are shared with the source index, not copied.
-    shutil.copytree(index.path, staging, copy_function=os.link, ignore=shutil.ignore_patterns("sparse", MANIFEST))
+    shutil.copytree(index.path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("sparse", MANIFEST))
     build_engine(engine, index.vectors, staging / "sparse", settings, index.docs, index.dense_vectors())
-    engine_type.open(staging / "sparse", index.manifest.doc_count, **settings)  # bad values fail here, unpublished
+    engine_type.open(staging / "sparse", index.manifest.doc_count, typed_settings)  # bad values fail here, unpublished
     manifest = dataclasses.replace(index.manifest, engine=engine, engine_settings=settings)
     write_manifest(staging, manifest)
     publish(staging, out)
     return manifest
+
+
+def index_corpus(
+    corpus: Corpus,
+    out: str | Path,
+    *,
+    encoder: str = defaults.SPARSE_ENCODER,
+    dense_encoder: str | None = None,
+    doc_max_length: int = defaults.DOC_MAX_LENGTH,
+    query_max_length: int = defaults.QUERY_MAX_LENGTH,
+    **options,
+) -> Manifest:
+    """``build_index`` with the encoders named rather than loaded: a packaged name, a model folder or a Hugging Face
+    id; ``options`` are ``build_index``'s (engine, chunk_size, resume, overwrite, progress, …)."""
+    sparse = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+    dense = load_dense_encoder(dense_encoder) if dense_encoder else None
+    return build_index(corpus, sparse, out, dense_encoder=dense, **options)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from lsr import defaults
 from lsr.errors import IndexFolderError
 
 IMPACT_DTYPE = np.uint16
@@ -20,7 +21,7 @@ MAX_IMPACT = int(np.iinfo(IMPACT_DTYPE).max)
 @dataclass(frozen=True)
 class Quantization:
     # 100 is the scale Pyserini and Anserini use for SPLADE impacts: rounding error ≤ 0.005 per weight.
-    scale: float = 100.0
+    scale: float = defaults.QUANTIZATION_SCALE
 
     def __post_init__(self) -> None:
         if not self.scale > 0:

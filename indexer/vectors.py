@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from lsr.errors import IndexFolderError
 from lsr.indexer.engines.base import Ranking, top_k
 from lsr.indexer.quantization import IMPACT_DTYPE
 
@@ -22,8 +23,35 @@ def save_vectors(vectors: sp.csr_matrix, folder: Path) -> None:
     np.save(folder / "impacts.npy", vectors.data.astype(IMPACT_DTYPE))
 
 
+def _open_arrays(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three arrays, memory-mapped, checked for what CSR rows rely on (cheap: no pass over the postings)."""
+    try:
+        indptr, terms, impacts = (np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("indptr", "terms", "impacts"))
+    except (OSError, ValueError, EOFError) as exc:  # a truncated file fails to map
+        raise IndexFolderError(f"{folder} is damaged: {exc}") from exc
+    problem = None
+    if any(array.ndim != 1 for array in (indptr, terms, impacts)) or indptr.size == 0:
+        problem = "its arrays are not 1-d"
+    elif indptr.dtype != np.int64 or terms.dtype != np.int32 or impacts.dtype != IMPACT_DTYPE:
+        problem = f"unexpected dtypes {indptr.dtype}, {terms.dtype}, {impacts.dtype}"
+    elif terms.size != impacts.size or indptr[0] != 0 or indptr[-1] != terms.size:
+        problem = f"indptr ends at {indptr[-1]}, but there are {terms.size} terms and {impacts.size} impacts"
+    elif (np.diff(indptr) < 0).any():
+        problem = "indptr is not ascending"
+    if problem:
+        raise IndexFolderError(f"{folder} is damaged: {problem}")
+    return indptr, terms, impacts
+
+
+def check_vectors(folder: Path, doc_count: int) -> None:
+    """Raises IndexFolderError unless the stored vectors are whole and hold ``doc_count`` rows."""
+    indptr, _, _ = _open_arrays(folder)
+    if indptr.size - 1 != doc_count:
+        raise IndexFolderError(f"{folder} is damaged: it holds {indptr.size - 1} rows, the manifest says {doc_count}")
+
+
 def load_vectors(folder: Path, dim: int) -> sp.csr_matrix:
-    indptr, terms, impacts = (np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("indptr", "terms", "impacts"))
+    indptr, terms, impacts = _open_arrays(folder)
     return sp.csr_matrix((impacts.astype(np.int32), terms, indptr), shape=(indptr.size - 1, dim))
 
 

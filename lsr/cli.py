@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lsr import defaults
 from lsr.errors import LsrError
 
 app = typer.Typer(
@@ -66,7 +67,7 @@ def index(
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create.")],
     encoder: Annotated[
         str, typer.Option(help="Packaged name (splade-tiny), model folder, Hugging Face id, or bm25 (Lucene BM25 of the text).")
-    ] = "splade-tiny",
+    ] = defaults.SPARSE_ENCODER,
     engine: Annotated[
         str | None,
         typer.Option(help="memory (exact, in-process), lucene (Pyserini/Anserini) or milvus; default: memory, lucene for bm25."),
@@ -77,14 +78,14 @@ def index(
         str | None,
         typer.Option("--ray", help="Encode on Ray: `local` starts a cluster on this machine, else a cluster address (auto, ray://host:10001)."),
     ] = None,
-    doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = 256,
-    query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = 64,
-    chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = 1000,
+    doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = defaults.DOC_MAX_LENGTH,
+    query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = defaults.QUERY_MAX_LENGTH,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = defaults.CHUNK_SIZE,
     precision: Annotated[
         str | None,
-        typer.Option(help="Sparse encoder arithmetic: fp32 or bf16 (default: bf16, fp32 for UHD); recorded, queries use the index's."),
+        typer.Option(help=f"Sparse encoder arithmetic: fp32 or bf16 (default: {defaults.PRECISION}, fp32 for UHD); recorded, queries use the index's."),
     ] = None,
-    scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = 100.0,
+    scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = defaults.QUANTIZATION_SCALE,
     dense_encoder: Annotated[
         str | None, typer.Option(help="Also store dense vectors from this sentence-transformers model (e.g. all-minilm-l6-v2).")
     ] = None,
@@ -102,7 +103,7 @@ def index(
     from lsr.indexer import Quantization, add_dense_vectors, build_bm25_index, build_index
     from lsr.indexer.dense import DenseIndexSettings
     from lsr.indexer.engines import BM25_KIND, DEFAULT_ENGINE, LuceneImpactEngine
-    from lsr.retrieval.encoders import DEFAULT_DENSE_ENCODER, index_precision, load_dense_encoder, load_sparse_encoder
+    from lsr.retrieval.encoders import index_precision, load_dense_encoder, load_sparse_encoder
 
     dense_settings = DenseIndexSettings(kind=dense_index)
     engine_settings = _engine_settings(engine, uri, collection, out)
@@ -111,7 +112,7 @@ def index(
     corpus = read_corpus(dataset)
     started = time.perf_counter()
     if add_dense:
-        dense = load_dense_encoder(dense_encoder or DEFAULT_DENSE_ENCODER)
+        dense = load_dense_encoder(dense_encoder or defaults.DENSE_ENCODER)
         manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
     elif encoder == BM25_KIND:
         if (engine or LuceneImpactEngine.name) != LuceneImpactEngine.name:
@@ -176,7 +177,7 @@ def reindex(
 def search(
     index_path: IndexPath,
     query: Annotated[str, typer.Argument(help="The query text.")],
-    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = defaults.SEARCH_K,
     mode: ModeOption = None,
     fusion: FusionOption = None,
     weight: WeightOption = None,
@@ -206,14 +207,14 @@ def serve(
     encoder: EncoderOption = None,
     compact_after: Annotated[
         int, typer.Option(min=1, help="Live updates (upserts + deletes) held in memory before they are compacted into the index.")
-    ] = 1000,
+    ] = defaults.COMPACT_AFTER,
 ) -> None:
     """Serve an index over HTTP: search page at /, API docs at /docs. Writes need LSR_API_KEY or LSR_API_KEY_FILE."""
     import uvicorn
 
     from lsr.api.app import create_app
     from lsr.api.settings import Settings
-    from lsr.retrieval.live import LiveSearcher
+    from lsr.retrieval.search import LiveSearcher
 
     settings = Settings.from_env()  # a bad setting fails here, before the models load
     service = LiveSearcher.open(index_path, encoder, compact_after=compact_after)
@@ -225,7 +226,7 @@ def evaluate(
     index_path: IndexPath,
     dataset: DatasetPath,
     split: Annotated[str, typer.Option(help="Qrels split: qrels/<split>.tsv.")] = "test",
-    k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = 1000,
+    k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = defaults.RUN_DEPTH,
     measures: Annotated[list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder; default reports/<index>-<dataset>-<split>.")] = None,
     keep_identical_ids: Annotated[
@@ -240,45 +241,35 @@ def evaluate(
     encoder: EncoderOption = None,
 ) -> None:
     """Run a split's queries, score them with ir-measures, write a TREC run and JSON + Markdown reports."""
-    from lsr import __version__
     from lsr.datasets import read_evaluation_set
-    from lsr.eval import DEFAULT_MEASURES, Report, run_queries, score_run, write_report
+    from lsr.eval import evaluate as evaluate_searcher
+    from lsr.eval import write_report
     from lsr.eval.metrics import parse_measures
     from lsr.retrieval.search import Searcher, check_k
 
     check_k(k)
-    measure_names = measures or list(DEFAULT_MEASURES)
-    parse_measures(measure_names)  # fail before searching
+    parse_measures(measures or [])  # fail before loading anything
     evaluation = read_evaluation_set(dataset, split)
     searcher = Searcher.open(index_path, encoder)
-    mode = mode or searcher.default_mode
-    settings = _fusion(searcher, fusion, weight, rrf_k, normalization, depth)
-    started = time.perf_counter()
-    run = run_queries(searcher, evaluation.queries, k=k, remove_identical_ids=not keep_identical_ids, mode=mode, fusion=settings)
-    elapsed = time.perf_counter() - started
-    scores = score_run(evaluation.qrels, run, measure_names)
-    system = f"{Path(index_path).resolve().name} ({mode})"
-    dataset_name = Path(dataset).resolve().name
-    details = {
-        "index": str(index_path),
-        "manifest": searcher.index.manifest.to_dict(),
-        "k": k,
-        "mode": mode,
-        "fusion": settings.to_dict() if mode == "hybrid" else None,
-        "remove_identical_ids": not keep_identical_ids,
-        "search_seconds": round(elapsed, 3),
-        "queries_per_second": round(len(run) / elapsed, 2) if elapsed > 0 else None,
-        "lsr_version": __version__,
-        "command": shlex.join(["lsr", *sys.argv[1:]]),
-    }
-    report = Report(system=system, dataset=dataset_name, split=split, scores=scores, details=details)
-    folder = out or Path("reports") / f"{Path(index_path).resolve().name}-{mode}-{dataset_name}-{split}"
-    paths = write_report(report, run, folder)
+    result = evaluate_searcher(
+        searcher,
+        evaluation,
+        measures=measures,
+        k=k,
+        mode=mode,
+        fusion=_fusion(searcher, fusion, weight, rrf_k, normalization, depth),
+        remove_identical_ids=not keep_identical_ids,
+        command=shlex.join(["lsr", *sys.argv[1:]]),
+    )
+    report = result.report
+    mode = report.details["mode"]
+    folder = out or Path("reports") / f"{Path(index_path).resolve().name}-{mode}-{evaluation.name}-{split}"
+    paths = write_report(report, result.run, folder)
 
-    table = Table(title=f"{system} on {dataset_name} ({split}, {len(scores.per_query)} queries)")
+    table = Table(title=f"{report.system} on {evaluation.name} ({split}, {len(report.scores.per_query)} queries)")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for name, value in scores.aggregate.items():
+    for name, value in report.scores.aggregate.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
     console.print(f"run: {paths['run']}  report: {paths['json']}, {paths['markdown']}")
@@ -294,12 +285,9 @@ def tune(
     keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
 ) -> None:
     """Pick hybrid fusion settings by grid search on a train/dev split and store them in the index manifest."""
-    import dataclasses
-
     from lsr.datasets import read_evaluation_set
     from lsr.eval.metrics import parse_measures
-    from lsr.eval.tuning import check_tuning_split, tune_fusion
-    from lsr.indexer.index_folder import write_manifest
+    from lsr.eval.tuning import check_tuning_split, store_tuned_fusion, tune_fusion
     from lsr.retrieval.search import Searcher
 
     check_tuning_split(split)
@@ -308,10 +296,8 @@ def tune(
     searcher = Searcher.open(index_path)
     searcher.check_mode("hybrid")
     tuning = tune_fusion(searcher, evaluation, split, measure=measure, depth=depth, remove_identical_ids=not keep_identical_ids)
-    best, value = tuning.best
-    tuned_on = {"dataset": str(dataset), "split": split, "queries": len(evaluation.queries), "measure": measure, "value": value}
-    manifest = dataclasses.replace(searcher.index.manifest, fusion={**best.to_dict(), "tuned_on": tuned_on})
-    write_manifest(searcher.index.path, manifest)
+    store_tuned_fusion(searcher, evaluation, tuning, str(dataset))
+    best, _ = tuning.best
 
     table = Table(title=f"{measure} on {Path(dataset).resolve().name} ({split}, {len(evaluation.queries)} queries)")
     table.add_column("system")
@@ -351,7 +337,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder to create.")],
     baseline: Annotated[str | None, typer.Option(help="System the others are tested against; default: the first.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split, the same for every dataset.")] = "test",
-    k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = 1000,
+    k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = defaults.RUN_DEPTH,
     measures: Annotated[list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable; the first is the headline.")] = None,
     keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the randomization test.")] = 0,
@@ -401,20 +387,20 @@ def train(
     dataset: DatasetPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (usable as `lsr index --encoder FOLDER`).")],
     arch: Annotated[str, typer.Option(help="splade or uhd.")] = "splade",
-    base: Annotated[str, typer.Option(help="Masked-LM checkpoint to start from: packaged name, folder or Hugging Face id.")] = "splade-tiny",
+    base: Annotated[str, typer.Option(help="Masked-LM checkpoint to start from: packaged name, folder or Hugging Face id.")] = defaults.Training.base,
     split: Annotated[str, typer.Option(help="Qrels split with the training pairs (train or dev).")] = "train",
     negatives_index: Annotated[
         Path | None, typer.Option("--negatives-index", help="Index of the same corpus to mine hard negatives from (top-k minus positives); default: the teacher run's top-k minus positives with --teacher-run, else random negatives.")
     ] = None,
-    negatives_depth: Annotated[int, typer.Option(min=1, max=1000, help="Hits per query (of the index or the teacher run) the hard negatives are drawn from.")] = 50,
+    negatives_depth: Annotated[int, typer.Option(min=1, max=1000, help="Hits per query (of the index or the teacher run) the hard negatives are drawn from.")] = defaults.NEGATIVES_DEPTH,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Train on at most this many queries (sampled).")] = None,
-    steps: Annotated[int, typer.Option(min=1)] = 200,
-    batch_size: Annotated[int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")] = 16,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    steps: Annotated[int, typer.Option(min=1)] = defaults.Training.steps,
+    batch_size: Annotated[int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")] = defaults.Training.batch_size,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = defaults.Training.learning_rate,
     head_learning_rate: Annotated[float | None, typer.Option(help="UHD: learning rate of the new projection head (default: --learning-rate).")] = None,
-    lambda_d: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on documents.")] = 1e-3,
-    lambda_q: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on queries.")] = 1e-3,
-    lambda_warmup: Annotated[int, typer.Option(min=0, help="T in λ_t = λ·min(1, t/T)², in steps.")] = 50,
+    lambda_d: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on documents.")] = defaults.Training.lambda_d,
+    lambda_q: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on queries.")] = defaults.Training.lambda_q,
+    lambda_warmup: Annotated[int, typer.Option(min=0, help="T in λ_t = λ·min(1, t/T)², in steps.")] = defaults.Training.lambda_warmup_steps,
     l1_q: Annotated[float, typer.Option(min=0.0, help="L1 weight on query vectors.")] = 0.0,
     teacher_run: Annotated[Path | None, typer.Option(help="TREC run of a teacher (e.g. `lsr eval` of the hybrid ranker) for distillation.")] = None,
     distillation: Annotated[str | None, typer.Option(help="marginmse (positive − negative margin) or kl (listwise over the batch); needs --teacher-run.")] = None,
@@ -428,10 +414,10 @@ def train(
         typer.Option(help="The starting model's own TREC run over the same queries (e.g. `lsr eval --mode sparse --split train`): sets the teacher scale to how much wider its scores spread over the teacher's top documents."),
     ] = None,
     ranking_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the contrastive loss on the qrels; 0: learn from the teacher alone.")] = 1.0,
-    query_max_length: Annotated[int, typer.Option(help="Query truncation in training, in tokens.")] = 32,
-    doc_max_length: Annotated[int, typer.Option(help="Document truncation in training, in tokens.")] = 128,
-    uhd_dim: Annotated[int, typer.Option(help="UHD: latent dimensions per bucket.")] = 8192,
-    uhd_k: Annotated[int, typer.Option(help="UHD: dimensions each token keeps (winner-take-all).")] = 32,
+    query_max_length: Annotated[int, typer.Option(help="Query truncation in training, in tokens.")] = defaults.Training.query_max_length,
+    doc_max_length: Annotated[int, typer.Option(help="Document truncation in training, in tokens.")] = defaults.Training.doc_max_length,
+    uhd_dim: Annotated[int, typer.Option(help="UHD: latent dimensions per bucket.")] = defaults.Training.uhd_dim,
+    uhd_k: Annotated[int, typer.Option(help="UHD: dimensions each token keeps (winner-take-all).")] = defaults.Training.uhd_k,
     uhd_layers: Annotated[str, typer.Option(help="UHD: comma-separated hidden layers, one bucket each (-1: last).")] = "-1",
     binarize: Annotated[bool, typer.Option("--binarize", help="UHD: 0/1 weights (straight-through in training).")] = False,
     inference_free: Annotated[bool, typer.Option("--inference-free", help="SPLADE: queries are the tokenizer's bag of word-pieces.")] = False,
@@ -444,7 +430,9 @@ def train(
     """Train a SPLADE or UHD encoder (contrastive loss + FLOPS regularization) on a dataset's qrels."""
     from lsr.retrieval.encoders import Architecture, UhdSettings
     from lsr.retrieval.search import Searcher
-    from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run, read_run, score_spread_ratio
+    from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run
+    from lsr.retrieval.training import teacher_scale as measured_teacher_scale
+    from lsr.runs import read_run
     from lsr.retrieval.training import train as train_model
 
     try:
@@ -454,15 +442,14 @@ def train(
     uhd = UhdSettings(uhd_dim, uhd_k, layers, binarize) if arch == "uhd" else None
     architecture = Architecture(arch, "bow" if inference_free else "model", idf, uhd)
     teacher = read_run(teacher_run) if teacher_run else None
-    if student_run is not None:
-        if teacher is None or teacher_scale is not None:
-            raise LsrError("--student-run measures the teacher scale: it needs --teacher-run and no --teacher-scale")
-        teacher_scale = round(score_spread_ratio(read_run(student_run), teacher, negatives_depth), 2)
+    student = read_run(student_run) if student_run else None
+    teacher_scale = measured_teacher_scale(teacher, student, teacher_scale, negatives_depth)
+    if student is not None:
         console.print(f"teacher scale {teacher_scale} (the student's scores spread that much wider over the teacher's top {negatives_depth})")
     config = TrainingConfig(
         base=base, architecture=architecture, steps=steps, batch_size=batch_size, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
         lambda_d=lambda_d, lambda_q=lambda_q, lambda_warmup_steps=lambda_warmup, l1_q=l1_q, distillation=distillation,
-        distillation_weight=distillation_weight, teacher_scale=1.0 if teacher_scale is None else teacher_scale, ranking_weight=ranking_weight,
+        distillation_weight=distillation_weight, teacher_scale=teacher_scale, ranking_weight=ranking_weight,
         query_max_length=query_max_length, doc_max_length=doc_max_length, checkpoint_every=checkpoint_every, seed=seed,
     )
     data = load_training_data(dataset, split, max_queries=max_queries, seed=seed)

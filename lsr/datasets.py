@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +27,27 @@ Qrels = dict[str, dict[str, int]]
 
 @dataclass(frozen=True)
 class Document:
+    """One document, as read from a corpus, stored in an index's ``docs.jsonl`` and upserted over the API."""
+
     id: str
     title: str
-    text: str
+    text: str = ""  # older indexes stored no text: explanations then cannot tell expansion terms apart
     metadata: dict = field(default_factory=dict)  # a BEIR row's "metadata" object, kept for filtering
 
     @property
     def contents(self) -> str:
         """The text an encoder sees: title and body, as BEIR's own evaluation joins them."""
         return f"{self.title} {self.text}".strip()
+
+    def to_json(self) -> str:
+        row = {"id": self.id, "title": self.title}
+        row.update({key: value for key, value in (("text", self.text), ("metadata", self.metadata)) if value})
+        return json.dumps(row, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> Document:
+        row = json.loads(line)
+        return cls(row["id"], row["title"], row.get("text", ""), row.get("metadata") or {})
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,9 @@ def _tsv_rows(path: Path, data: bytes, widths: tuple[int, ...], columns: str) ->
         yield lineno, row
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _json_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
     """Yields (line number, object) for each non-blank line."""
     for lineno, line in _lines(path, data):
@@ -118,8 +134,15 @@ def _json_records(path: Path, data: bytes) -> Iterator[tuple[int, dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from exc
+        except RecursionError:
+            raise DatasetError(f"{path}:{lineno}: JSON nested too deeply") from None
         if not isinstance(record, dict):
             raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        if _SURROGATE_ESCAPE.search(line):  # an escaped surrogate must be half of a pair, as the API requires
+            try:
+                json.dumps(record, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise DatasetError(f"{path}:{lineno}: a \\u escape is a lone surrogate, not a character") from None
         yield lineno, record
 
 
@@ -250,6 +273,8 @@ class EvaluationSet:
 
     queries: dict[str, str]
     qrels: Qrels
+    name: str = ""  # the dataset folder's name
+    split: str = ""
 
 
 def read_evaluation_set(folder: str | Path, split: str) -> EvaluationSet:
@@ -260,4 +285,4 @@ def read_evaluation_set(folder: str | Path, split: str) -> EvaluationSet:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
         raise DatasetError(f"qrels/{split}.tsv judges {len(missing)} queries not in the queries file: {shown}")
     queries = {qid: all_queries[qid] for qid in qrels}
-    return EvaluationSet(queries=queries, qrels=qrels)
+    return EvaluationSet(queries=queries, qrels=qrels, name=Path(folder).resolve().name, split=split)

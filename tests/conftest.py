@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,29 @@ def write_beir_subset(source: Path, target: Path, doc_count: int) -> Path:
     rows = [line for line in lines[1:] if line.split("\t")[1] in kept]
     (target / "qrels" / "test.tsv").write_text("\n".join([lines[0], *rows]) + "\n")
     return target
+
+
+def system_program(program: str, debian_package: str) -> str:
+    """A program the tests drive (the browser, docker-compose), installed from Debian's packages when missing, so
+    that the README's one test command sets up what it needs, as CI does."""
+    found = shutil.which(program)
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", debian_package]):
+            subprocess.run(command, check=False, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = shutil.which(program)
+    if found is None:
+        pytest.fail(f"{program} is needed and could not be installed here: install the Debian package {debian_package}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    return system_program("chromium", "chromium")
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> str:
+    return system_program("docker-compose", "docker-compose")
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lsr.api.app import create_app
+from lsr.retrieval.search import LiveSearcher
 
 
 @pytest.fixture(scope="module")
 def client(small_searcher):
-    return TestClient(create_app(small_searcher))
+    return TestClient(create_app(LiveSearcher.from_searcher(small_searcher)))
 
 
 def test_search_returns_the_searchers_ranking(client, small_searcher):

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from lsr.api.app import create_app
 from lsr.api.settings import Settings
 from lsr.indexer.live import LiveIndex
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.live import LiveSearcher
 
 KEY = "test-key"
 WRITE = {"X-API-Key": KEY}

@@ -20,7 +20,8 @@ from lsr.cli import app
 from lsr.errors import LsrError
 from lsr.eval.efficiency import sparse_figures
 from lsr.eval.significance import compare_to_baseline, holm, paired_test
-from lsr.eval.systems import SystemSpec, parse_systems, read_run_file
+from lsr.eval.systems import SystemSpec, parse_systems
+from lsr.runs import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM = [0.61, 0.20, 0.90, 0.45, 0.33, 0.72, 0.10, 0.55]
@@ -112,7 +113,7 @@ def test_bad_run_files_are_user_errors(tmp_path, line, message):
     path = tmp_path / "run.trec"
     path.write_text(f"q1 Q0 d2 1 2.0 t\n{line}\n")
     with pytest.raises(LsrError, match=re.escape(f"{path}:2: {message}")):
-        read_run_file(path, {"q1"}, {"d1", "d2"})
+        read_run(path, known_queries={"q1"}, known_docs={"d1", "d2"})
 
 
 @pytest.fixture(scope="module")
@@ -199,13 +200,11 @@ def test_report_errors_come_before_any_search(report_inputs, small_dataset, cran
 
 
 @pytest.mark.slow
-def test_html_report_is_self_contained_and_renders_with_its_plots(report_folder, tmp_path):
+def test_html_report_is_self_contained_and_renders_with_its_plots(report_folder, chromium, tmp_path):
     page = (report_folder / "report.html").read_text()
     assert not re.search(r"https?://", page)  # nothing to fetch: no CDN, no fonts, no external images
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) == 3 and all(s.startswith("data:image/svg+xml;base64,") for s in sources)
-    if shutil.which("chromium") is None:
-        pytest.fail("headless Chromium is needed to check the rendering (apt-get install chromium; .ci/run installs it)")
     from PIL import Image
 
     png = tmp_path / "report.png"

@@ -111,7 +111,8 @@ def as_msmarco(beir_folder, target, split="test"):
 def test_msmarco_layout_reads_the_same_records_as_beir(tmp_path, small_dataset):
     msmarco = as_msmarco(small_dataset, tmp_path / "msmarco")
     assert read_corpus(msmarco).documents == read_corpus(small_dataset).documents
-    assert read_evaluation_set(msmarco, "test") == read_evaluation_set(small_dataset, "test")
+    as_tsv, as_beir = read_evaluation_set(msmarco, "test"), read_evaluation_set(small_dataset, "test")
+    assert (as_tsv.queries, as_tsv.qrels, as_tsv.split) == (as_beir.queries, as_beir.qrels, as_beir.split)
     from lsr.datasets import available_splits
 
     assert available_splits(msmarco) == ["test"]

@@ -87,11 +87,11 @@ def test_sharded_engine_equals_brute_force(tmp_path, shards):
 
     docs = random_impacts(2000, 500, 0.02, seed=1)
     queries = random_impacts(50, 500, 0.01, seed=2)
-    ShardedEngine.build(docs, tmp_path / "sparse", shards=shards)
-    engine = ShardedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0], shards=shards)
+    ShardedEngine.build(docs, tmp_path / "sparse", ShardedEngine.Settings(shards))
+    engine = ShardedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0], settings=ShardedEngine.Settings(shards))
     for k in (1, 10, 1000):
         for got, expected in zip(engine.search(queries, k), brute_force_search(docs, queries, k), strict=True):
             assert got.doc_indices.tolist() == expected.doc_indices.tolist()
             assert got.scores.tolist() == expected.scores.tolist()
     with pytest.raises(IndexFolderError, match="has 3 shards|has 1 shards"):
-        ShardedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0], shards=shards + 1)
+        ShardedEngine.open(tmp_path / "sparse", doc_count=docs.shape[0], settings=ShardedEngine.Settings(shards + 1))

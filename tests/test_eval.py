@@ -2,7 +2,7 @@ import ir_measures
 import pytest
 
 from lsr.eval import run_queries, score_run
-from lsr.eval.report import write_trec_run
+from lsr.runs import write_run
 from lsr.errors import LsrError
 
 
@@ -41,6 +41,6 @@ def test_identical_ids_are_dropped_by_default_and_kept_on_request(small_searcher
 
 
 def test_trec_run_file_format(tmp_path):
-    write_trec_run({"q1": {"d2": 0.5, "d1": 1.25}}, tmp_path / "run.trec", tag="sys")
+    write_run({"q1": {"d2": 0.5, "d1": 1.25}}, tmp_path / "run.trec", tag="sys")
     assert (tmp_path / "run.trec").read_text().splitlines() == ["q1 Q0 d1 1 1.250000 sys", "q1 Q0 d2 2 0.500000 sys"]
     assert len(list(ir_measures.read_trec_run(str(tmp_path / "run.trec")))) == 2

@@ -3,7 +3,7 @@ import pytest
 
 from lsr.errors import LsrError
 from lsr.indexer.engines.base import Ranking
-from lsr.retrieval.fusion import Fusion, fuse
+from lsr.retrieval.search.fusion import Fusion, fuse
 
 QUERIES = ["boundary layer transition at high mach numbers", "heat transfer to blunt bodies", "flutter of panels", "xyzzy"]
 

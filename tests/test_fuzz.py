@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from lsr.api.app import create_app
 from lsr.api.settings import Settings
 from lsr.indexer.live import LiveIndex
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.live import LiveSearcher
 
 KEY = "fuzz-key"
 

@@ -6,11 +6,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lsr.api.app import create_app
+from lsr.retrieval.search import LiveSearcher
 from lsr.datasets import read_corpus, read_evaluation_set
 from lsr.errors import IndexFolderError, LsrError
 from lsr.eval.tuning import tune_fusion
 from lsr.indexer import IndexFolder, add_dense_vectors
-from lsr.retrieval.fusion import Fusion
+from lsr.retrieval.search.fusion import Fusion
 from lsr.retrieval.search import Searcher
 
 
@@ -98,7 +99,7 @@ def test_lsr_tune_stores_the_choice_that_search_then_uses(tmp_path, small_hybrid
 
 
 def test_api_modes_and_fusion_overrides(hybrid_searcher, small_searcher):
-    client = TestClient(create_app(hybrid_searcher))
+    client = TestClient(create_app(LiveSearcher.from_searcher(hybrid_searcher)))
     query = "heat transfer in hypersonic flow"
     default = client.post("/search", json={"query": query, "k": 5}).json()
     assert default["mode"] == "hybrid"
@@ -112,7 +113,7 @@ def test_api_modes_and_fusion_overrides(hybrid_searcher, small_searcher):
     for bad in ({"mode": "fast"}, {"fusion": {"weight": 2}}, {"fusion": {"method": "max"}}, {"fusion": {"depth": 0}}):
         assert client.post("/search", json={"query": query, **bad}).status_code == 422
     assert client.get("/health").json()["index"]["dense_encoder"] == "all-minilm-l6-v2"
-    sparse_only = TestClient(create_app(small_searcher)).post("/search", json={"query": query, "mode": "dense"})
+    sparse_only = TestClient(create_app(LiveSearcher.from_searcher(small_searcher))).post("/search", json={"query": query, "mode": "dense"})
     assert sparse_only.status_code == 400 and "no dense vectors" in sparse_only.json()["detail"]
 
 

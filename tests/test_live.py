@@ -9,10 +9,10 @@ import pytest
 
 from lsr.datasets import read_corpus
 from lsr.indexer import IndexFolder, build_index
-from lsr.indexer.index_folder import DocInfo
+from lsr.datasets import Document
 from lsr.indexer.live import LiveIndex, LiveUpdateError
-from lsr.retrieval.explain import explain
-from lsr.retrieval.live import LiveSearcher, matches
+from lsr.retrieval.search.explain import explain
+from lsr.retrieval.search.live import LiveSearcher, matches
 from lsr.retrieval.search import Searcher
 
 QUERIES = ["heat transfer in hypersonic flow", "wing flutter", "boundary layer transition", "shock wave interaction"]
@@ -41,8 +41,8 @@ def live(tmp_path, base_index, splade):
     service.live.close()
 
 
-def as_doc(document, **metadata) -> DocInfo:
-    return DocInfo(document.id, document.title, document.text, metadata or None)
+def as_doc(document, **metadata) -> Document:
+    return Document(document.id, document.title, document.text, metadata)
 
 
 def ranking(searcher: Searcher, query: str, k: int = 20) -> list[tuple[str, float]]:
@@ -55,7 +55,7 @@ def test_live_index_ranks_exactly_like_a_rebuilt_index(live, corpus, splade, tmp
     for doc_id in deleted:
         assert live.delete(doc_id)
     replaced = corpus.documents[20]
-    live.upsert([DocInfo(replaced.id, "wing flutter", "flutter of a swept wing at transonic speed")])
+    live.upsert([Document(replaced.id, "wing flutter", "flutter of a swept wing at transonic speed")])
 
     documents = [doc for doc in corpus.documents if doc.id not in deleted and doc.id != replaced.id]
     rebuilt_corpus = type(corpus)(corpus.path, documents + [type(replaced)(replaced.id, "wing flutter", "flutter of a swept wing at transonic speed")], corpus.sha256)
@@ -120,7 +120,7 @@ def test_metadata_filter(live, corpus):
 
 
 def test_explanation_adds_up_to_the_sparse_score_and_flags_expansions(live, corpus):
-    doc = DocInfo("jet", "jet noise", "the noise of a jet engine exhaust")
+    doc = Document("jet", "jet noise", "the noise of a jet engine exhaust")
     live.upsert([doc])
     searcher = live.searcher()
     hits = searcher.search("jet engine noise", 3, mode="sparse")
@@ -140,7 +140,7 @@ def test_hybrid_live_index_searches_delta_dense_vectors(tmp_path, small_hybrid_i
     copy = tmp_path / "hybrid"
     shutil.copytree(small_hybrid_index, copy)
     live = LiveSearcher(LiveIndex(copy), splade, minilm)
-    live.upsert([DocInfo("new", "propeller blade icing", "ice accretion on propeller blades in cold weather")])
+    live.upsert([Document("new", "propeller blade icing", "ice accretion on propeller blades in cold weather")])
     assert live.searcher().search("ice on propellers", 1, mode="dense")[0].id == "new"
     assert "new" in [hit.id for hit in live.searcher().search("ice on propellers", 3, mode="hybrid")]
     dense = live.view.delta.dense[0]

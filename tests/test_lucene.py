@@ -103,9 +103,10 @@ def test_bm25_index_is_served_over_http_and_refuses_writes(small_bm25_index, mon
     from fastapi.testclient import TestClient
 
     from lsr.api.app import create_app
+    from lsr.retrieval.search import LiveSearcher
 
     monkeypatch.setenv("LSR_API_KEY", "secret")
-    with TestClient(create_app(Searcher.open(small_bm25_index))) as client:
+    with TestClient(create_app(LiveSearcher.from_searcher(Searcher.open(small_bm25_index)))) as client:
         response = client.post("/search", json={"query": "boundary layer flow", "k": 3})
         assert response.status_code == 200, response.text
         assert [hit["id"] for hit in response.json()["hits"]] == [h.id for h in Searcher.open(small_bm25_index).search("boundary layer flow", k=3)]

@@ -16,10 +16,11 @@ from lsr.datasets import read_queries
 from lsr.errors import IndexFolderError
 from lsr.indexer import reindex
 from lsr.indexer.engines.milvus import TOKEN_VARIABLE, milvus_settings
-from lsr.indexer.index_folder import DocInfo, read_manifest
+from lsr.datasets import Document
+from lsr.indexer.index_folder import read_manifest
 from lsr.indexer.live import LiveIndex, LiveUpdateError
-from lsr.retrieval.fusion import Fusion, fuse
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.fusion import Fusion
+from lsr.retrieval.search.live import LiveSearcher
 from lsr.retrieval.search import Hit, Searcher
 from tests.conftest import shared_dataset
 
@@ -60,27 +61,13 @@ def test_milvus_ranks_like_the_memory_engine_and_keeps_tokens_out_of_the_manifes
 
 
 @pytest.mark.slow
-def test_hybrid_via_milvus_equals_lsr_hybrid_both_fused_by_lsr_and_by_the_server(small_hybrid_index, queries, tmp_path):
+def test_hybrid_via_milvus_equals_lsr_hybrid(small_hybrid_index, queries, tmp_path):
     out = to_milvus(small_hybrid_index, tmp_path)
     local, remote = Searcher.open(small_hybrid_index), Searcher.open(out)
     for fusion in (Fusion(), Fusion(method="convex", weight=0.3, depth=50)):
         expected = local.search_many(queries, 10, mode="hybrid", fusion=fusion)
         found = remote.search_many(queries, 10, mode="hybrid", fusion=fusion)
         assert sum(map(same_ranking, found, expected)) == len(queries)
-    # Milvus's own RRF ranker, on the same candidates, ranks as lsr's equal-weight RRF does.
-    depth = 100
-    quantization = remote.index.manifest.quantization
-    sparse = quantization.quantize(remote.encoder.encode_queries(queries))
-    dense = remote.dense_encoder.encode_queries(queries)
-    server = remote.index.engine.hybrid_search(sparse, dense, rrf_k=60, depth=depth, k=10)
-    ours = [
-        fuse(s, d, Fusion(method="rrf", weight=0.5, rrf_k=60), 10)
-        for s, d in zip(remote.rankings(queries, "sparse", depth), remote.rankings(queries, "dense", depth), strict=True)
-    ]
-    for by_server, by_lsr in zip(server, ours, strict=True):
-        np.testing.assert_allclose(by_server.scores, 2 * by_lsr.scores, rtol=1e-5)
-        above_cut = by_lsr.scores > by_lsr.scores[-1] * (1 + 1e-6)  # which of a tie at the cut makes it may differ
-        assert by_server.doc_indices[above_cut].tolist() == by_lsr.doc_indices[above_cut].tolist()
 
 
 @pytest.mark.slow
@@ -89,9 +76,9 @@ def test_live_updates_go_to_milvus_and_rank_like_the_memory_engine(small_hybrid_
     shutil.copytree(small_hybrid_index, memory_copy)
     milvus_index = to_milvus(small_hybrid_index, tmp_path)
     services = [LiveSearcher(LiveIndex(path), splade, minilm) for path in (memory_copy, milvus_index)]
-    new = DocInfo("new", "propeller blade icing", "ice accretion on propeller blades in cold weather", {"lang": "en"})
+    new = Document("new", "propeller blade icing", "ice accretion on propeller blades in cold weather", {"lang": "en"})
     first_id = services[0].view.docs[0].id
-    replaced = DocInfo(services[0].view.docs[1].id, "wing flutter", "flutter of a swept wing at transonic speed")
+    replaced = Document(services[0].view.docs[1].id, "wing flutter", "flutter of a swept wing at transonic speed")
     for service in services:
         service.upsert([new, replaced])
         assert service.delete(first_id)
@@ -109,7 +96,7 @@ def test_live_updates_go_to_milvus_and_rank_like_the_memory_engine(small_hybrid_
         services[1].live.compact()
     too_long = "𝔸" * 300  # 1,200 bytes: more than the collection's id field holds
     with pytest.raises(IndexFolderError, match="byte limit"):
-        services[1].upsert([DocInfo(too_long, "wing", "wing flutter")])
+        services[1].upsert([Document(too_long, "wing", "wing flutter")])
     assert services[1].get(too_long) is None  # refused by Milvus, so neither visible nor logged (see the reopening below)
     for service in services:
         service.live.close()

@@ -10,9 +10,9 @@ import pytest
 import uvicorn
 
 from lsr.api.app import create_app
+from lsr.retrieval.search import LiveSearcher
 from lsr.api.settings import Settings
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "search-page.png"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -24,7 +24,7 @@ def base_url(small_searcher):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(small_searcher, Settings()), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(LiveSearcher.from_searcher(small_searcher), Settings()), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -35,13 +35,11 @@ def base_url(small_searcher):
 
 
 @pytest.mark.slow
-def test_typing_a_query_shows_highlighted_results(base_url, tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no chromium (Debian package `chromium`; .ci/run installs it)")
+def test_typing_a_query_shows_highlighted_results(base_url, chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(base_url + "/")

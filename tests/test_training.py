@@ -17,7 +17,8 @@ from lsr.errors import EncoderError, EncoderMismatchError, LsrError
 from lsr.retrieval.encoders import Architecture, UhdSettings, load_sparse_encoder
 from lsr.retrieval.encoders.bow import BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.uhd import UhdHead
-from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, read_run, score_spread_ratio, train
+from lsr.retrieval.training import TrainingConfig, load_training_data, negatives_from_run, score_spread_ratio, train
+from lsr.runs import read_run
 from lsr.retrieval.training import losses
 
 
@@ -176,6 +177,7 @@ def test_trained_uhd_model_indexes_serves_and_evaluates(tmp_path, small_dataset,
     from conftest import shared_dataset
 
     from lsr.api.app import create_app
+    from lsr.retrieval.search import LiveSearcher
     from lsr.indexer import IndexFolder
     from lsr.retrieval.search import Searcher
 
@@ -200,7 +202,7 @@ def test_trained_uhd_model_indexes_serves_and_evaluates(tmp_path, small_dataset,
     assert set(np.unique(IndexFolder(index).vectors.data)) == {100}  # binarized weights quantize to 1.0 × 100
 
     searcher = Searcher.open(index)
-    response = TestClient(create_app(searcher)).post("/search", json={"query": "flow over a wing", "k": 5})
+    response = TestClient(create_app(LiveSearcher.from_searcher(searcher))).post("/search", json={"query": "flow over a wing", "k": 5})
     assert response.status_code == 200
     hits = response.json()["hits"]
     assert [hit["id"] for hit in hits] == [hit.id for hit in searcher.search("flow over a wing", 5)]

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from lsr.api.deps import get_queue, get_service, require_api_key
 from lsr.api.schemas import DocumentOut, ErrorBody, UpsertRequest, UpsertResponse
 from lsr.api.work import WorkQueue
-from lsr.indexer.index_folder import DocInfo
-from lsr.retrieval.live import LiveSearcher
+from lsr.datasets import Document
+from lsr.retrieval.search.live import LiveSearcher
 
 router = APIRouter(prefix="/documents", tags=["documents"])
 WRITE_ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 503: {"model": ErrorBody}}
@@ -24,7 +24,7 @@ async def upsert(
 ) -> UpsertResponse:
     """Adds or replaces documents. Answered only once they are on disk (fsynced) and visible to search."""
     started = time.perf_counter()
-    docs = [DocInfo(d.id, d.title, d.text, d.metadata or None) for d in body.documents]
+    docs = [Document(d.id, d.title, d.text, d.metadata or {}) for d in body.documents]
     await queue.run(service.upsert, docs)
     return UpsertResponse(upserted=[doc.id for doc in docs], took_ms=(time.perf_counter() - started) * 1000)
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from lsr.api.deps import get_queue, get_service
 from lsr.api.schemas import MAX_QUERY_CHARS, EncodeRequest, EncodeResponse, ErrorBody, ExplanationOut, TermWeightOut
 from lsr.api.work import WorkQueue
-from lsr.retrieval.explain import Explanation, explain, require_term_weights, term_weights
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.explain import Explanation, explain, require_term_weights, term_weights
+from lsr.retrieval.search.live import LiveSearcher
 
 router = APIRouter(tags=["explain"])
 

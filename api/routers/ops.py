@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lsr.api.deps import get_service
 from lsr.api.schemas import Health, IndexInfo, Ready
-from lsr.retrieval.live import LiveSearcher
+from lsr.retrieval.search.live import LiveSearcher
 
 router = APIRouter(tags=["operations"])
 
@@ -18,7 +18,7 @@ def health(service: LiveSearcher = Depends(get_service)) -> Health:
     searcher = service.searcher()
     manifest = searcher.index.manifest
     info = IndexInfo(
-        path=str(searcher.index.path),
+        path=searcher.index.path.name,  # the folder's name only: where it lives on disk is not a caller's business
         doc_count=manifest.doc_count,
         encoder=manifest.encoder.name,
         dense_encoder=manifest.dense_encoder.name if manifest.dense_encoder else None,

@@ -5,7 +5,7 @@ re-encoding; ``lucene-bm25`` indexes text; ``milvus`` lives on a Milvus server. 
 """
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import Engine, Ranking, top_k
+from lsr.indexer.engines.base import BuildExtras, Capabilities, Engine, Ranking, parse_settings, top_k
 from lsr.indexer.engines.impact_ordered import ImpactOrderedEngine
 from lsr.indexer.engines.lucene import BM25_KIND, LuceneBm25Engine, LuceneImpactEngine, bm25_spec
 from lsr.indexer.engines.memory import MemoryEngine
@@ -35,6 +35,8 @@ def vector_engine_class(name: str) -> type[Engine]:
 
 __all__ = [
     "BM25_KIND",
+    "BuildExtras",
+    "Capabilities",
     "DEFAULT_ENGINE",
     "ENGINES",
     "VECTOR_ENGINES",
@@ -48,6 +50,7 @@ __all__ = [
     "ShardedEngine",
     "bm25_spec",
     "engine_class",
+    "parse_settings",
     "top_k",
     "vector_engine_class",
 ]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numba
 import numpy as np
 import scipy.sparse as sp
+
+from lsr.errors import IndexFolderError
+
+if TYPE_CHECKING:
+    from lsr.datasets import Document
 
 
 @dataclass(frozen=True)
@@ -22,20 +28,59 @@ class Ranking:
     scores: np.ndarray  # int64 quantized units for sparse engines, float32 for dense search
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do, so that callers ask instead of special-casing engine classes."""
+
+    live_updates: bool = False  # serves the API's upserts and deletes (through the index's write-ahead log)
+    # Upserts and deletes go into the engine's own store (``write``): searches need no query-time delta merge, and
+    # nothing is compacted. The store also holds the documents and dense vectors (``BuildExtras``).
+    stores_updates: bool = False
+    serves_dense: bool = False  # its store holds the dense vectors too, and searches them (``dense_side``)
+    approximate: bool = False  # some settings trade recall for speed
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """For engines with nothing to set."""
+
+
+@dataclass(frozen=True)
+class BuildExtras:
+    """What an engine that ``stores_updates`` keeps besides the sparse vectors; the others ignore it."""
+
+    docs: Sequence[Document] = ()
+    dense: np.ndarray | None = None
+
+
 class Engine(Protocol):
     name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    Settings: ClassVar[type]  # a frozen dataclass: the manifest records its fields, ``open`` and ``build`` take it
 
     @classmethod
-    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+    def build(cls, vectors: sp.csr_matrix, folder: Path, settings: Any = None, extras: BuildExtras = BuildExtras()) -> None:
         """Writes the engine's files for these (documents × terms) integer impacts into ``folder``."""
         ...
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int) -> Engine: ...
+    def open(cls, folder: Path, doc_count: int, settings: Any = None) -> Engine: ...
 
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
         """Top-k documents with a positive score for each row of ``queries`` (integer weights)."""
         ...
+
+
+def parse_settings(engine: type, data: dict[str, Any]) -> Any:
+    """An engine's typed settings from a manifest's (or a command line's) key/value pairs, with clear errors."""
+    known = {field.name for field in dataclasses.fields(engine.Settings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise IndexFolderError(f"the {engine.name} engine takes no setting {', '.join(unknown)}")
+    try:
+        return engine.Settings(**data)
+    except TypeError as exc:  # a required setting is missing
+        raise IndexFolderError(f"the {engine.name} engine needs more settings: {exc}") from None
 
 
 CORES = os.cpu_count() or 1

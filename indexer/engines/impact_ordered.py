@@ -16,6 +16,7 @@ one is ours.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,8 +24,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.errors import LsrError
-from lsr.indexer.engines.base import Ranking, best_of, search_rows
+from lsr.errors import IndexFolderError, LsrError
+from lsr.indexer.engines.base import BuildExtras, Capabilities, Ranking, best_of, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 _FILES = (
@@ -102,23 +103,66 @@ def _search(arrays, terms, weights, budget, k, scores, touched):
     return best_of(rows, found, k)
 
 
+def _check_arrays(folder: Path, arrays: list[np.ndarray], doc_count: int) -> None:
+    """What the scoring loop indexes without bounds checks, checked once at open: dtypes, lengths, ascending
+    pointers, and every posting's document row (one pass over an int32 array)."""
+    segment_indptr, segment_ends, segment_impacts, docs, impacts, forward_indptr, forward_terms, forward_impacts = arrays
+    expected = (np.int64, np.int64, IMPACT_DTYPE, np.int32, IMPACT_DTYPE, np.int64, np.int32, IMPACT_DTYPE)
+    problem = None
+    if any(array.ndim != 1 or array.dtype != dtype for array, dtype in zip(arrays, expected, strict=True)):
+        problem = "unexpected dtypes or shapes"
+    elif segment_ends.size != segment_impacts.size or docs.size != impacts.size or forward_terms.size != forward_impacts.size:
+        problem = "arrays of different lengths"
+    elif segment_indptr.size == 0 or segment_indptr[0] != 0 or segment_indptr[-1] != segment_ends.size:
+        problem = "segment_indptr does not span the segments"
+    elif (np.diff(segment_indptr) < 0).any() or (segment_ends.size and (segment_ends[0] < 0 or (np.diff(segment_ends) < 0).any())):
+        problem = "segment pointers are not ascending"
+    elif segment_ends.size and segment_ends[-1] != docs.size:
+        problem = "segments do not end with the postings"
+    elif docs.size and (int(docs.min()) < 0 or int(docs.max()) >= doc_count):
+        problem = f"postings name rows beyond its {doc_count} documents"
+    elif forward_indptr.size != doc_count + 1 or forward_indptr[0] != 0 or forward_indptr[-1] != forward_terms.size:
+        problem = "forward_indptr does not span the forward index"
+    elif (np.diff(forward_indptr) < 0).any():
+        problem = "forward_indptr is not ascending"
+    if problem:
+        raise IndexFolderError(f"{folder} is damaged: {problem}; rebuild it (lsr reindex)")
+
+
 def _check_budget(budget: float) -> None:
     if not 0 < budget <= 1:
         raise LsrError(f"budget must be in (0, 1], got {budget}")
 
 
+@dataclass(frozen=True)
+class ImpactOrderedSettings:
+    budget: float = 1.0  # the default fraction of each query's postings to read (1 = exact)
+
+    def __post_init__(self) -> None:
+        _check_budget(self.budget)
+
+
 class ImpactOrderedEngine:
     name: ClassVar[str] = "impact-ordered"
+    capabilities: ClassVar[Capabilities] = Capabilities(approximate=True)
+    Settings: ClassVar[type] = ImpactOrderedSettings
 
     def __init__(self, arrays: list[np.ndarray], doc_count: int, budget: float = 1.0) -> None:
         _check_budget(budget)
         self._arrays = tuple(arrays)
+        self.dim = int(arrays[0].size) - 1  # segment_indptr has one entry per term, plus one
         self.budget = budget
         self.doc_count = doc_count
         self._buffers = threading.local()
 
     @classmethod
-    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+    def build(
+        cls,
+        vectors: sp.csr_matrix,
+        folder: Path,
+        settings: ImpactOrderedSettings = ImpactOrderedSettings(),
+        extras: BuildExtras = BuildExtras(),
+    ) -> None:
         postings = vectors.tocsc()
         terms = np.repeat(np.arange(postings.shape[1]), np.diff(postings.indptr))
         order = np.lexsort((postings.indices, -postings.data.astype(np.int64), terms))  # by term, impact ↓, doc ↑
@@ -143,9 +187,15 @@ class ImpactOrderedEngine:
         np.save(folder / "forward_impacts.npy", forward.data.astype(IMPACT_DTYPE))
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int, budget: float = 1.0) -> ImpactOrderedEngine:
-        """``budget``: the default fraction of each query's postings to read (1 = exact), as the manifest records it."""
-        return cls([np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES], doc_count, budget)
+    def open(
+        cls, folder: Path, doc_count: int, settings: ImpactOrderedSettings = ImpactOrderedSettings()
+    ) -> ImpactOrderedEngine:
+        try:
+            arrays = [np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES]
+        except (OSError, ValueError, EOFError) as exc:  # missing, truncated or not .npy at all
+            raise IndexFolderError(f"{folder}: the impact-ordered engine's files are unreadable ({exc})") from exc
+        _check_arrays(folder, arrays, doc_count)
+        return cls(arrays, doc_count, settings.budget)
 
     def _thread_buffers(self) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self._buffers, "scores"):

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from lsr.indexer.engines.base import CORES, Ranking, query_rows
+from lsr.indexer.engines.base import CORES, BuildExtras, Capabilities, NoSettings, Ranking, query_rows
 from lsr.indexer.engines.jvm import anserini_class, java_classes
 from lsr.retrieval.encoders.base import EncoderSpec
 
@@ -99,12 +99,16 @@ def _batch_search(searcher: Any, queries: list[Any], k: int) -> list[Any]:
 
 class LuceneImpactEngine:
     name: ClassVar[str] = "lucene"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    Settings: ClassVar[type] = NoSettings
 
     def __init__(self, searcher: Any) -> None:
         self._searcher = searcher
 
     @classmethod
-    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+    def build(
+        cls, vectors: sp.csr_matrix, folder: Path, settings: NoSettings = NoSettings(), extras: BuildExtras = BuildExtras()
+    ) -> None:
         rows = (
             {
                 "id": str(row),
@@ -116,7 +120,7 @@ class LuceneImpactEngine:
         _index_rows("JsonVectorCollection", rows, vectors.shape[0], folder, "-impact", "-pretokenized")
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int) -> LuceneImpactEngine:
+    def open(cls, folder: Path, doc_count: int, settings: NoSettings = NoSettings()) -> LuceneImpactEngine:
         return cls(anserini_class("io.anserini.search.SimpleImpactSearcher")(str(folder)))
 
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
@@ -137,6 +141,8 @@ class LuceneBm25Engine:
     """Searches text, not vectors: Lucene analyses documents and queries itself."""
 
     name: ClassVar[str] = "lucene-bm25"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    Settings: ClassVar[type] = NoSettings
 
     def __init__(self, searcher: Any) -> None:
         self._searcher = searcher
@@ -147,7 +153,7 @@ class LuceneBm25Engine:
         _index_rows("JsonCollection", rows, len(texts), folder, "-storePositions", "-storeDocvectors")
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int) -> LuceneBm25Engine:
+    def open(cls, folder: Path, doc_count: int, settings: NoSettings = NoSettings()) -> LuceneBm25Engine:
         searcher = anserini_class("io.anserini.search.SimpleSearcher")(str(folder))
         searcher.set_bm25(BM25_K1, BM25_B)
         return cls(searcher)

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from numpy.lib.format import open_memmap
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import Ranking, best_of, query_rows, search_rows
+from lsr.indexer.engines.base import BuildExtras, Capabilities, NoSettings, Ranking, best_of, query_rows, search_rows
 from lsr.indexer.quantization import IMPACT_DTYPE
 
 RANGE_BITS = 16
@@ -113,8 +113,53 @@ def _range_layout(part: sp.csc_matrix, span: int, term_max: np.ndarray) -> tuple
     return dense, np.repeat(~is_dense, counts)
 
 
+def _check_arrays(folder: Path, arrays: list[np.ndarray], doc_count: int) -> None:
+    """What the scoring loop trusts without bounds checks, checked once at open: dtypes, shapes, and that every
+    posting range and dense block lies inside its array (a damaged file must be an error, never a wild read or
+    write). Costs a pass over the per-range tables and over the last, partial range's postings, not the index's."""
+    range_indptr, range_max, offsets, impacts, dense_starts, dense_impacts = arrays
+    ranges = max(1, -(-doc_count // RANGE_SIZE))
+
+    def fail(problem: str) -> None:
+        raise IndexFolderError(f"{folder} is damaged: {problem}; rebuild it (lsr reindex, or lsr index --overwrite)")
+
+    expected = {
+        "range_indptr": (range_indptr, np.int64, 2),
+        "range_max": (range_max, IMPACT_DTYPE, 2),
+        "postings_offsets": (offsets, np.uint16, 1),
+        "postings_impacts": (impacts, IMPACT_DTYPE, 1),
+        "dense_starts": (dense_starts, np.int64, 2),
+        "dense_impacts": (dense_impacts, np.uint8, 1),
+    }
+    for name, (array, dtype, ndim) in expected.items():
+        if array.dtype != dtype or array.ndim != ndim:
+            fail(f"{name}.npy holds {array.ndim}-d {array.dtype}, not {ndim}-d {np.dtype(dtype)}")
+    dim = range_max.shape[1]
+    if range_max.shape[0] != ranges or dense_starts.shape != (ranges, dim) or range_indptr.shape != (ranges, dim + 1):
+        fail(
+            f"its tables have shapes {range_indptr.shape}, {range_max.shape}, {dense_starts.shape} for {ranges} "
+            f"range(s) of {doc_count} documents"
+        )
+    if offsets.size != impacts.size:
+        fail(f"{offsets.size} posting offsets but {impacts.size} impacts")
+    if range_indptr.size and (
+        range_indptr[:, 0].min() < 0 or range_indptr[:, -1].max() > offsets.size or (np.diff(range_indptr, axis=1) < 0).any()
+    ):
+        fail("range_indptr.npy points outside the postings or is not ascending")
+    spans = np.minimum(RANGE_SIZE, doc_count - np.arange(ranges, dtype=np.int64) * RANGE_SIZE)
+    if dense_starts.size and (
+        dense_starts.min() < -1 or (dense_starts.max(axis=1) + spans > dense_impacts.size)[dense_starts.max(axis=1) >= 0].any()
+    ):
+        fail("dense_starts.npy points outside dense_impacts.npy")
+    last = slice(int(range_indptr[-1, 0]), int(range_indptr[-1, -1]))
+    if spans[-1] < RANGE_SIZE and offsets[last].size and int(offsets[last].max()) >= spans[-1]:
+        fail(f"postings_offsets.npy has rows beyond the last range's {spans[-1]} documents")
+
+
 class MemoryEngine:
     name: ClassVar[str] = "memory"
+    capabilities: ClassVar[Capabilities] = Capabilities(live_updates=True)
+    Settings: ClassVar[type] = NoSettings
 
     def __init__(self, arrays: list[np.ndarray], doc_count: int) -> None:
         range_indptr, self._range_max, offsets, impacts, dense_starts, dense_impacts = arrays
@@ -124,7 +169,9 @@ class MemoryEngine:
         self._buffers = threading.local()
 
     @classmethod
-    def build(cls, vectors: sp.csr_matrix, folder: Path) -> None:
+    def build(
+        cls, vectors: sp.csr_matrix, folder: Path, settings: NoSettings = NoSettings(), extras: BuildExtras = BuildExtras()
+    ) -> None:
         vectors = sp.csr_matrix(vectors)
         dim = vectors.shape[1]
         ranges = [(first, min(first + RANGE_SIZE, vectors.shape[0])) for first in range(0, max(1, vectors.shape[0]), RANGE_SIZE)]
@@ -167,7 +214,7 @@ class MemoryEngine:
         np.save(folder / "dense_starts.npy", dense_starts)
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int) -> MemoryEngine:
+    def open(cls, folder: Path, doc_count: int, settings: NoSettings = NoSettings()) -> MemoryEngine:
         missing = [name for name in _FILES if not (folder / f"{name}.npy").is_file()]
         if missing:
             raise IndexFolderError(
@@ -175,7 +222,12 @@ class MemoryEngine:
                 "rebuilt without re-encoding: lsr reindex INDEX --out NEW_INDEX --engine memory"
             )
         # np.asarray: a plain ndarray view of each memory map (no copy), the type numba compiles for.
-        return cls([np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES], doc_count)
+        try:
+            arrays = [np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _FILES]
+        except (OSError, ValueError, EOFError) as exc:  # truncated or not .npy at all
+            raise IndexFolderError(f"{folder}: the memory engine's files are unreadable ({exc})") from exc
+        _check_arrays(folder, arrays, doc_count)
+        return cls(arrays, doc_count)
 
     def search(self, queries: sp.csr_matrix, k: int) -> list[Ranking]:
         """Batches are spread over the machine's cores: scoring and top-k run without the GIL."""

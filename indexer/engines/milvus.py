@@ -16,6 +16,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,10 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import Ranking
+from lsr.indexer.engines.base import BuildExtras, Capabilities, Ranking
 
 if TYPE_CHECKING:
-    from lsr.indexer.index_folder import DocInfo
+    from lsr.datasets import Document
 
 TOKEN_VARIABLE = "LSR_MILVUS_TOKEN"
 SPARSE_FIELD, DENSE_FIELD = "sparse", "dense"
@@ -73,7 +74,7 @@ def _sparse_rows(vectors: sp.csr_matrix) -> sp.csr_matrix:
     return vectors.astype(np.float32)
 
 
-def _entities(rows: np.ndarray, docs: Sequence[DocInfo], sparse: sp.csr_matrix, dense: np.ndarray | None) -> list[dict]:
+def _entities(rows: np.ndarray, docs: Sequence[Document], sparse: sp.csr_matrix, dense: np.ndarray | None) -> list[dict]:
     entities = []
     for position, (row, doc) in enumerate(zip(rows, docs, strict=True)):
         if len(doc.id.encode()) > MAX_ID_BYTES:
@@ -102,8 +103,16 @@ def _rankings(results: list, k: int) -> list[Ranking]:
     return rankings
 
 
+@dataclass(frozen=True)
+class MilvusSettings:
+    uri: str  # a server address, or the absolute path of a milvus-lite file
+    collection: str
+
+
 class MilvusEngine:
     name: ClassVar[str] = "milvus"
+    capabilities: ClassVar[Capabilities] = Capabilities(live_updates=True, stores_updates=True, serves_dense=True)
+    Settings: ClassVar[type] = MilvusSettings
 
     def __init__(self, client: Any, collection: str, dense_dim: int | None) -> None:
         self._client = client
@@ -112,16 +121,10 @@ class MilvusEngine:
 
     @classmethod
     def build(
-        cls,
-        vectors: sp.csr_matrix,
-        folder: Path,
-        *,
-        uri: str,
-        collection: str,
-        docs: Sequence[DocInfo],
-        dense: np.ndarray | None = None,
+        cls, vectors: sp.csr_matrix, folder: Path, settings: MilvusSettings, extras: BuildExtras = BuildExtras()
     ) -> None:
         """(Re)creates the collection: an index folder owns its collection, so rebuilding the index rebuilds it."""
+        uri, collection, docs, dense = settings.uri, settings.collection, extras.docs, extras.dense
         pymilvus = _pymilvus()
         client = _connect(uri)
         DataType = pymilvus.DataType
@@ -152,7 +155,8 @@ class MilvusEngine:
         folder.mkdir(parents=True, exist_ok=True)  # the index's own files stay canonical; the engine keeps none
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int, *, uri: str, collection: str) -> MilvusEngine:
+    def open(cls, folder: Path, doc_count: int, settings: MilvusSettings) -> MilvusEngine:
+        uri, collection = settings.uri, settings.collection
         pymilvus = _pymilvus()
         client = _connect(uri)
         try:
@@ -184,31 +188,12 @@ class MilvusEngine:
         results = self._client.search(self.collection, data=data, anns_field=field, limit=min(k, MAX_LIMIT), search_params=params)
         return _rankings(results, k)
 
-    def hybrid_search(self, sparse: sp.csr_matrix, dense: np.ndarray, rrf_k: int, depth: int, k: int) -> list[Ranking]:
-        """Fused by the server: Milvus's RRF ranker over each side's top ``depth``. Its score is Σ 1/(rrf_k + rank),
-        twice lsr's equal-weight RRF score, so the ranking is the same.
-
-        One query per call: milvus-lite 2.5.1 mis-scores every query after the first of a batched hybrid search
-        (measured: 0.0124 where 2/61 = 0.0328 is due for a document first on both sides).
-        """
-        pymilvus = _pymilvus()
-        limit = min(depth, MAX_LIMIT)
-        rankings = []
-        for row in range(sparse.shape[0]):
-            requests = [
-                pymilvus.AnnSearchRequest(_sparse_rows(sparse[row]), SPARSE_FIELD, SPARSE_SEARCH, limit=limit),
-                pymilvus.AnnSearchRequest(np.asarray(dense[row : row + 1], np.float32), DENSE_FIELD, DENSE_SEARCH, limit=limit),
-            ]
-            results = self._client.hybrid_search(self.collection, requests, pymilvus.RRFRanker(rrf_k), limit=min(k, MAX_LIMIT))
-            rankings += _rankings(results, k)
-        return rankings
-
     def dense_side(self) -> MilvusDenseSide:
         if self.dense_dim is None:
             raise IndexFolderError(f"collection {self.collection} has no dense vectors: rebuild it with `lsr reindex`")
         return MilvusDenseSide(self)
 
-    def write(self, upserts: Sequence[tuple[int, DocInfo, sp.csr_matrix, np.ndarray | None]], deletes: Sequence[int]) -> None:
+    def write(self, upserts: Sequence[tuple[int, Document, sp.csr_matrix, np.ndarray | None]], deletes: Sequence[int]) -> None:
         """Live updates: ``upserts`` are (row, document, 1 × dim impacts, dense vector or None); ``deletes`` are rows."""
         pymilvus = _pymilvus()
         try:

@@ -11,23 +11,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import CORES, Ranking
+from lsr.indexer.engines.base import CORES, BuildExtras, Capabilities, Ranking
 from lsr.indexer.engines.memory import MemoryEngine
 
-DEFAULT_SHARDS = CORES
+@dataclass(frozen=True)
+class ShardedSettings:
+    shards: int = CORES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shards, int) or self.shards < 1:
+            raise IndexFolderError(f"shards must be a positive integer, got {self.shards!r}")
 
 
 def _shard_bounds(doc_count: int, shards: int) -> np.ndarray:
     return np.linspace(0, doc_count, shards + 1).astype(np.int64)
-
-
-def _check_shards(shards: int) -> None:
-    if not isinstance(shards, int) or shards < 1:
-        raise IndexFolderError(f"shards must be a positive integer, got {shards!r}")
 
 
 def merge_rankings(parts: list[Ranking], offsets: np.ndarray, k: int) -> Ranking:
@@ -40,6 +43,8 @@ def merge_rankings(parts: list[Ranking], offsets: np.ndarray, k: int) -> Ranking
 
 class ShardedEngine:
     name: ClassVar[str] = "sharded"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    Settings: ClassVar[type] = ShardedSettings
 
     def __init__(self, shards: list[MemoryEngine], offsets: np.ndarray) -> None:
         self._shards = shards
@@ -47,15 +52,16 @@ class ShardedEngine:
         self._pool = ThreadPoolExecutor(len(shards))
 
     @classmethod
-    def build(cls, vectors: sp.csr_matrix, folder: Path, shards: int = DEFAULT_SHARDS) -> None:
-        _check_shards(shards)
-        bounds = _shard_bounds(vectors.shape[0], shards)
+    def build(
+        cls, vectors: sp.csr_matrix, folder: Path, settings: ShardedSettings = ShardedSettings(), extras: BuildExtras = BuildExtras()
+    ) -> None:
+        bounds = _shard_bounds(vectors.shape[0], settings.shards)
         for number, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             MemoryEngine.build(vectors[start:end], folder / f"shard-{number:03d}")
 
     @classmethod
-    def open(cls, folder: Path, doc_count: int, shards: int = DEFAULT_SHARDS) -> ShardedEngine:
-        _check_shards(shards)
+    def open(cls, folder: Path, doc_count: int, settings: ShardedSettings = ShardedSettings()) -> ShardedEngine:
+        shards = settings.shards
         found = sorted(path for path in folder.glob("shard-*") if path.is_dir()) if folder.is_dir() else []
         if len(found) != shards:
             raise IndexFolderError(f"{folder} has {len(found)} shards, the manifest says {shards}")

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lsr import defaults
 from lsr.errors import EncoderError
 
 ARCH_FILE = "lsr_encoder.json"
@@ -22,8 +23,8 @@ QUERY_ENCODERS = ("model", "bow")
 
 @dataclass(frozen=True)
 class UhdSettings:
-    dim: int = 8192  # latent dimensions per bucket
-    k: int = 32  # winners kept per token: the sparsity knob
+    dim: int = defaults.Training.uhd_dim  # latent dimensions per bucket
+    k: int = defaults.Training.uhd_k  # winners kept per token: the sparsity knob
     layers: tuple[int, ...] = (-1,)  # hidden layers that each feed a head ("buckets"); -1 is the last
     binarized: bool = False
 

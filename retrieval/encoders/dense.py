@@ -6,11 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.encoders.registry import resolve_model
 
-DEFAULT_DENSE_ENCODER = "all-minilm-l6-v2"
+DEFAULT_DENSE_ENCODER = defaults.DENSE_ENCODER
 
 
 class SentenceTransformerEncoder:

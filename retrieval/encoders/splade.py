@@ -18,12 +18,13 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
 from lsr.retrieval.encoders.registry import resolve_model
 
-DEFAULT_QUERY_MAX_LENGTH = 64
-DEFAULT_DOC_MAX_LENGTH = 256
+DEFAULT_QUERY_MAX_LENGTH = defaults.QUERY_MAX_LENGTH
+DEFAULT_DOC_MAX_LENGTH = defaults.DOC_MAX_LENGTH
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 assert set(DTYPES) == set(PRECISIONS)
 # Logits per tile (tokens × vocabulary columns): 2 MiB at fp32, so a tile is still in cache (1 MiB L2 per

@@ -1,6 +1,6 @@
 """Training sparse encoders (SPLADE, UHD, inference-free SPLADE) with contrastive, FLOPS and distillation losses."""
 
-from lsr.retrieval.training.data import TrainingData, load_training_data, mine_hard_negatives, negatives_from_run, read_run, score_spread_ratio
+from lsr.retrieval.training.data import TrainingData, load_training_data, mine_hard_negatives, negatives_from_run, score_spread_ratio, teacher_scale
 from lsr.retrieval.training.trainer import TrainingConfig, train
 
-__all__ = ["TrainingConfig", "TrainingData", "load_training_data", "mine_hard_negatives", "negatives_from_run", "read_run", "score_spread_ratio", "train"]
+__all__ = ["TrainingConfig", "TrainingData", "load_training_data", "mine_hard_negatives", "negatives_from_run", "score_spread_ratio", "teacher_scale", "train"]

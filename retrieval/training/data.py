@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lsr import defaults
 from lsr.datasets import read_corpus, read_qrels, read_queries
 from lsr.errors import DatasetError, LsrError
-
-Run = dict[str, dict[str, float]]
+from lsr.runs import Run
 
 
 @dataclass
@@ -72,7 +72,7 @@ def load_training_data(dataset: str | Path, split: str, *, max_queries: int | No
     )
 
 
-def mine_hard_negatives(data: TrainingData, searcher, depth: int = 50) -> None:
+def mine_hard_negatives(data: TrainingData, searcher, depth: int = defaults.NEGATIVES_DEPTH) -> None:
     """Top ``depth`` sparse hits of each query minus its positives (and minus the query's own id, as BEIR does).
 
     ``searcher`` is a lsr.retrieval.search.Searcher over an index of the same corpus.
@@ -86,7 +86,7 @@ def mine_hard_negatives(data: TrainingData, searcher, depth: int = 50) -> None:
     _set_negatives(data, ranked, "the index for hard negatives")
 
 
-def negatives_from_run(data: TrainingData, run: Run, depth: int = 50) -> None:
+def negatives_from_run(data: TrainingData, run: Run, depth: int = defaults.NEGATIVES_DEPTH) -> None:
     """Top ``depth`` documents of each query in a teacher's run minus its positives: distillation pairs are then
     drawn from what the teacher ranks, so its margins carry the information the (incomplete) qrels lack."""
     ranked = {q: _top_documents(run[q], depth) for q in data.queries if q in run}
@@ -95,7 +95,7 @@ def negatives_from_run(data: TrainingData, run: Run, depth: int = 50) -> None:
     _set_negatives(data, ranked, "the teacher run")
 
 
-def score_spread_ratio(student: Run, teacher: Run, depth: int = 50) -> float:
+def score_spread_ratio(student: Run, teacher: Run, depth: int = defaults.NEGATIVES_DEPTH) -> float:
     """How much wider the student's scores spread than the teacher's on the same documents: the median over queries
     of std(student) / std(teacher) over the teacher's top ``depth`` (documents the student's run also holds).
 
@@ -130,23 +130,11 @@ def _set_negatives(data: TrainingData, ranked: dict[str, list[str]], source: str
         raise LsrError(f"{source} holds {unknown} hits that are not in the training corpus: use the same dataset")
 
 
-def read_run(path: str | Path) -> Run:
-    """A TREC run file (query-id Q0 doc-id rank score tag), as `lsr eval` writes it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"teacher run {path} does not exist")
-    run: Run = {}
-    with path.open() as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            columns = line.split()
-            if len(columns) != 6:
-                raise DatasetError(f"{path}:{lineno}: expected 6 TREC run columns (query-id Q0 doc-id rank score tag)")
-            try:
-                run.setdefault(columns[0], {})[columns[2]] = float(columns[4])
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{lineno}: score {columns[4]!r} is not a number") from exc
-    if not run:
-        raise DatasetError(f"teacher run {path} is empty")
-    return run
+def teacher_scale(teacher: Run | None, student: Run | None, given: float | None, depth: int) -> float:
+    """The factor on the teacher's scores: ``given``, or measured from the starting model's own run (``student``)
+    by ``score_spread_ratio``, or 1."""
+    if student is None:
+        return 1.0 if given is None else given
+    if teacher is None or given is not None:
+        raise LsrError("--student-run measures the teacher scale: it needs --teacher-run and no --teacher-scale")
+    return round(score_spread_ratio(student, teacher, depth), 2)

@@ -24,6 +24,7 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as transformers_logging
 
+from lsr import defaults
 from lsr.errors import EncoderError, LsrError
 from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architecture
 from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
@@ -31,7 +32,8 @@ from lsr.retrieval.encoders.registry import resolve_model
 from lsr.retrieval.encoders.splade import is_masked_lm, splade_pool
 from lsr.retrieval.encoders.uhd import UhdModel
 from lsr.retrieval.training import losses
-from lsr.retrieval.training.data import Batch, Run, TrainingData
+from lsr.retrieval.training.data import Batch, TrainingData
+from lsr.runs import Run
 
 LOG_FILE = "training_log.jsonl"
 SUMMARY_FILE = "training.json"
@@ -40,15 +42,15 @@ STATE_FILE = "training_state.pt"  # in each checkpoint: what resuming needs besi
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    base: str = "splade-tiny"  # a masked-LM checkpoint: packaged name, folder or Hugging Face id
+    base: str = defaults.Training.base  # a masked-LM checkpoint: packaged name, folder or Hugging Face id
     architecture: Architecture = Architecture()
-    steps: int = 200
-    batch_size: int = 16
-    learning_rate: float = 5e-5
+    steps: int = defaults.Training.steps
+    batch_size: int = defaults.Training.batch_size
+    learning_rate: float = defaults.Training.learning_rate
     head_learning_rate: float | None = None  # UHD: the new projection starts from random weights; None: learning_rate
-    lambda_d: float = 1e-3  # FLOPS weight on documents
-    lambda_q: float = 1e-3  # FLOPS weight on queries (unused with bag-of-words queries)
-    lambda_warmup_steps: int = 50  # T in λ_t = λ·min(1, t/T)²
+    lambda_d: float = defaults.Training.lambda_d  # FLOPS weight on documents
+    lambda_q: float = defaults.Training.lambda_q  # FLOPS weight on queries (unused with bag-of-words queries)
+    lambda_warmup_steps: int = defaults.Training.lambda_warmup_steps  # T in λ_t = λ·min(1, t/T)²
     l1_q: float = 0.0
     distillation: str | None = None  # "marginmse" or "kl", with a teacher run
     distillation_weight: float = 1.0
@@ -60,8 +62,8 @@ class TrainingConfig:
     # positives from unjudged relevant documents, and the cheapest way to lower it is shrinking every score,
     # which the model does by dropping terms.
     ranking_weight: float = 1.0
-    query_max_length: int = 32
-    doc_max_length: int = 128
+    query_max_length: int = defaults.Training.query_max_length
+    doc_max_length: int = defaults.Training.doc_max_length
     checkpoint_every: int = 0  # steps; 0: only the final model
     seed: int = 0
 

@@ -1,4 +1,4 @@
-"""Searcher: an index folder plus the encoders that built it → ranked hits, sparse, dense or hybrid.
+"""Searcher: an index plus the encoders that built it → ranked hits, sparse, dense or hybrid.
 
 This is what the CLI, the API and evaluation all call.
 """
@@ -12,8 +12,9 @@ from pathlib import Path
 from lsr.errors import EncoderMismatchError, LsrError
 from lsr.indexer.engines.base import Ranking
 from lsr.indexer.index_folder import IndexFolder
+from lsr.indexer.searchable import SearchableIndex
 from lsr.retrieval.encoders import DenseEncoder, EncoderSpec, SparseEncoder, load_dense_encoder, load_sparse_encoder
-from lsr.retrieval.fusion import Fusion, fuse
+from lsr.retrieval.search.fusion import Fusion, fuse
 
 MAX_K = 10_000
 MODES = ("sparse", "dense", "hybrid")
@@ -23,7 +24,7 @@ MODES = ("sparse", "dense", "hybrid")
 class Hit:
     rank: int  # 1-based
     id: str
-    score: float  # sparse: dot product of quantized vectors; dense: cosine; hybrid: see lsr.retrieval.fusion
+    score: float  # sparse: dot product of quantized vectors; dense: cosine; hybrid: see lsr.retrieval.search.fusion
     title: str
 
 
@@ -32,7 +33,7 @@ def check_k(k: int) -> None:
         raise LsrError(f"k must be between 1 and {MAX_K}, got {k}")
 
 
-def _check_same_model(index: IndexFolder, expected: EncoderSpec, actual: EncoderSpec) -> None:
+def _check_same_model(index: SearchableIndex, expected: EncoderSpec, actual: EncoderSpec) -> None:
     if any(actual.identity[key] != value for key, value in expected.identity.items()):
         raise EncoderMismatchError(
             f"{index.path} was built with encoder {expected.name!r} "
@@ -42,7 +43,7 @@ def _check_same_model(index: IndexFolder, expected: EncoderSpec, actual: Encoder
         )
 
 
-def _check_encoder_presence(index: IndexFolder, has_encoder: bool) -> None:
+def _check_encoder_presence(index: SearchableIndex, has_encoder: bool) -> None:
     if has_encoder == index.has_text_engine:
         needs = "a BM25 index: it takes no" if index.has_text_engine else "not a BM25 index: it needs a"
         raise EncoderMismatchError(f"{index.path} is {needs} sparse encoder")
@@ -50,7 +51,7 @@ def _check_encoder_presence(index: IndexFolder, has_encoder: bool) -> None:
 
 class Searcher:
     def __init__(
-        self, index: IndexFolder, encoder: SparseEncoder | None, dense_encoder: DenseEncoder | None = None
+        self, index: SearchableIndex, encoder: SparseEncoder | None, dense_encoder: DenseEncoder | None = None
     ) -> None:
         """``encoder`` is None for a BM25 index: Lucene analyses the query text itself."""
         manifest = index.manifest

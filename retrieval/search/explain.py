@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import LsrError
-from lsr.retrieval.search import Searcher
+from lsr.retrieval.search.searcher import Searcher
 
 TOP_DOCUMENT_TERMS = 20
 
@@ -80,7 +80,7 @@ def _document_text(title: str, text: str) -> str:
 
 
 def explain(searcher: Searcher, query: str, doc_ids: list[str]) -> list[Explanation]:
-    """One explanation per document; ``searcher.index`` must be a live view (``lsr.indexer.live.LiveView``).
+    """One explanation per document, over any ``SearchableIndex`` (an index folder or a live view).
 
     Raises KeyError for an id that is not in the index.
     """

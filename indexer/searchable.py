@@ -1,0 +1,56 @@
+"""What a searcher reads from an index: the interface between indexing and search.
+
+Two things implement it: ``IndexFolder`` (an index as written on disk) and ``LiveView`` (a snapshot of an
+index with its live updates applied). Search code depends on this Protocol only, never on how an index was
+written or updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.indexer.engines.base import Ranking
+
+if TYPE_CHECKING:
+    from lsr.datasets import Document
+    from lsr.indexer.index_folder import Manifest
+
+
+class VectorSearch(Protocol):
+    def search(self, queries: sp.csr_matrix | np.ndarray, k: int) -> list[Ranking]:
+        """Top-k rows of each query (a CSR row of integer impacts, or a dense vector)."""
+        ...
+
+
+class SparseSide(VectorSearch, Protocol):
+    def search_texts(self, queries: Sequence[str], k: int) -> list[Ranking]:
+        """Top-k rows of each query text, for engines that analyse text themselves (BM25)."""
+        ...
+
+
+class SearchableIndex(Protocol):
+    path: Path
+    manifest: Manifest
+    has_text_engine: bool  # a BM25 index: queries are text, not vectors
+
+    @property
+    def engine(self) -> SparseSide: ...
+
+    @property
+    def dense(self) -> VectorSearch | None: ...
+
+    @property
+    def docs(self) -> Sequence[Document]: ...
+
+    def row(self, doc_id: str) -> int | None:
+        """The row of a document, None when the index does not hold it."""
+        ...
+
+    def vector(self, row: int) -> sp.csr_matrix:
+        """The quantized sparse vector of one row (1 × dim)."""
+        ...

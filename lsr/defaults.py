@@ -1,0 +1,33 @@
+"""Every default a user can override, declared once.
+
+The library's settings classes and the `lsr` command read them from here. The module imports nothing, so the
+command's options can show them without loading torch.
+"""
+
+SPARSE_ENCODER = "splade-tiny"
+DENSE_ENCODER = "all-minilm-l6-v2"
+DOC_MAX_LENGTH = 256  # tokens, at indexing time
+QUERY_MAX_LENGTH = 64  # tokens; recorded in the manifest as the index's query default
+CHUNK_SIZE = 1000  # documents per checkpointed chunk of an indexing run
+QUANTIZATION_SCALE = 100.0  # impact = round(weight × scale)
+PRECISION = "bf16"  # sparse encoder arithmetic at indexing time (UHD: fp32 only); see encoders.index_precision
+COMPACT_AFTER = 1000  # live updates (delta rows + tombstones) held in memory before a background compaction
+RUN_DEPTH = 1000  # hits per query in an evaluation run
+SEARCH_K = 10
+NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
+
+
+class Training:
+    """``lsr train``'s defaults (``TrainingConfig``'s fields): a short SPLADE fine-tune."""
+
+    base = SPARSE_ENCODER
+    steps = 200
+    batch_size = 16
+    learning_rate = 5e-5
+    lambda_d = 1e-3  # FLOPS weight on documents
+    lambda_q = 1e-3  # FLOPS weight on queries
+    lambda_warmup_steps = 50  # T in λ_t = λ·min(1, t/T)²
+    query_max_length = 32  # shorter than at indexing time: training steps cost quadratically in length
+    doc_max_length = 128
+    uhd_dim = 8192
+    uhd_k = 32
