@@ -5,6 +5,11 @@ tests use as the reference it must match): the MLM decoder (vocabulary × hidden
 splade-tiny) is nearly all the work, and applying it tile by tile with the max taken while a tile's
 logits are in cache, over each text's real tokens only, never writes the tokens × vocabulary logits that
 SparseEncoder (and our previous code) materialize. bench/encode.py measures both.
+
+Threads: each tile is a small op, and torch synchronizes its intra-op threads after every one. On this shared
+2-core machine, busy with other jobs, 2 threads ran slower than 1 for every system and the tiled path lost the
+most (bench/encode.py, 100 documents: 9.0 docs/s at 2 threads, 30.0 at 1); encoding documents in parallel,
+one thread each, would not synchronize per tile (not done).
 """
 
 from __future__ import annotations
