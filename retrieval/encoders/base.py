@@ -11,6 +11,9 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+# Arithmetic the sparse encoder runs in: "fp32", or "bf16" (the CPU's bfloat16 matmuls, fp32 accumulation).
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -22,6 +25,8 @@ class EncoderSpec:
     # Architecture parameters of trained models (UHD: dim, k, buckets, binarized; inference-free: query side,
     # idf); None for a plain SPLADE or dense model, so their specs stay as they were.
     arch: dict | None = None
+    # Document vectors were computed at this precision; searchers encode queries at the index's precision.
+    precision: str = "fp32"
 
     @property
     def identity(self) -> dict[str, str]:
@@ -34,7 +39,10 @@ class EncoderSpec:
     @property
     def config_hash(self) -> str:
         """Changes whenever document vectors would change."""
-        payload = json.dumps({**self.identity, "doc_max_length": self.doc_max_length}, sort_keys=True)
+        settings = {"doc_max_length": self.doc_max_length}
+        if self.precision != "fp32":  # fp32 hashes as before precision existed, so older indexes keep theirs
+            settings["precision"] = self.precision
+        payload = json.dumps({**self.identity, **settings}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -42,8 +50,9 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> EncoderSpec:
-        # "arch" is optional: manifests written before it existed lack it.
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data or key != "arch"})
+        # "arch" and "precision" are optional: manifests written before they existed lack them.
+        optional = ("arch", "precision")
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data or key not in optional})
 
 
 class SparseEncoder(Protocol):

@@ -1,8 +1,15 @@
 """SPLADE: w_j = max over tokens i of log(1 + ReLU(MLM logit_ij)), padding masked out.
 
 Written on transformers directly rather than through sentence-transformers' SparseEncoder (which the
-tests use as the reference it must match): pooling before the activation and separate query/document
-lengths make encoding about twice as fast on CPU.
+tests use as the reference it must match): the MLM decoder (vocabulary × hidden, 30,522 × 128 for
+splade-tiny) is nearly all the work, and applying it tile by tile with the max taken while a tile's
+logits are in cache, over each text's real tokens only, never writes the tokens × vocabulary logits that
+SparseEncoder (and our previous code) materialize. bench/encode.py measures both.
+
+Threads: each tile is a small op, and torch synchronizes its intra-op threads after every one. On this shared
+2-core machine, busy with other jobs, 2 threads ran slower than 1 for every system and the tiled path lost the
+most (bench/encode.py, 100 documents: 9.0 docs/s at 2 threads, 30.0 at 1); encoding documents in parallel,
+one thread each, would not synchronize per tile (not done).
 """
 
 from __future__ import annotations
@@ -12,16 +19,24 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from lsr import defaults
 from lsr.errors import EncoderError
-from lsr.retrieval.encoders.base import EncoderSpec
+from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
 from lsr.retrieval.encoders.registry import resolve_model
 
 DEFAULT_QUERY_MAX_LENGTH = defaults.QUERY_MAX_LENGTH
 DEFAULT_DOC_MAX_LENGTH = defaults.DOC_MAX_LENGTH
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+assert set(DTYPES) == set(PRECISIONS)
+# Logits per tile (tokens × vocabulary columns): 2 MiB at fp32, so a tile is still in cache (1 MiB L2 per
+# core, 32 MiB L3 here) when it is max-pooled. bench/encode.py, 256-token documents, one thread: 256 KiB to
+# 2 MiB all ran at 19–20 docs/s, 8 MiB 18, the whole vocabulary per text 13. A lone query (~20 tokens)
+# takes nearly the whole vocabulary in one or two tiles, which measured fastest (fewer calls).
+TILE_ELEMENTS = 1 << 19
 
 
 def is_masked_lm(config) -> bool:
@@ -39,6 +54,20 @@ def splade_pool(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     return torch.log1p(torch.relu(pooled))
 
 
+def _detach_decoder(model: nn.Module) -> nn.Linear:
+    """Replaces the MLM decoder (the last layer of every BERT-family MLM head) by the identity, so the
+    model returns the head's transformed hidden states, and returns the decoder."""
+    decoder = model.get_output_embeddings()
+    if not isinstance(decoder, nn.Linear):
+        raise EncoderError(f"the masked language model's output layer is a {type(decoder).__name__}, not a linear decoder")
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if child is decoder:
+                setattr(parent, name, nn.Identity())
+                return decoder
+    raise EncoderError("the masked language model's output layer is not one of its modules")
+
+
 class SpladeEncoder:
     def __init__(
         self,
@@ -46,7 +75,7 @@ class SpladeEncoder:
         *,
         query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
         doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
-        batch_size: int = 16,  # measured fastest on 2 CPU cores (larger batches thrash memory)
+        precision: str = "fp32",
     ) -> None:
         resolved = resolve_model(model)
         config = AutoConfig.from_pretrained(resolved.path)
@@ -56,13 +85,17 @@ class SpladeEncoder:
         for label, length in (("query", query_max_length), ("document", doc_max_length)):
             if not 1 <= length <= limit:
                 raise EncoderError(f"{label} max length must be between 1 and {limit} for {model!r}, got {length}")
-        if batch_size < 1:
-            raise EncoderError(f"batch size must be positive, got {batch_size}")
-        self.spec = EncoderSpec("splade", model, resolved.content_hash, query_max_length, doc_max_length)
-        self.batch_size = batch_size
+        if precision not in DTYPES:
+            raise EncoderError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
+        self.spec = EncoderSpec("splade", model, resolved.content_hash, query_max_length, doc_max_length, precision=precision)
         self._tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
-        self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).eval()
+        dtype = DTYPES[precision]
+        # bf16 runs every matmul on the CPU's AVX-512 BF16 (or AMX) units with fp32 accumulation.
+        self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(dtype).eval()
+        decoder = _detach_decoder(self._model)
+        self._weight = decoder.weight.detach()
+        self._bias = decoder.bias.detach() if decoder.bias is not None else None
         self.dim = int(config.vocab_size)
 
     @property
@@ -82,20 +115,44 @@ class SpladeEncoder:
         """The vocabulary terms that occur in ``text``: a SPLADE weight on any other term is an expansion."""
         return set(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _pool(self, texts: list[str], max_length: int) -> np.ndarray:
-        tokens = self._tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        with torch.inference_mode():
-            return splade_pool(self._model(**tokens).logits, tokens["attention_mask"]).numpy()
-
     def _encode(self, texts: Sequence[str], max_length: int) -> sp.csr_matrix:
-        texts = list(texts)
-        if not texts:
+        if not texts:  # the tokenizer refuses an empty list
             return sp.csr_matrix((0, self.dim), dtype=np.float32)
-        # Length-sorted batches carry little padding; rows are put back in input order at the end.
-        order = np.argsort([len(text) for text in texts], kind="stable")
-        blocks = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = [texts[i] for i in order[start : start + self.batch_size]]
-            blocks.append(sp.csr_matrix(self._pool(batch, max_length)))
-        sorted_rows = sp.vstack(blocks, format="csr")
-        return sorted_rows[np.argsort(order)].astype(np.float32)
+        ids = self._tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        rows = []
+        with torch.inference_mode():
+            for row in ids:  # sparse at once: a chunk of 1,000 dense rows would hold 122 MB
+                weights = torch.log1p(torch.relu(self._pool(self._features(row)).float()))
+                rows.append(sp.csr_matrix(weights.numpy()[np.newaxis]))
+        return sp.vstack(rows, format="csr")
+
+    def _features(self, ids: list[int]) -> torch.Tensor:
+        """One text's (tokens, hidden) output of the MLM head without its decoder.
+
+        Texts go through the transformer one at a time, so nothing is padded and a text's vector does not
+        depend on the texts encoded with it (with padded batches it did, in the last bits). Length-sorted
+        batches of 1,024 or 4,096 tokens measured 10–25% faster on this part alone (one thread, scifact and
+        cisi documents), which is 2–4% of a document's encoding: the decoder is the rest. Even a batch of
+        equal-length texts changes the matmuls' shapes, and with them the last bits of short texts' vectors.
+        """
+        input_ids = torch.tensor([ids])
+        return self._model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[0]
+
+    def _pool(self, features: torch.Tensor) -> torch.Tensor:
+        """One text's (tokens, hidden) features → (vocab,): the max over its tokens of its MLM logits.
+
+        The decoder runs one vocabulary tile at a time and each tile's logits are max-pooled right after the
+        matmul, while they are in cache. Every logit is the same dot product as in the full (tokens × vocab)
+        matmul and max is exact, so the result equals max-pooling the full logits bit for bit (tested).
+        Texts are decoded one by one: stacking several short texts' tokens into one matmul reads each tile
+        once for all of them and measured ~2× faster on the decoder for batches of 12–40-token queries, but
+        it changes the matmul's shape and with it the last bits of some logits; a lone query (serving) gains
+        nothing, and a document's 256 tokens already run the tiles near the matmul peak.
+        """
+        pooled = torch.empty(self.dim, dtype=features.dtype)
+        width = max(256, TILE_ELEMENTS // len(features))
+        for column in range(0, self.dim, width):
+            columns = slice(column, column + width)
+            bias = self._bias[columns] if self._bias is not None else None
+            torch.amax(torch.nn.functional.linear(features, self._weight[columns], bias), 0, out=pooled[columns])
+        return pooled

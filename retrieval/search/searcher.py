@@ -90,6 +90,7 @@ class Searcher:
                 encoder or spec.name,
                 query_max_length=query_max_length or spec.query_max_length,
                 doc_max_length=spec.doc_max_length,
+                precision=spec.precision,  # queries at the precision the documents were encoded at
             )
         dense_spec = index.manifest.dense_encoder
         dense = None

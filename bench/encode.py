@@ -1,0 +1,164 @@
+"""Document encoding throughput of splade-tiny: lsr's tiled decoder against the full-logits path and
+sentence-transformers' SparseEncoder, all measured in the same run, with the machine's matmul peak.
+
+    OMP_NUM_THREADS=1 nice -n 10 python bench/encode.py --docs 1000 --threads 1 2
+
+Every system encodes the same first --docs scifact documents cut at 256 tokens. GFLOP/s counts the useful
+work only (real tokens, no padding), the same count for every system, so it compares like with like:
+per document of T tokens, hidden size H, feed-forward size I, vocabulary V and L layers,
+    body     L · (8·T·H² [Q, K, V, output projections] + 4·T·H·I [feed-forward] + 4·T²·H [scores, weighted sum])
+    head     2·T·H² (the MLM transform) + 2·T·H·V (the decoder)
+(multiply-adds count 2; layer norms, softmax, GELU and embeddings are elementwise and left out). For
+splade-tiny at 256 tokens the decoder is 88% of it. Peak is a 2048³ fp32 torch.matmul, timed just before
+each system.
+The query part times each scifact test query encoded alone (one call per query), p50.
+Machines here are shared: read the ratios, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer  # noqa: E402
+
+from lsr.datasets import read_corpus, read_queries  # noqa: E402
+from lsr.retrieval.encoders import SpladeEncoder, resolve_model  # noqa: E402
+from lsr.retrieval.encoders import splade  # noqa: E402
+from lsr.retrieval.encoders.splade import splade_pool  # noqa: E402
+
+MAX_LENGTH = 256
+
+
+def full_logits_encoder(path, max_length: int = MAX_LENGTH) -> Callable[[list[str]], sp.csr_matrix]:
+    """lsr's previous encoder, the baseline: length-sorted batches of 16, all (batch × tokens × vocab)
+    logits, masked max, log1p∘ReLU."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForMaskedLM.from_pretrained(path).eval()
+
+    def encode(texts: list[str]) -> sp.csr_matrix:
+        order = np.argsort([len(text) for text in texts], kind="stable")
+        blocks = []
+        for start in range(0, len(texts), 16):
+            batch = [texts[i] for i in order[start : start + 16]]
+            tokens = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            with torch.inference_mode():
+                blocks.append(sp.csr_matrix(splade_pool(model(**tokens).logits, tokens["attention_mask"]).numpy()))
+        return sp.vstack(blocks, format="csr")[np.argsort(order)]
+
+    return encode
+
+
+def sentence_transformers_encoder(path) -> Callable[[list[str]], sp.csr_matrix]:
+    from sentence_transformers import SparseEncoder
+
+    model = SparseEncoder(str(path), device="cpu")  # built as tests/test_encoders.py builds the reference
+    model.max_seq_length = MAX_LENGTH
+
+    def encode(texts: list[str]) -> sp.csr_matrix:
+        return sp.csr_matrix(model.encode_document(texts, convert_to_tensor=True).to_dense().numpy())
+
+    return encode
+
+
+def useful_flops(path, texts: list[str]) -> float:
+    config = AutoConfig.from_pretrained(path)
+    h, i, v, layers = config.hidden_size, config.intermediate_size, config.vocab_size, config.num_hidden_layers
+    lengths = np.array([len(ids) for ids in AutoTokenizer.from_pretrained(path)(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]], dtype=np.float64)
+    body = layers * (8 * lengths * h * h + 4 * lengths * h * i + 4 * lengths**2 * h)
+    head = 2 * lengths * h * h + 2 * lengths * h * v
+    return float((body + head).sum())
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.matmul(a, b)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        torch.matmul(a, b)
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scifact"))
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--queries", type=int, default=300, help="test queries timed one by one (0: skip)")
+    parser.add_argument("--tile-sweep", type=int, default=100, help="documents to time tile sizes on, 1 thread (0: skip)")
+    args = parser.parse_args()
+
+    path = resolve_model("splade-tiny").path
+    texts = [doc.contents for doc in read_corpus(args.dataset).documents[: args.docs]]
+    flops = useful_flops(path, texts)
+    systems: dict[str, Callable[[list[str]], sp.csr_matrix]] = {
+        "full logits (previous lsr)": full_logits_encoder(path),
+        "sentence-transformers SparseEncoder": sentence_transformers_encoder(path),
+        **{f"lsr tiled, {p}": SpladeEncoder(doc_max_length=MAX_LENGTH, precision=p).encode_documents for p in ("fp32", "bf16")},
+    }
+    print(f"{len(texts)} scifact documents, {MAX_LENGTH}-token cut, {flops / len(texts) / 1e9:.2f} useful GFLOP per document")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        print(f"\n{threads} thread(s): the fp32 peak is measured just before each system, as load from other jobs drifts")
+        print("| system | docs/s | GFLOP/s | × SparseEncoder | × full logits | fp32 peak GFLOP/s | fraction of peak | max abs Δ | impacts changed |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        rates, peaks, vectors = {}, {}, {}
+        for name, encode in systems.items():
+            encode(texts[:8])  # warm-up: first-call allocations and kernel selection
+            peaks[name] = matmul_peak(torch.float32)
+            started = time.perf_counter()
+            vectors[name] = encode(texts)
+            rates[name] = len(texts) / (time.perf_counter() - started)
+        baseline = vectors["full logits (previous lsr)"]
+        for name, rate in rates.items():
+            gflops = rate * flops / len(texts) / 1e9
+            # Against the baseline's weights, and its quantized impacts round(w × 100) as the index stores them.
+            delta = abs(vectors[name] - baseline)
+            changed = (abs(vectors[name].multiply(100).rint() - baseline.multiply(100).rint()) > 0).nnz
+            print(
+                f"| {name} | {rate:.1f} | {gflops:.1f} | {rate / rates['sentence-transformers SparseEncoder']:.2f} "
+                f"| {rate / rates['full logits (previous lsr)']:.2f} | {peaks[name]:.1f} | {gflops / peaks[name]:.2f} "
+                f"| {delta.max():.1e} | {changed} of {baseline.nnz} |"
+            )
+        print(f"bf16 matmul peak: {matmul_peak(torch.bfloat16):.1f} GFLOP/s")
+
+    if args.tile_sweep:
+        # The decoder's logits per tile (tokens × columns): what must stay in cache until it is max-pooled.
+        torch.set_num_threads(1)
+        sample = texts[: args.tile_sweep]
+        print(f"\nTile size, lsr tiled fp32, 1 thread, {len(sample)} documents: docs/s")
+        encoder = SpladeEncoder(doc_max_length=MAX_LENGTH)
+        default = splade.TILE_ELEMENTS
+        for elements in (1 << 16, 1 << 18, 1 << 19, 1 << 21, 1 << 25):
+            splade.TILE_ELEMENTS = elements  # read by SpladeEncoder._pool at each call
+            started = time.perf_counter()
+            encoder.encode_documents(sample)
+            rate = len(sample) / (time.perf_counter() - started)
+            label = "whole vocabulary" if elements == 1 << 25 else f"{elements * 4 // 1024} KiB of logits"
+            print(f"| {label}{' (default)' if elements == default else ''} | {rate:.1f} |")
+        splade.TILE_ELEMENTS = default
+
+    if args.queries:
+        torch.set_num_threads(1)
+        queries = list(read_queries(args.dataset, "test").values())[: args.queries]
+        print(f"\nOne query at a time, 1 thread, {len(queries)} scifact test queries (64-token cut): p50 ms")
+        encoders = {"full logits (previous lsr)": full_logits_encoder(path, 64), **{f"lsr tiled, {p}": SpladeEncoder(precision=p).encode_queries for p in ("fp32", "bf16")}}
+        for name, encode in encoders.items():
+            seconds = []
+            for query in queries:
+                started = time.perf_counter()
+                encode([query])
+                seconds.append(time.perf_counter() - started)
+            print(f"| {name} | {np.percentile(np.asarray(seconds) * 1000, 50):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
