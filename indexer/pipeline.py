@@ -43,7 +43,7 @@ from lsr.indexer.index_folder import (
 )
 from lsr.indexer.locks import index_lock, try_flock
 from lsr.indexer.quantization import Quantization
-from lsr.retrieval.encoders import DenseEncoder, SparseEncoder, load_dense_encoder, load_sparse_encoder
+from lsr.retrieval.encoders import DenseEncoder, SparseEncoder, index_precision, load_dense_encoder, load_sparse_encoder
 
 PROGRESS_STEP = 128  # documents encoded between progress-bar updates
 STATE = "state.json"
@@ -385,10 +385,13 @@ def index_corpus(
     dense_encoder: str | None = None,
     doc_max_length: int = defaults.DOC_MAX_LENGTH,
     query_max_length: int = defaults.QUERY_MAX_LENGTH,
+    precision: str | None = None,
     **options,
 ) -> Manifest:
     """``build_index`` with the encoders named rather than loaded: a packaged name, a model folder or a Hugging Face
-    id; ``options`` are ``build_index``'s (engine, chunk_size, resume, overwrite, progress, …)."""
-    sparse = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length)
+    id; ``precision`` defaults as in ``lsr index`` (``index_precision``); ``options`` are ``build_index``'s (engine,
+    chunk_size, resume, overwrite, progress, …)."""
+    precision = precision or index_precision(encoder)
+    sparse = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision)
     dense = load_dense_encoder(dense_encoder) if dense_encoder else None
     return build_index(corpus, sparse, out, dense_encoder=dense, **options)

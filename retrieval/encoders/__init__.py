@@ -1,5 +1,7 @@
 """Encoders turn text into vectors; they know nothing of indexes or HTTP."""
 
+import torch
+
 from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.arch import Architecture, UhdSettings, read_architecture
@@ -49,8 +51,18 @@ def load_sparse_encoder(
 def index_precision(name: str) -> str:
     """The precision `lsr index` encodes at unless told: bf16 for SPLADE, which ran about twice as fast as fp32
     and moved nDCG@10 by at most 0.0017 on scifact, nfcorpus, cranfield and cisi (splade-tiny, test splits);
-    fp32 for UHD, whose encoder has no reduced precision."""
-    return "fp32" if read_architecture(resolve_model(name).path).uhd else defaults.PRECISION
+    fp32 for UHD, whose encoder has no reduced precision, and on CPUs without native bf16 arithmetic (there torch
+    emulates it, slower than fp32)."""
+    if read_architecture(resolve_model(name).path).uhd or not _native_bf16():
+        return "fp32"
+    return defaults.PRECISION
+
+
+def _native_bf16() -> bool:
+    try:  # oneDNN's own check for AVX-512 BF16 / AMX; a private operator, so its absence means "no"
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def load_dense_encoder(name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | None = None) -> DenseEncoder:
