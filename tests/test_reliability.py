@@ -153,6 +153,8 @@ def test_two_concurrent_resumed_builds_of_one_index_cannot_both_publish(tmp_path
         "--overwrite",
         "--chunk-size",
         "50",
+        "--precision",
+        "fp32",  # as the small_index fixture it is compared with
     ]
     first = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = Path(f"{out}.partial") / "state.json"
