@@ -1,7 +1,7 @@
 """Continuous batching of /search requests: concurrent requests are encoded and searched together.
 
-A request that finds no batch running leads: it waits ``window_s`` for others to join, then runs every pending
-request (up to ``max_batch``), grouped by the settings a search call shares (filter, mode, fusion, depth), one
+A request that finds no batch running leads: under concurrent load (the last batch held more than one request) it
+first waits ``window_s`` for others to join; then it runs every pending request (up to ``max_batch``), grouped by the settings a search call shares (filter, mode, fusion, depth), one
 ``search_many`` per group. Requests that arrive meanwhile wait for that batch to end; the first of them then
 leads the next. So model calls never run two at a time (each uses all of torch's threads, which are not
 oversubscribed), and under load a batch holds whatever queued while the previous one ran: the encoder's matrix
@@ -38,6 +38,7 @@ class Batcher(Generic[Result]):
         self._lock = threading.Lock()
         self._pending: list[_Request[Result]] = []
         self._leading = False
+        self._last_batch = 0  # requests in the last batch: more than one means requests arrive concurrently
         self.batches = 0  # batches run, and requests in them: their ratio is the mean batch size
         self.requests = 0
 
@@ -49,7 +50,8 @@ class Batcher(Generic[Result]):
             lead = not self._leading
             self._leading = True
         if lead:
-            time.sleep(self._window_s)  # let the requests that arrive together join the first batch
+            if self._last_batch > 1:  # alone (one client at a time) there is nobody to wait for
+                time.sleep(self._window_s)
         else:
             request.done.wait()
         if request.lead:  # woken to lead: a batch ran meanwhile, and this request waited for it
@@ -78,6 +80,7 @@ class Batcher(Generic[Result]):
         with self._lock:
             self.batches += 1
             self.requests += len(batch)
+            self._last_batch = len(batch)
             if self._pending:  # hand the lead on: the oldest waiting request runs the next batch
                 self._pending[0].lead = True
                 self._pending[0].done.set()

@@ -5,7 +5,7 @@
 Queries are the dataset's test queries, cycled. The index is served read-only (no API key, so no writes), in
 each mode it supports (sparse; dense and hybrid when it has dense vectors), at concurrency 1 and 16. Two servers
 are measured in the same run: the default (concurrent searches batched, ``lsr.api.batching``) and the baseline,
-the same server with batches of one query and 4 worker threads (how it served before batching). Prints errors,
+the same server with batches of one query, no batch window and 4 worker threads (as it served before batching). Prints errors,
 p50/p99 latency and QPS of each, their QPS ratio, and the in-process latency of the same searches called one at a
 time (what HTTP, JSON and queueing add on top).
 """
@@ -62,7 +62,7 @@ async def run_load(
         return latencies, errors, time.perf_counter() - started
 
 
-BASELINE_ENV = {"LSR_MAX_BATCH": "1", "LSR_WORKERS": "4"}
+BASELINE_ENV = {"LSR_MAX_BATCH": "1", "LSR_BATCH_WINDOW_MS": "0", "LSR_WORKERS": "4"}
 
 
 def start_server(index: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -34,6 +35,7 @@ def test_concurrent_requests_share_batches_and_get_their_own_hits(small_searcher
 
 def test_a_failing_group_fails_only_its_own_requests():
     def run(key: str, queries: list[str]) -> list[str]:
+        time.sleep(0.02)  # a search takes time: requests that arrive meanwhile form the next batch
         if key == "bad":
             raise ValueError("bad settings")
         return [query.upper() for query in queries]
