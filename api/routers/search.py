@@ -24,7 +24,7 @@ def _run(service: LiveSearcher, body: SearchRequest | BatchSearchRequest, querie
     mode = body.mode or searcher.default_mode
     fusion = searcher.default_fusion
     if body.fusion is not None:
-        fusion = dataclasses.replace(fusion, **body.fusion.model_dump(exclude_none=True))
+        fusion = fusion.changed(**body.fusion.model_dump(exclude_none=True))
     started = time.perf_counter()
     ranked = searcher.search_many(queries, body.offset + body.k, mode=mode, fusion=fusion)
     took_ms = (time.perf_counter() - started) * 1000
