@@ -4,18 +4,20 @@
         --dataset ../shared/data/cranfield --dataset ../shared/data/cisi
 
 Each index (indexes/<dataset>) needs all three signals: `lsr index DATASET --out indexes/<dataset> --dense-encoder
-all-minilm-l6-v2 --bm25`. Every candidate — `lsr tune`'s grid over sparse, dense and bm25 (RRF k ∈ 10, 30, 60, 100;
-convex min-max and z-score; weights on the 0.1 simplex, a weight of 0 leaving a signal out) plus equal weights for each
+all-minilm-l6-v2 --bm25`. A default is chosen for each set of signals an index can fuse: sparse+dense+bm25,
+sparse+dense and sparse+bm25. Every candidate — `lsr tune`'s grid over the set (RRF k ∈ 10, 30, 60, 100; convex
+min-max and z-score; weights on the 0.1 simplex, a weight of 0 leaving a signal out) plus equal weights for each
 method — is scored by nDCG@10 on each dataset's test queries, each signal's top --depth fused. For each fold, the
 candidate with the best mean over the other datasets is chosen and scored on the left-out one, so no fold's number
 saw its own judgments. The default is the candidate with the best mean over all datasets (what a new fold would
-choose). Reference rows: each signal alone, lsr's former default (RRF k=60, sparse + dense, equal weights) and the
-untuned convex min-max of all three with equal weights.
+choose). Reference rows: each signal alone, lsr's former default (RRF k=60, equal weights) and convex min-max with
+equal weights. The last lines are `lsr.defaults.UNTUNED_FUSION`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -33,10 +35,14 @@ MEASURE = "nDCG@10"
 K = 10
 
 
-def candidates(depth: int) -> list[Fusion]:
+# The signal sets an index can fuse by default (sparse is always there): a default is chosen for each.
+INDEX_SIGNALS = (("sparse", "dense", "bm25"), ("sparse", "dense"), ("sparse", "bm25"))
+
+
+def candidates(signals: tuple[str, ...], depth: int) -> list[Fusion]:
     equal = [Fusion("rrf", rrf_k=rrf_k, depth=depth) for rrf_k in RRF_KS]
     equal += [Fusion("convex", normalization=n, depth=depth) for n in ("minmax", "zscore")]
-    return equal + fusion_grid(SIGNALS, depth)
+    return equal + fusion_grid(signals, depth)
 
 
 class Dataset:
@@ -62,6 +68,52 @@ class Dataset:
         return score_run(self.evaluation.qrels, run, [MEASURE]).aggregate[MEASURE]
 
 
+def row(values) -> str:
+    return f"{' | '.join(f'{value:.4f}' for value in values)} | {np.mean(values):.4f} |"
+
+
+def choose(datasets: list[Dataset], signals: tuple[str, ...], depth: int) -> Fusion:
+    """Prints the leave-one-dataset-out folds for one signal set; returns the candidate best over all datasets."""
+    names = [dataset.name for dataset in datasets]
+    grid = candidates(signals, depth)
+    values = np.array([[dataset.value(fusion, signals) for dataset in datasets] for fusion in grid])  # candidate × dataset
+    former = Fusion("rrf", rrf_k=60, depth=depth)
+    references = {f"{signal} alone": (former, (signal,)) for signal in signals}
+    references["rrf k=60, equal weights (the former default)"] = (former, signals)
+    references["convex minmax, equal weights"] = (Fusion("convex", depth=depth), signals)
+    reference_values = {name: [d.value(f, s) for d in datasets] for name, (f, s) in references.items()}
+    former_values = reference_values["rrf k=60, equal weights (the former default)"]
+
+    print(f"## {'+'.join(signals)}: {len(grid)} candidates\n")
+    print(f"| left out | chosen on the other {len(names) - 1} (their mean) | {MEASURE} on the left-out | rrf k=60 | oracle |")
+    print("|---|---|---:|---:|---:|")
+    held_out = []
+    for column, name in enumerate(names):
+        others = [c for c in range(len(names)) if c != column]
+        chosen = int(np.argmax(values[:, others].mean(axis=1)))  # first of equals: the grid's order
+        held_out.append(values[chosen, column])
+        print(
+            f"| {name} | {grid[chosen].describe()} ({values[chosen, others].mean():.4f}) | {values[chosen, column]:.4f} | "
+            f"{former_values[column]:.4f} | {values[:, column].max():.4f} |"
+        )
+    print(f"| **mean** | | **{np.mean(held_out):.4f}** | {np.mean(former_values):.4f} | {values.max(axis=0).mean():.4f} |")
+
+    best = int(np.argmax(values.mean(axis=1)))
+    print(f"\nChosen on all {len(names)}: **{grid[best].describe()}**\n")
+    print(f"| system | {' | '.join(names)} | mean |")
+    print(f"|---|{'---:|' * (len(names) + 1)}")
+    for name, reference in reference_values.items():
+        print(f"| {name} | {row(reference)}")
+    print(f"| **default: {grid[best].describe()}** | {row(values[best])}")
+    print("\nThe five best candidates by mean:\n")
+    print(f"| candidate | {' | '.join(names)} | mean |")
+    print(f"|---|{'---:|' * (len(names) + 1)}")
+    for number in np.argsort(-values.mean(axis=1), kind="stable")[:5]:
+        print(f"| {grid[number].describe()} | {row(values[number])}")
+    print()
+    return grid[best]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, action="append", required=True)
@@ -70,49 +122,9 @@ def main() -> None:
     args = parser.parse_args()
 
     datasets = [Dataset(folder, args.indexes / folder.name, args.depth) for folder in args.dataset]
-    grid = candidates(args.depth)
-    values = np.array([[dataset.value(fusion) for dataset in datasets] for fusion in grid])  # candidate × dataset
-    former = Fusion("rrf", rrf_k=60, depth=args.depth)
-    references = {
-        **{f"{signal} alone": (former, (signal,)) for signal in SIGNALS},
-        "former default: rrf k=60, sparse+dense": (former, ("sparse", "dense")),
-        "convex minmax, equal thirds": (Fusion("convex", depth=args.depth), SIGNALS),
-    }
-    reference_values = {name: [d.value(f, signals) for d in datasets] for name, (f, signals) in references.items()}
-
-    names = [dataset.name for dataset in datasets]
-    print(f"{MEASURE} on each dataset's test queries; {len(grid)} candidates, top {args.depth} of each signal fused.\n")
-    print("## Leave one dataset out\n")
-    print(f"| left out | chosen on the other {len(datasets) - 1} | their mean | {MEASURE} on the left-out | former default | best on it (oracle) |")
-    print("|---|---|---:|---:|---:|---:|")
-    held_out = []
-    for column, name in enumerate(names):
-        others = [c for c in range(len(names)) if c != column]
-        chosen = int(np.argmax(values[:, others].mean(axis=1)))  # first of equals: the grid's order
-        held_out.append(values[chosen, column])
-        print(
-            f"| {name} | {grid[chosen].describe()} | {values[chosen, others].mean():.4f} | {values[chosen, column]:.4f} | "
-            f"{reference_values['former default: rrf k=60, sparse+dense'][column]:.4f} | {values[:, column].max():.4f} |"
-        )
-    former_mean = float(np.mean(reference_values["former default: rrf k=60, sparse+dense"]))
-    print(f"| **mean** | | | **{np.mean(held_out):.4f}** | {former_mean:.4f} | {values.max(axis=0).mean():.4f} |")
-
-    best = int(np.argmax(values.mean(axis=1)))
-    default = grid[best]
-    print(f"\n## The default: the best mean over all {len(names)} datasets\n")
-    print(f"`{default.describe()}` — to_dict: `{default.to_dict()}`\n")
-    print(f"| system | {' | '.join(names)} | mean |")
-    print(f"|---|{'---:|' * (len(names) + 1)}")
-    rows = {**reference_values, f"**default: {default.describe()}**": list(values[best])}
-    # The default on an index without a BM25 side: bm25 drops out, sparse and dense keep their proportions.
-    rows["default without bm25 (sparse+dense index)"] = [d.value(default, ("sparse", "dense")) for d in datasets]
-    for name, row in rows.items():
-        print(f"| {name} | {' | '.join(f'{v:.4f}' for v in row)} | {np.mean(row):.4f} |")
-    print("\n## The ten best candidates by mean\n")
-    print(f"| candidate | {' | '.join(names)} | mean |")
-    print(f"|---|{'---:|' * (len(names) + 1)}")
-    for number in np.argsort(-values.mean(axis=1), kind="stable")[:10]:
-        print(f"| {grid[number].describe()} | {' | '.join(f'{v:.4f}' for v in values[number])} | {values[number].mean():.4f} |")
+    print(f"{MEASURE} on each dataset's test queries; the top {args.depth} of each signal fused.\n")
+    defaults = {"+".join(signals): choose(datasets, signals, args.depth).to_dict() for signals in INDEX_SIGNALS}
+    print(f"UNTUNED_FUSION = {json.dumps(defaults, indent=4)}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,14 @@ RUN_DEPTH = 1000  # hits per query in an evaluation run
 SEARCH_K = 10
 NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
 
-# The fusion of an index never tuned with `lsr tune`: chosen by leave-one-dataset-out over the four shared datasets
-# (bench/fusion_default.py; the evidence is in docs/fusion-default.md). A signal the index
-# lacks drops out of the weights, the others keep their proportions.
-UNTUNED_FUSION = {"method": "rrf", "rrf_k": 60, "weights": None}
+# The fusion of an index never tuned with `lsr tune`, for each set of signals its hybrid mode fuses: chosen by
+# leave-one-dataset-out over the four shared datasets (bench/fusion_default.py prints this; the evidence is in
+# docs/fusion-default.md). A mode that fuses fewer signals keeps the others' weights in proportion.
+UNTUNED_FUSION = {
+    "sparse+dense+bm25": {"method": "rrf", "rrf_k": 60, "weights": None},
+    "sparse+dense": {"method": "rrf", "rrf_k": 60, "weights": None},
+    "sparse+bm25": {"method": "rrf", "rrf_k": 60, "weights": None},
+}
 
 
 class Training:

@@ -72,8 +72,9 @@ class Searcher:
         present = {"sparse": True, "dense": dense_encoder is not None, "bm25": index.bm25 is not None}
         self.signals = tuple(signal for signal in SIGNALS if present[signal])  # what "hybrid" fuses
         self.default_mode = "hybrid" if len(self.signals) > 1 else "sparse"
-        # Never tuned: the default chosen by leave-one-dataset-out evidence (bench/fusion_default.py).
-        self.default_fusion = Fusion.from_dict(manifest.fusion or defaults.UNTUNED_FUSION)
+        # Never tuned: the default for these signals, chosen by leave-one-dataset-out evidence (bench/fusion_default.py).
+        untuned = defaults.UNTUNED_FUSION.get("+".join(self.signals), {})
+        self.default_fusion = Fusion.from_dict(manifest.fusion or untuned)
 
     @classmethod
     def open(
