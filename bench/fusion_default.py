@@ -29,6 +29,7 @@ from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.eval.metrics import score_run  # noqa: E402
 from lsr.eval.runner import keep_hits  # noqa: E402
 from lsr.eval.tuning import RRF_KS, fusion_grid  # noqa: E402
+from lsr.indexer import IndexFolder  # noqa: E402
 from lsr.retrieval.search import SIGNALS, Fusion, Searcher, fuse_signals  # noqa: E402
 
 MEASURE = "nDCG@10"
@@ -48,9 +49,8 @@ def candidates(signals: tuple[str, ...], depth: int) -> list[Fusion]:
 class Dataset:
     """One dataset's test queries with each signal's candidates, searched once and fused for every candidate."""
 
-    def __init__(self, folder: Path, index: Path, depth: int) -> None:
+    def __init__(self, folder: Path, searcher: Searcher, depth: int) -> None:
         self.name = folder.name
-        searcher = Searcher.open(index)
         searcher.check_mode("+".join(SIGNALS))  # a clear error when the index lacks a signal
         self.evaluation = read_evaluation_set(folder, "test")
         self.ids = list(self.evaluation.queries)
@@ -121,7 +121,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=100, help="candidates fused from each signal")
     args = parser.parse_args()
 
-    datasets = [Dataset(folder, args.indexes / folder.name, args.depth) for folder in args.dataset]
+    first = Searcher.open(args.indexes / args.dataset[0].name)
+    # The same encoders search every index (each index checks they are the models that built it): loaded once.
+    rest = (IndexFolder(args.indexes / folder.name) for folder in args.dataset[1:])
+    searchers = [first, *(Searcher(index, first.encoder, first.dense_encoder) for index in rest)]
+    datasets = [Dataset(folder, searcher, args.depth) for folder, searcher in zip(args.dataset, searchers, strict=True)]
     print(f"{MEASURE} on each dataset's test queries; the top {args.depth} of each signal fused.\n")
     defaults = {"+".join(signals): choose(datasets, signals, args.depth).to_dict() for signals in INDEX_SIGNALS}
     print(f"UNTUNED_FUSION = {json.dumps(defaults, indent=4)}")
