@@ -16,8 +16,8 @@ SEARCH_K = 10
 NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
 
 # The fusion of an index never tuned with `lsr tune`, for each set of signals its hybrid mode fuses: chosen by
-# leave-one-dataset-out over the shared datasets (bench/fusion_default.py prints this; docs/fusion-default.md has
-# the evidence and says which datasets). A mode that fuses fewer signals keeps the others' weights in proportion.
+# leave-one-dataset-out over the four shared datasets (bench/fusion_default.py prints this; docs/fusion-default.md
+# has the evidence). A mode that fuses fewer signals keeps the others' weights in proportion.
 UNTUNED_FUSION = {
     "sparse+dense+bm25": {
         "weights": {"sparse": 0.1, "dense": 0.5, "bm25": 0.4},
@@ -28,8 +28,8 @@ UNTUNED_FUSION = {
         "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
     },
     "sparse+bm25": {
-        "weights": {"sparse": 0.3, "bm25": 0.7},
-        "method": "convex", "rrf_k": 60, "normalization": "minmax", "depth": 100,
+        "weights": {"sparse": 0.4, "bm25": 0.6},
+        "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
     },
 }
 
