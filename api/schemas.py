@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from lsr.errors import LsrError
+from lsr.retrieval.search.modes import parse_mode
 
 MAX_API_K = 1000
 MAX_OFFSET = 9000  # offset + k stays within the searcher's 10,000
@@ -18,6 +21,27 @@ DocId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 FilterScalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
 FilterValue = FilterScalar | Annotated[list[FilterScalar], Field(min_length=1, max_length=256)]
+Signal = Literal["sparse", "dense", "bm25"]
+
+
+def _valid_mode(mode: str) -> str:
+    try:
+        parse_mode(mode)
+    except LsrError as exc:
+        raise ValueError(str(exc)) from None
+    return mode
+
+
+Mode = Annotated[
+    str,
+    StringConstraints(max_length=64),
+    AfterValidator(_valid_mode),
+    Field(
+        description="sparse, dense, bm25, signals joined by + (bm25+sparse+dense), or hybrid (all the index's signals); "
+        "default: hybrid when the index has more than one signal, else sparse",
+        examples=["hybrid", "bm25+sparse+dense"],
+    ),
+]
 
 
 class FusionRequest(BaseModel):
@@ -26,10 +50,26 @@ class FusionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["rrf", "convex"] | None = None
-    weight: float | None = Field(None, ge=0.0, le=1.0, description="the sparse side's weight; dense gets 1 - weight")
+    weight: float | None = Field(
+        None, ge=0.0, le=1.0, description="sparse + dense: the sparse signal's weight; dense gets 1 - weight"
+    )
+    weights: dict[Signal, Annotated[float, Field(ge=0.0, le=1000.0)]] | None = Field(
+        None,
+        min_length=1,
+        description="a weight per signal, scaled to sum to 1 over the signals fused",
+        examples=[{"sparse": 0.4, "dense": 0.4, "bm25": 0.2}],
+    )
     rrf_k: int | None = Field(None, ge=0, le=10_000)
     normalization: Literal["minmax", "zscore"] | None = None
-    depth: int | None = Field(None, ge=1, le=MAX_API_K, description="candidates taken from each side")
+    depth: int | None = Field(None, ge=1, le=MAX_API_K, description="candidates taken from each signal")
+
+    @model_validator(mode="after")
+    def _one_kind_of_weight(self) -> FusionRequest:
+        if self.weight is not None and self.weights is not None:
+            raise ValueError("give weight (sparse's, with dense) or weights, not both")
+        if self.weights is not None and not any(self.weights.values()):
+            raise ValueError("weights must not all be 0")
+        return self
 
 
 class SearchRequest(BaseModel):
@@ -37,9 +77,7 @@ class SearchRequest(BaseModel):
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, examples=["does vitamin D prevent fractures"])
     k: int = Field(10, ge=1, le=MAX_API_K, description="number of hits to return")
-    mode: Literal["sparse", "dense", "hybrid"] | None = Field(
-        None, description="default: hybrid when the index has dense vectors, else sparse"
-    )
+    mode: Mode | None = None
     fusion: FusionRequest | None = None
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="hits to skip (pagination): returns ranks offset+1 … offset+k")
     filter: dict[FieldName, FilterValue] | None = Field(
@@ -68,7 +106,7 @@ class BatchSearchRequest(BaseModel):
     )
     k: int = Field(10, ge=1, le=MAX_API_K)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
-    mode: Literal["sparse", "dense", "hybrid"] | None = None
+    mode: Mode | None = None
     fusion: FusionRequest | None = None
     filter: dict[FieldName, FilterValue] | None = Field(None, max_length=MAX_FILTER_FIELDS)
 
@@ -101,8 +139,8 @@ class HitOut(BaseModel):
     rank: int
     id: str
     score: float = Field(
-        description="sparse: dot product of the quantized SPLADE vectors; dense: cosine similarity; "
-        "hybrid: the fused score (rrf: Σ w/(rrf_k + rank); convex: weighted sum of normalized scores)"
+        description="sparse: dot product of the quantized SPLADE vectors; dense: cosine similarity; bm25: BM25; "
+        "fused (hybrid, a+b): the fused score (rrf: Σ w/(rrf_k + rank); convex: weighted sum of normalized scores)"
     )
     title: str
     explanation: ExplanationOut | None = None

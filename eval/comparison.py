@@ -78,7 +78,7 @@ def _evaluate_index(
 ) -> SystemResult:
     opened = Searcher.open(path)
     mode = system.mode or opened.default_mode
-    opened.check_mode(mode)
+    signals = opened.check_mode(mode)
     # No sparse encoder: a BM25 index, whose engine analyses the query text itself (its latency is all retrieval).
     sparse = TimedEncoder(opened.encoder) if opened.encoder is not None else None
     dense = TimedEncoder(opened.dense_encoder) if opened.dense_encoder is not None else None
@@ -96,13 +96,13 @@ def _evaluate_index(
     latencies = time_queries(searcher, sample, timed, depth=depth, mode=mode, progress=progress, desc=f"{dataset} · {system.name}: timing")
     efficiency = index_efficiency(
         opened.index,
-        mode,
+        signals,
         sparse_queries=sparse_queries,
         dense_dim=dense.dim if dense is not None else None,
         encode_ms=latencies.encode_ms,
         retrieve_ms=latencies.retrieve_ms,
     )
-    provenance = {"manifest": manifest.to_dict(), "fusion": opened.default_fusion.to_dict() if mode == "hybrid" else None}
+    provenance = {"manifest": manifest.to_dict(), "fusion": opened.default_fusion.to_dict() if len(signals) > 1 else None}
     scores = score_run(evaluation.qrels, run, comparison.measures)
     return SystemResult(system.name, INDEX, str(path), mode, run, scores, efficiency, provenance)
 

@@ -90,18 +90,19 @@ def sparse_figures(doc_vectors: sp.csr_matrix, query_vectors: sp.csr_matrix) -> 
 
 def index_efficiency(
     index: IndexFolder,
-    mode: str,
+    signals: tuple[str, ...],
     *,
     sparse_queries: sp.csr_matrix | None,
     dense_dim: int | None,
     encode_ms: list[float],
     retrieve_ms: list[float],
 ) -> Efficiency:
-    """``sparse_queries``: the quantized query vectors the searcher used (None when the mode has no sparse side)."""
+    """``signals``: what the searches ranked by; ``sparse_queries``: the quantized query vectors the searcher used
+    (None when the signals have no sparse one)."""
     figures: dict = {}
-    if sparse_queries is not None and mode != "dense":
+    if sparse_queries is not None and "sparse" in signals:
         figures = sparse_figures(index.vectors, sparse_queries)
-    if mode != "sparse" and dense_dim:
+    if "dense" in signals and dense_dim:
         figures["flops"] = figures.get("flops", 0.0) + dense_dim
     seconds = index.manifest.indexing_seconds
     return Efficiency(

@@ -39,7 +39,7 @@ def evaluate(
     measures = measures or list(DEFAULT_MEASURES)
     parse_measures(measures)  # fail before searching
     mode = mode or searcher.default_mode
-    searcher.check_mode(mode)
+    fused = len(searcher.check_mode(mode)) > 1
     fusion = fusion or searcher.default_fusion
     started = time.perf_counter()
     run = run_queries(
@@ -52,7 +52,7 @@ def evaluate(
         "manifest": searcher.index.manifest.to_dict(),
         "k": k,
         "mode": mode,
-        "fusion": fusion.to_dict() if mode == "hybrid" else None,
+        "fusion": fusion.to_dict() if fused else None,
         "remove_identical_ids": remove_identical_ids,
         "search_seconds": round(elapsed, 3),
         "queries_per_second": round(len(run) / elapsed, 2) if elapsed > 0 else None,

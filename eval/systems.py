@@ -16,7 +16,7 @@ from pathlib import Path
 from lsr.errors import LsrError
 from lsr.eval.runner import keep_hits
 from lsr.runs import Run
-from lsr.retrieval.search import MODES
+from lsr.retrieval.search import MODES, parse_mode
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # also a file name: runs/<dataset>/<name>.trec
 INDEX, RUN_FILE = "index", "run"
@@ -38,8 +38,11 @@ class SystemSpec:
             raise LsrError(f"system name {name!r}: use letters, digits and _ . + - (it names the run files)")
         path, colon, suffix = target.rpartition(":")
         if colon and "/" not in suffix and "\\" not in suffix:
-            if suffix not in MODES:
-                raise LsrError(f"system {name!r}: unknown mode {suffix!r} (one of {', '.join(MODES)})")
+            try:
+                parse_mode(suffix)
+            except LsrError:
+                modes = f"one of {', '.join(MODES)}, or signals joined by +"
+                raise LsrError(f"system {name!r}: unknown mode {suffix!r} ({modes})") from None
             return cls(name, path, suffix)
         return cls(name, target)
 

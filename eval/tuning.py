@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
@@ -13,30 +13,56 @@ from lsr.indexer.index_folder import write_manifest
 from lsr.errors import LsrError
 from lsr.eval.metrics import score_run
 from lsr.eval.runner import run_entry
-from lsr.retrieval.search.fusion import Fusion, fuse
+from lsr.retrieval.search.fusion import Fusion, fuse_signals
 from lsr.retrieval.search import Searcher
 
-WEIGHTS = tuple(step / 10 for step in range(11))
+STEPS = 10  # weights in steps of 0.1: 11 points for two signals, 66 for three
 RRF_KS = (10, 30, 60, 100)
 TUNING_DEPTH = 100  # hits per query scored while tuning: enough for any measure up to @100
 
 
-def fusion_grid(depth: int) -> list[Fusion]:
-    grid = [Fusion("rrf", weight, rrf_k=rrf_k, depth=depth) for rrf_k in RRF_KS for weight in WEIGHTS]
-    grid += [Fusion("convex", weight, normalization=n, depth=depth) for n in ("minmax", "zscore") for weight in WEIGHTS]
+def _compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
+    """Every way of writing ``total`` as ``parts`` non-negative integers, the first falling from ``total`` to 0."""
+    if parts == 1:
+        yield (total,)
+        return
+    for first in range(total, -1, -1):
+        for rest in _compositions(total - first, parts - 1):
+            yield (first, *rest)
+
+
+def weight_grid(signals: tuple[str, ...], steps: int = STEPS) -> list[dict[str, float]]:
+    """Every weighting of the signals in steps of 1/steps that sums to 1: the simplex grid."""
+    compositions = _compositions(steps, len(signals))
+    return [dict(zip(signals, (count / steps for count in counts), strict=True)) for counts in compositions]
+
+
+def fusion_grid(signals: tuple[str, ...], depth: int) -> list[Fusion]:
+    weightings = weight_grid(signals)
+    grid = [Fusion("rrf", rrf_k=rrf_k, depth=depth, weights=weights) for rrf_k in RRF_KS for weights in weightings]
+    grid += [
+        Fusion("convex", normalization=n, depth=depth, weights=weights) for n in ("minmax", "zscore") for weights in weightings
+    ]
     return grid
 
 
 @dataclass(frozen=True)
 class Tuning:
     measure: str
-    sparse: float  # the measure for each side alone, on the same split
-    dense: float
+    alone: dict[str, float]  # the measure for each signal alone, on the same split
     results: list[tuple[Fusion, float]]  # every grid point, best first
 
     @property
     def best(self) -> tuple[Fusion, float]:
         return self.results[0]
+
+    @property
+    def sparse(self) -> float:
+        return self.alone["sparse"]
+
+    @property
+    def dense(self) -> float:
+        return self.alone["dense"]
 
 
 def check_tuning_split(split: str) -> None:
@@ -55,15 +81,17 @@ def tune_fusion(
     batch_size: int = 64,
     progress: bool | None = None,
 ) -> Tuning:
-    """Scores every grid point on ``evaluation``; each side is searched once, fusion reuses its candidates."""
+    """Scores every grid point over the index's signals (``hybrid``) on ``evaluation``; each signal is searched once,
+    fusion reuses its candidates."""
     check_tuning_split(split)
+    signals = searcher.check_mode("hybrid")
     ids = list(evaluation.queries)
-    sparse, dense = [], []
+    rankings: dict[str, list] = {signal: [] for signal in signals}
     with tqdm(total=len(ids), unit="query", desc="searching", disable=None if progress is None else not progress) as bar:
         for start in range(0, len(ids), batch_size):
             texts = [evaluation.queries[q] for q in ids[start : start + batch_size]]
-            sparse += searcher.rankings(texts, "sparse", depth)
-            dense += searcher.rankings(texts, "dense", depth)
+            for signal in signals:
+                rankings[signal] += searcher.rankings(texts, signal, depth)
             bar.update(len(texts))
 
     def value(rankings) -> float:
@@ -71,9 +99,10 @@ def tune_fusion(
         return score_run(evaluation.qrels, run, [measure]).aggregate[measure]
 
     k = TUNING_DEPTH + 1  # one spare for a dropped identical id
-    results = [(fusion, value([fuse(s, d, fusion, k) for s, d in zip(sparse, dense, strict=True)])) for fusion in fusion_grid(depth)]
+    per_query = [{signal: rankings[signal][number] for signal in signals} for number in range(len(ids))]
+    results = [(fusion, value([fuse_signals(r, fusion, k) for r in per_query])) for fusion in fusion_grid(signals, depth)]
     results.sort(key=lambda item: -item[1])  # stable: among equal values the grid's earlier point wins
-    return Tuning(measure=measure, sparse=value(sparse), dense=value(dense), results=results)
+    return Tuning(measure=measure, alone={signal: value(rankings[signal]) for signal in signals}, results=results)
 
 
 def store_tuned_fusion(searcher: Searcher, evaluation: EvaluationSet, tuning: Tuning, dataset: str) -> None:

@@ -5,6 +5,7 @@
     vectors/       the quantized document vectors (canonical; engines are built from them)
     sparse/        the engine's files
     dense/         dense document vectors in a faiss index (when the index has a dense encoder)
+    bm25/          BM25 over the documents' text (when built with --bm25): a third signal for hybrid search
 
 Folders are assembled under a temporary name and renamed into place, so a reader never sees half an index.
 """
@@ -27,6 +28,7 @@ import scipy.sparse as sp
 from lsr import __version__
 from lsr.datasets import Document
 from lsr.errors import IndexFolderError
+from lsr.indexer.bm25 import Bm25Settings, Bm25Side
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.engines import BM25_KIND, BuildExtras, engine_class, parse_settings, vector_engine_class
 from lsr.indexer.locks import LockHeld, held_here, index_lock
@@ -55,6 +57,7 @@ class Manifest:
     dense_encoder: EncoderSpec | None = None
     dense_index: DenseIndexSettings = DenseIndexSettings()
     fusion: dict | None = None  # hybrid settings chosen by `lsr tune`, used by default
+    bm25: Bm25Settings | None = None  # the BM25 side's analysis and parameters, when the index has one
     engine_settings: dict = field(default_factory=dict)  # passed to the engine when it opens (e.g. a search budget)
     # Wall time of the run that finished the index (a resumed run counts only its own part); None in older indexes.
     indexing_seconds: float | None = None
@@ -78,6 +81,7 @@ class Manifest:
             "dense_encoder": self.dense_encoder.to_dict() if self.dense_encoder else None,
             "dense_index": self.dense_index.to_dict() if self.dense_encoder else None,
             "fusion": self.fusion,
+            "bm25": self.bm25.to_dict() if self.bm25 else None,
             "indexing_seconds": self.indexing_seconds,
         }
 
@@ -95,6 +99,7 @@ class Manifest:
             dense_encoder=EncoderSpec.from_dict(data["dense_encoder"]) if data.get("dense_encoder") else None,
             dense_index=DenseIndexSettings.from_dict(data.get("dense_index")),
             fusion=data.get("fusion"),
+            bm25=Bm25Settings.from_dict(data["bm25"]) if data.get("bm25") else None,
             indexing_seconds=data.get("indexing_seconds"),
             created_at=data["created_at"],
             lsr_version=data["lsr_version"],
@@ -207,6 +212,8 @@ def write_index(
     build_engine(manifest.engine, vectors, folder / "sparse", manifest.engine_settings, docs, dense)
     if dense is not None:
         DenseIndex.build(dense, folder / "dense", manifest.dense_index)
+    if manifest.bm25 is not None:
+        Bm25Side.build([doc.contents for doc in docs], folder / "bm25", manifest.bm25)
     write_manifest(folder, manifest)
 
 
@@ -280,7 +287,8 @@ class IndexFolder:
     def parts(self) -> list[str]:
         """What the folder holds besides the manifest; BM25 indexes have no vectors."""
         vectors = [] if self.has_text_engine else ["vectors"]
-        return ["docs.jsonl", *vectors, "sparse", *(["dense"] if self.manifest.dense_encoder else [])]
+        optional = [name for name, present in (("dense", self.manifest.dense_encoder), ("bm25", self.manifest.bm25)) if present]
+        return ["docs.jsonl", *vectors, "sparse", *optional]
 
     @property
     def has_text_engine(self) -> bool:
@@ -307,6 +315,10 @@ class IndexFolder:
             return DenseIndex.open(self.path / "dense", self.manifest.dense_index)
         except RuntimeError as exc:  # faiss reports unreadable files as RuntimeError
             raise IndexFolderError(f"{self.path}: cannot open the dense index: {exc}") from exc
+
+    @cached_property
+    def bm25(self) -> Bm25Side | None:
+        return Bm25Side.open(self.path / "bm25", self.manifest.bm25) if self.manifest.bm25 else None
 
     def dense_vectors(self) -> np.ndarray | None:
         """The stored dense vectors (the faiss copy is canonical, whichever engine serves them)."""

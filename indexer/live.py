@@ -270,6 +270,8 @@ class LiveView:
         sparse_top, dense_top = (_no_delta_top, _no_delta_top) if holds_delta else (_sparse_delta_top, _dense_delta_top)
         self.engine = _Composed(base.engine, delta.sparse, sparse_top, hidden, count)
         self.dense = _Composed(base.dense, delta.dense, dense_top, hidden, count) if base.dense is not None else None
+        # No delta: an index with a BM25 side takes no writes (``check_writable``); filters still hide rows.
+        self.bm25 = _Composed(base.bm25, None, None, hidden, count) if base.bm25 is not None else None
 
     @property
     def doc_count(self) -> int:
@@ -350,6 +352,10 @@ class LiveIndex:
         engine = self.view.manifest.engine
         if not engine_class(engine).capabilities.live_updates:
             raise LiveUpdateError(f"{self.path} uses the {engine} engine, which takes no live updates")
+        if self.view.manifest.bm25 is not None:
+            # Refused rather than served stale: BM25's statistics span the whole corpus, so the side would need a
+            # rebuild per update to rank as an index rebuilt from scratch would.
+            raise LiveUpdateError(f"{self.path} has a BM25 side, which takes no live updates; serve it read-only")
         if not self._wal.locked:
             raise WriterLockError(f"{self._wal.refused}: this process serves it read-only")
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from lsr import defaults
 from lsr.datasets import Corpus
 from lsr.errors import IndexFolderError
+from lsr.indexer.bm25 import Bm25Settings, Bm25Side
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.distributed import BatchEncoder, ray_encoding
 from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, parse_settings, vector_engine_class
@@ -203,8 +204,11 @@ def build_index(
     overwrite: bool = False,
     progress: bool | None = None,
     ray_address: str | None = None,
+    bm25: Bm25Settings | None = None,
 ) -> Manifest:
     """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal.
+
+    ``bm25`` also stores a BM25 side of the text (``lsr.indexer.bm25``), a third signal for hybrid search.
 
     ``engine_settings`` go into the manifest and to the engine (e.g. a Milvus URI and collection).
     ``ray_address`` encodes on a Ray cluster (``local``: one started on this machine) instead of in process.
@@ -247,6 +251,7 @@ def build_index(
         dense_encoder=dense_encoder.spec if dense_encoder else None,
         dense_index=dense_index,
         engine_settings=engine_settings,
+        bm25=bm25,
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one
@@ -309,6 +314,27 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
     else:
         os.link(source, target)
+
+
+@_locked("index_path")
+def add_bm25_side(index_path: str | Path, corpus: Corpus, settings: Bm25Settings = Bm25Settings()) -> Manifest:
+    """Adds (or replaces) the BM25 side of an existing index; nothing is encoded (seconds, not minutes)."""
+    index = IndexFolder(index_path)
+    if index.has_text_engine:
+        raise IndexFolderError(f"{index.path} is a BM25 index already; add the BM25 side to a splade index")
+    if corpus.sha256 != index.manifest.corpus["sha256"]:
+        raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
+    _check_not_served(index.path)
+    staging = _staging_folder(index.path)
+    shutil.rmtree(staging, ignore_errors=True)
+    # Hard links, as in add_dense_vectors: the unchanged files are shared with the old index.
+    shutil.copytree(index.path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("bm25", MANIFEST))
+    Bm25Side.build([doc.contents for doc in corpus.documents], staging / "bm25", settings)
+    # A tuned fusion weighed the signals the index had; with a new one, the untuned default applies until re-tuned.
+    manifest = dataclasses.replace(index.manifest, bm25=settings, fusion=None)
+    write_manifest(staging, manifest)
+    publish(staging, index.path)
+    return manifest
 
 
 def _staging_folder(out: Path) -> Path:

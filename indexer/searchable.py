@@ -27,10 +27,14 @@ class VectorSearch(Protocol):
         ...
 
 
-class SparseSide(VectorSearch, Protocol):
+class TextSearch(Protocol):
     def search_texts(self, queries: Sequence[str], k: int) -> list[Ranking]:
-        """Top-k rows of each query text, for engines that analyse text themselves (BM25)."""
+        """Top-k rows of each query text: a BM25 engine, or an index's BM25 side."""
         ...
+
+
+class SparseSide(VectorSearch, TextSearch, Protocol):
+    """An engine: searches vectors, or text for engines that analyse it themselves (Lucene BM25)."""
 
 
 class SearchableIndex(Protocol):
@@ -43,6 +47,9 @@ class SearchableIndex(Protocol):
 
     @property
     def dense(self) -> VectorSearch | None: ...
+
+    @property
+    def bm25(self) -> TextSearch | None: ...
 
     @property
     def docs(self) -> Sequence[Document]: ...

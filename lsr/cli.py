@@ -29,13 +29,23 @@ IndexPath = Annotated[Path, typer.Argument(help="Index folder (as written by `ls
 DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder, BEIR (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or MS MARCO (collection.tsv, queries.<split>.tsv, qrels.<split>.tsv).")]
 EncoderOption = Annotated[str | None, typer.Option("--encoder", help="Query encoder; default: the one in the index manifest.")]
 ModeOption = Annotated[
-    str | None, typer.Option("--mode", help="sparse, dense or hybrid; default: hybrid when the index has dense vectors.")
+    str | None,
+    typer.Option(
+        "--mode",
+        help="sparse, dense, bm25, signals joined by + (bm25+sparse+dense), or hybrid (all the index's signals); "
+        "default: hybrid when the index has more than one signal.",
+    ),
 ]
-FusionOption = Annotated[str | None, typer.Option("--fusion", help="Hybrid fusion: rrf or convex; default: the index's tuned choice.")]
-WeightOption = Annotated[float | None, typer.Option("--weight", help="Hybrid: the sparse side's weight in [0, 1].")]
+FusionOption = Annotated[
+    str | None, typer.Option("--fusion", help="Fusion: rrf or convex; default: the index's tuned choice, else the untuned default.")
+]
+WeightOption = Annotated[float | None, typer.Option("--weight", help="Fusion of sparse + dense: the sparse signal's weight in [0, 1].")]
+WeightsOption = Annotated[
+    str | None, typer.Option("--weights", help="Fusion: a weight per signal, such as sparse=0.4,dense=0.4,bm25=0.2.")
+]
 RrfKOption = Annotated[int | None, typer.Option("--rrf-k", help="Hybrid rrf: the k in 1/(k + rank).")]
 NormalizationOption = Annotated[str | None, typer.Option("--normalization", help="Hybrid convex: minmax or zscore.")]
-DepthOption = Annotated[int | None, typer.Option("--depth", help="Hybrid: candidates taken from each side.")]
+DepthOption = Annotated[int | None, typer.Option("--depth", help="Fusion: candidates taken from each signal.")]
 UriOption = Annotated[
     str | None, typer.Option("--uri", help="milvus: server address (http://host:19530), or a local milvus-lite file (./milvus.db).")
 ]
@@ -53,12 +63,23 @@ def _engine_settings(engine: str | None, uri: str | None, collection: str | None
     return {}
 
 
-def _fusion(searcher, method: str | None, weight: float | None, rrf_k: int | None, normalization: str | None, depth: int | None):
+def _fusion(
+    searcher,
+    method: str | None,
+    weight: float | None,
+    weights: str | None,
+    rrf_k: int | None,
+    normalization: str | None,
+    depth: int | None,
+):
     """The index's default fusion with any settings given on the command line replaced."""
-    import dataclasses
+    from lsr.retrieval.search.fusion import parse_weights
 
-    given = {"method": method, "weight": weight, "rrf_k": rrf_k, "normalization": normalization, "depth": depth}
-    return dataclasses.replace(searcher.default_fusion, **{key: value for key, value in given.items() if value is not None})
+    if weight is not None and weights is not None:
+        raise LsrError("give --weight (sparse's, with dense) or --weights, not both")
+    named = parse_weights(weights) if weights is not None else None
+    given = {"method": method, "weight": weight, "weights": named, "rrf_k": rrf_k, "normalization": normalization, "depth": depth}
+    return searcher.default_fusion.changed(**{key: value for key, value in given.items() if value is not None})
 
 
 @app.command()
@@ -95,23 +116,38 @@ def index(
     add_dense: Annotated[
         bool, typer.Option("--add-dense", help="Add dense vectors to the existing index at --out, keeping its sparse side.")
     ] = False,
+    bm25: Annotated[
+        bool, typer.Option("--bm25", help="Also store a BM25 side of the text: a third signal for hybrid search.")
+    ] = False,
+    add_bm25: Annotated[
+        bool, typer.Option("--add-bm25", help="Add a BM25 side to the existing index at --out (nothing is encoded).")
+    ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run, keeping its finished chunks.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
 ) -> None:
     """Encode every document of a corpus and write an inverted index (and, optionally, dense vectors)."""
     from lsr.datasets import read_corpus
-    from lsr.indexer import Quantization, add_dense_vectors, build_bm25_index, build_index
+    from lsr.indexer import Quantization, add_bm25_side, add_dense_vectors, build_bm25_index, build_index
+    from lsr.indexer.bm25 import Bm25Settings
     from lsr.indexer.dense import DenseIndexSettings
     from lsr.indexer.engines import BM25_KIND, DEFAULT_ENGINE, LuceneImpactEngine
     from lsr.retrieval.encoders import index_precision, load_dense_encoder, load_sparse_encoder
 
     dense_settings = DenseIndexSettings(kind=dense_index)
     engine_settings = _engine_settings(engine, uri, collection, out)
-    if ray and (add_dense or encoder == BM25_KIND):
-        raise LsrError("--ray encodes a new sparse index: it does not apply to --add-dense or bm25")
+    if ray and (add_dense or add_bm25 or encoder == BM25_KIND):
+        raise LsrError("--ray encodes a new sparse index: it does not apply to --add-dense, --add-bm25 or bm25")
+    if add_dense and add_bm25:
+        raise LsrError("add one side at a time: --add-dense, then --add-bm25")
+    if bm25 and (add_dense or add_bm25):
+        raise LsrError("--bm25 builds a new index with a BM25 side; --add-bm25 adds one to an existing index")
+    if (bm25 or add_bm25) and encoder == BM25_KIND:
+        raise LsrError("--encoder bm25 is a Lucene BM25 index already; --bm25 adds a BM25 side to a splade index")
     corpus = read_corpus(dataset)
     started = time.perf_counter()
-    if add_dense:
+    if add_bm25:
+        manifest = add_bm25_side(out, corpus)
+    elif add_dense:
         dense = load_dense_encoder(dense_encoder or defaults.DENSE_ENCODER)
         manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
     elif encoder == BM25_KIND:
@@ -139,10 +175,12 @@ def index(
             resume=resume,
             overwrite=overwrite,
             ray_address=ray,
+            bm25=Bm25Settings() if bm25 else None,
         )
     elapsed = time.perf_counter() - started
     dense_note = f", dense: {manifest.dense_encoder.name}" if manifest.dense_encoder else ""
-    action = "added dense vectors for" if add_dense else "indexed"
+    dense_note += ", bm25" if manifest.bm25 else ""
+    action = "added dense vectors for" if add_dense else "added a BM25 side for" if add_bm25 else "indexed"
     terms = f"{manifest.nnz / manifest.doc_count:.1f} terms/doc, " if manifest.nnz else ""
     console.print(
         f"{action} {manifest.doc_count} documents in {out} in {elapsed:.1f}s ({terms}engine: {manifest.engine}{dense_note})"
@@ -181,6 +219,7 @@ def search(
     mode: ModeOption = None,
     fusion: FusionOption = None,
     weight: WeightOption = None,
+    weights: WeightsOption = None,
     rrf_k: RrfKOption = None,
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
@@ -191,7 +230,7 @@ def search(
 
     check_k(k)
     searcher = Searcher.open(index_path, encoder)
-    settings = _fusion(searcher, fusion, weight, rrf_k, normalization, depth)
+    settings = _fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth)
     hits = searcher.search(query, k, mode=mode, fusion=settings)
     table = Table("rank", "doc id", "score", "title")
     for hit in hits:
@@ -235,6 +274,7 @@ def evaluate(
     mode: ModeOption = None,
     fusion: FusionOption = None,
     weight: WeightOption = None,
+    weights: WeightsOption = None,
     rrf_k: RrfKOption = None,
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
@@ -257,7 +297,7 @@ def evaluate(
         measures=measures,
         k=k,
         mode=mode,
-        fusion=_fusion(searcher, fusion, weight, rrf_k, normalization, depth),
+        fusion=_fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth),
         remove_identical_ids=not keep_identical_ids,
         command=shlex.join(["lsr", *sys.argv[1:]]),
     )
@@ -281,10 +321,10 @@ def tune(
     dataset: DatasetPath,
     split: Annotated[str, typer.Option(help="Qrels split to tune on: train or dev (never test).")] = "train",
     measure: Annotated[str, typer.Option("--measure", "-m", help="ir-measures name to maximize.")] = "nDCG@10",
-    depth: Annotated[int, typer.Option(min=1, max=1000, help="Candidates taken from each side.")] = 100,
+    depth: Annotated[int, typer.Option(min=1, max=1000, help="Candidates taken from each signal.")] = 100,
     keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
 ) -> None:
-    """Pick hybrid fusion settings by grid search on a train/dev split and store them in the index manifest."""
+    """Pick the fusion of the index's signals (method, weights) by grid search on a train/dev split; store it in the manifest."""
     from lsr.datasets import read_evaluation_set
     from lsr.eval.metrics import parse_measures
     from lsr.eval.tuning import check_tuning_split, store_tuned_fusion, tune_fusion
@@ -294,7 +334,6 @@ def tune(
     parse_measures([measure])
     evaluation = read_evaluation_set(dataset, split)
     searcher = Searcher.open(index_path)
-    searcher.check_mode("hybrid")
     tuning = tune_fusion(searcher, evaluation, split, measure=measure, depth=depth, remove_identical_ids=not keep_identical_ids)
     store_tuned_fusion(searcher, evaluation, tuning, str(dataset))
     best, _ = tuning.best
@@ -302,8 +341,8 @@ def tune(
     table = Table(title=f"{measure} on {Path(dataset).resolve().name} ({split}, {len(evaluation.queries)} queries)")
     table.add_column("system")
     table.add_column(measure, justify="right")
-    table.add_row("sparse alone", f"{tuning.sparse:.4f}")
-    table.add_row("dense alone", f"{tuning.dense:.4f}")
+    for signal, value in tuning.alone.items():
+        table.add_row(f"{signal} alone", f"{value:.4f}")
     for fusion, score in tuning.results[:5]:
         table.add_row(f"hybrid {fusion.describe()}", f"{score:.4f}")
     console.print(table)

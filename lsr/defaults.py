@@ -16,6 +16,24 @@ RUN_DEPTH = 1000  # hits per query in an evaluation run
 SEARCH_K = 10
 NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
 
+# The fusion of an index never tuned with `lsr tune`, for each set of signals its hybrid mode fuses: chosen by
+# leave-one-dataset-out over the four shared datasets (bench/fusion_default.py prints this; docs/fusion-default.md
+# has the evidence). A mode that fuses fewer signals keeps the others' weights in proportion.
+UNTUNED_FUSION = {
+    "sparse+dense+bm25": {
+        "weights": {"sparse": 0.1, "dense": 0.5, "bm25": 0.4},
+        "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
+    },
+    "sparse+dense": {
+        "weights": {"sparse": 0.4, "dense": 0.6},
+        "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
+    },
+    "sparse+bm25": {
+        "weights": {"sparse": 0.4, "bm25": 0.6},
+        "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
+    },
+}
+
 
 class Training:
     """``lsr train``'s defaults (``TrainingConfig``'s fields): a short SPLADE fine-tune."""

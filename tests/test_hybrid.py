@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from lsr import defaults
 from lsr.api.app import create_app
 from lsr.retrieval.search import LiveSearcher
 from lsr.datasets import read_corpus, read_evaluation_set
@@ -29,7 +30,9 @@ def test_modes_default_to_hybrid_and_hybrid_differs_from_both_sides(hybrid_searc
     query = "heat transfer in hypersonic flow"
     assert hybrid_searcher.default_mode == "hybrid"
     hybrid = [hit.id for hit in hybrid_searcher.search(query, 10)]
-    assert hybrid == [hit.id for hit in hybrid_searcher.search(query, 10, mode="hybrid", fusion=Fusion())]
+    untuned = Fusion.from_dict(defaults.UNTUNED_FUSION["sparse+dense"])  # the index was never tuned
+    assert hybrid_searcher.default_fusion == untuned
+    assert hybrid == [hit.id for hit in hybrid_searcher.search(query, 10, mode="hybrid", fusion=untuned)]
     sparse = [hit.id for hit in hybrid_searcher.search(query, 10, mode="sparse")]
     dense = [hit.id for hit in hybrid_searcher.search(query, 10, mode="dense")]
     candidates = {hit.id for mode in ("sparse", "dense") for hit in hybrid_searcher.search(query, 100, mode=mode)}

@@ -1,8 +1,9 @@
 """Search: an index (anything that implements ``lsr.indexer.searchable.SearchableIndex``) plus the encoders that
-built it → ranked hits, sparse, dense or hybrid; fusion, explanations, metadata filters, live snapshots."""
+built it → ranked hits by sparse, dense or bm25, or fused; fusion, explanations, metadata filters, live snapshots."""
 
-from lsr.retrieval.search.fusion import Fusion, fuse
+from lsr.retrieval.search.fusion import Fusion, fuse, fuse_signals
 from lsr.retrieval.search.live import LiveSearcher
-from lsr.retrieval.search.searcher import MODES, Hit, Searcher, check_k
+from lsr.retrieval.search.modes import MODES, SIGNALS, parse_mode
+from lsr.retrieval.search.searcher import Hit, Searcher, check_k
 
-__all__ = ["MODES", "Fusion", "Hit", "LiveSearcher", "Searcher", "check_k", "fuse"]
+__all__ = ["MODES", "SIGNALS", "Fusion", "Hit", "LiveSearcher", "Searcher", "check_k", "fuse", "fuse_signals", "parse_mode"]

@@ -1,63 +1,148 @@
-"""Fusing a sparse and a dense ranking into one: reciprocal rank fusion or a convex combination.
+"""Fusing the rankings of several signals (sparse, dense, bm25) into one: reciprocal rank fusion or a convex
+combination.
 
-Written by hand rather than through ranx: it runs once per request on ~100 candidates per side, where
+Written by hand rather than through ranx: it runs once per request on ~100 candidates per signal, where
 building ranx Run objects would cost more than the fusion itself; compiled with numba because a chain of
 small numpy calls cost more than both searches' difference (measured in bench/hybrid_latency.py).
 
-Scores of a fused ranking:
-- ``rrf``: Σ_side w_side / (rrf_k + rank_side), a side that did not return the document adds 0;
-  in (0, 1/(rrf_k + 1)] since the weights sum to 1.
-- ``convex``: Σ_side w_side · normalized score, with ``minmax`` (into [0, 1]) or ``zscore`` normalization
-  over that side's candidates; a side that did not return the document adds its lowest normalized score.
+Scores of a fused ranking, each signal's weight w being its share of the fused signals' weights (they sum to 1):
+- ``rrf``: Σ_signal w / (rrf_k + rank), a signal that did not return the document adds 0;
+  in (0, 1/(rrf_k + 1)].
+- ``convex``: Σ_signal w · normalized score, with ``minmax`` (into [0, 1]) or ``zscore`` normalization
+  over that signal's candidates; a signal that did not return the document adds its lowest normalized score.
   ``minmax`` fused scores lie in [0, 1].
-The sparse side's weight is ``weight``, the dense side's ``1 - weight``.
+Weights name signals (``weights``); ``weight`` is the two-signal shorthand: sparse gets it, dense ``1 - weight``.
+Without either, the fused signals weigh the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from lsr.errors import LsrError
 from lsr.indexer.engines.base import Ranking
+from lsr.retrieval.search.modes import SIGNALS
 
 METHODS = ("rrf", "convex")
 NORMALIZATIONS = ("minmax", "zscore")
+Weights = tuple[tuple[str, float], ...]  # (signal, weight) in SIGNALS order: hashable, one spelling per value
 
 
-@dataclass(frozen=True)
+def _weights(weight: float | None, weights: Mapping[str, float] | Weights | None) -> Weights | None:
+    if weight is not None:
+        if weights is not None:
+            raise LsrError("give the fusion weight (sparse's, with dense) or the weights of named signals, not both")
+        if not 0.0 <= weight <= 1.0:
+            raise LsrError(f"fusion weight must be between 0 and 1, got {weight}")
+        return (("sparse", weight), ("dense", 1.0 - weight))
+    if weights is None:
+        return None
+    given = dict(weights)
+    unknown = sorted(set(given) - set(SIGNALS))
+    if unknown:
+        raise LsrError(f"fusion weights name unknown signals {', '.join(unknown)} (signals: {', '.join(SIGNALS)})")
+    bad = {signal: value for signal, value in given.items() if not (math.isfinite(value) and value >= 0)}
+    if bad:
+        raise LsrError(f"fusion weights must be finite and ≥ 0, got {bad}")
+    if not any(given.values()):
+        raise LsrError("fusion weights must not all be 0")
+    return tuple((signal, float(given[signal])) for signal in SIGNALS if signal in given)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``SIGNAL=WEIGHT,…`` as a command line gives it (``sparse=0.4,dense=0.4,bm25=0.2``); checked by ``Fusion``."""
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        signal, equals, value = (piece.strip() for piece in part.partition("="))
+        try:
+            if not equals or signal in weights:
+                raise ValueError
+            weights[signal] = float(value)
+        except ValueError:
+            example = "sparse=0.4,dense=0.4,bm25=0.2"
+            raise LsrError(f"weights must be SIGNAL=WEIGHT pairs, each signal once, such as {example}; got {text!r}") from None
+    return weights
+
+
+@dataclass(frozen=True, init=False)
 class Fusion:
-    method: str = "rrf"
-    weight: float = 0.5  # the sparse side's share; the dense side gets 1 - weight
-    rrf_k: int = 60
-    normalization: str = "minmax"  # convex only
-    depth: int = 100  # candidates taken from each side
+    """How signals are fused."""
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise LsrError(f"fusion method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.normalization not in NORMALIZATIONS:
-            raise LsrError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
-        if not 0.0 <= self.weight <= 1.0:
-            raise LsrError(f"fusion weight must be between 0 and 1, got {self.weight}")
-        if self.rrf_k < 0:
-            raise LsrError(f"rrf_k must be ≥ 0, got {self.rrf_k}")
-        if self.depth < 1:
-            raise LsrError(f"fusion depth must be ≥ 1, got {self.depth}")
+    method: str
+    weights: Weights | None  # None: the fused signals weigh the same
+    rrf_k: int
+    normalization: str  # convex only
+    depth: int  # candidates taken from each signal
+
+    def __init__(
+        self,
+        method: str = "rrf",
+        weight: float | None = None,
+        rrf_k: int = 60,
+        normalization: str = "minmax",
+        depth: int = 100,
+        *,
+        weights: Mapping[str, float] | Weights | None = None,
+    ) -> None:
+        if method not in METHODS:
+            raise LsrError(f"fusion method must be one of {', '.join(METHODS)}, got {method!r}")
+        if normalization not in NORMALIZATIONS:
+            raise LsrError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+        if rrf_k < 0:
+            raise LsrError(f"rrf_k must be ≥ 0, got {rrf_k}")
+        if depth < 1:
+            raise LsrError(f"fusion depth must be ≥ 1, got {depth}")
+        weights = _weights(weight, weights)
+        settings = {"method": method, "weights": weights, "rrf_k": rrf_k, "normalization": normalization, "depth": depth}
+        for name, value in settings.items():
+            object.__setattr__(self, name, value)  # frozen: the dataclass way of setting fields in __init__
+
+    def changed(self, **changes: object) -> Fusion:
+        """A copy with these settings changed; a new ``weight`` or ``weights`` replaces the weights."""
+        settings = self.to_dict()
+        if "weight" in changes:
+            settings["weights"] = None
+        return Fusion(**{**settings, **changes})
+
+    def signal_weights(self, signals: tuple[str, ...]) -> tuple[float, ...]:
+        """The weights of these signals, scaled to sum to 1 (a signal the weights do not name gets 0)."""
+        named = dict(self.weights) if self.weights is not None else dict.fromkeys(signals, 1.0)
+        raw = [named.get(signal, 0.0) for signal in signals]
+        total = sum(raw)
+        if total <= 0:
+            raise LsrError(f"the fusion weights give {' and '.join(signals)} no weight")
+        return tuple(value / total for value in raw)
+
+    @property
+    def weight(self) -> float:
+        """The two-signal shorthand: sparse's share of a sparse + dense fusion."""
+        return self.signal_weights(("sparse", "dense"))[0]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {
+            "method": self.method,
+            "weights": dict(self.weights) if self.weights is not None else None,
+            "rrf_k": self.rrf_k,
+            "normalization": self.normalization,
+            "depth": self.depth,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Fusion:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+    def from_dict(cls, data: Mapping) -> Fusion:
+        """Also reads manifests written before fusion named its signals (``weight``: sparse's, with dense)."""
+        names = ("method", "weight", "rrf_k", "normalization", "depth", "weights")
+        return cls(**{key: data[key] for key in names if data.get(key) is not None})
 
     def describe(self) -> str:
+        weights = ", ".join(f"{signal} {value:g}" for signal, value in self.weights) if self.weights else "equal weights"
         if self.method == "rrf":
-            return f"rrf(k={self.rrf_k}, sparse weight {self.weight:g})"
-        return f"convex({self.normalization}, sparse weight {self.weight:g})"
+            return f"rrf(k={self.rrf_k}, {weights})"
+        return f"convex({self.normalization}, {weights})"
 
 
 @numba.njit(cache=True, nogil=True)
@@ -85,15 +170,16 @@ def _contributions(scores: np.ndarray, convex: bool, rrf_k: int, zscore: bool) -
 
 
 @numba.njit(cache=True, nogil=True)
-def _fuse(rows_a, scores_a, weight_a, rows_b, scores_b, weight_b, convex, rrf_k, zscore, k):
-    base = 0.0  # what every document gets from the sides that did not return it
-    rows = np.concatenate((rows_a, rows_b))
+def _fuse(rows, scores, bounds, weights, convex, rrf_k, zscore, k):
+    """Signal i's candidates are ``rows[bounds[i]:bounds[i + 1]]``, best first."""
+    base = 0.0  # what every document gets from the signals that did not return it
     extra = np.zeros(rows.size, dtype=np.float64)
-    for offset, side_scores, weight in ((0, scores_a, weight_a), (rows_a.size, scores_b, weight_b)):
-        if side_scores.size:
-            values, missing = _contributions(side_scores, convex, rrf_k, zscore)
-            base += weight * missing
-            extra[offset : offset + side_scores.size] = weight * (values - missing)
+    for signal in range(weights.size):
+        start, end = bounds[signal], bounds[signal + 1]
+        if end > start:
+            values, missing = _contributions(scores[start:end], convex, rrf_k, zscore)
+            base += weights[signal] * missing
+            extra[start:end] = weights[signal] * (values - missing)
     fused_rows = np.empty(rows.size, dtype=np.int64)
     fused = np.empty(rows.size, dtype=np.float64)
     count = 0
@@ -109,18 +195,24 @@ def _fuse(rows_a, scores_a, weight_a, rows_b, scores_b, weight_b, convex, rrf_k,
     return fused_rows[top], fused[top]
 
 
-def fuse(sparse: Ranking, dense: Ranking, fusion: Fusion, k: int) -> Ranking:
-    """The top k of the fused ranking (each side's candidates best first); ties broken by lower row, like the engines."""
+def fuse_signals(rankings: Mapping[str, Ranking], fusion: Fusion, k: int) -> Ranking:
+    """The top k of the fused ranking of signal → its candidates (best first); ties broken by lower row, like the
+    engines."""
+    signals = tuple(signal for signal in SIGNALS if signal in rankings)
+    ordered = [rankings[signal] for signal in signals]
     rows, scores = _fuse(
-        sparse.doc_indices.astype(np.int64),
-        sparse.scores.astype(np.float64),
-        fusion.weight,
-        dense.doc_indices.astype(np.int64),
-        dense.scores.astype(np.float64),
-        1.0 - fusion.weight,
+        np.concatenate([ranking.doc_indices.astype(np.int64) for ranking in ordered]),
+        np.concatenate([ranking.scores.astype(np.float64) for ranking in ordered]),
+        np.cumsum([0] + [ranking.doc_indices.size for ranking in ordered]).astype(np.int64),
+        np.array(fusion.signal_weights(signals), dtype=np.float64),
         fusion.method == "convex",
         fusion.rrf_k,
         fusion.normalization == "zscore",
         k,
     )
     return Ranking(doc_indices=rows, scores=scores)
+
+
+def fuse(sparse: Ranking, dense: Ranking, fusion: Fusion, k: int) -> Ranking:
+    """Two-signal fusion: sparse with dense."""
+    return fuse_signals({"sparse": sparse, "dense": dense}, fusion, k)

@@ -1,4 +1,5 @@
-"""Searcher: an index plus the encoders that built it → ranked hits, sparse, dense or hybrid.
+"""Searcher: an index plus the encoders that built it → ranked hits by one signal (sparse, dense, bm25) or several
+fused (hybrid).
 
 This is what the CLI, the API and evaluation all call.
 """
@@ -9,22 +10,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsr import defaults
 from lsr.errors import EncoderMismatchError, LsrError
 from lsr.indexer.engines.base import Ranking
 from lsr.indexer.index_folder import IndexFolder
 from lsr.indexer.searchable import SearchableIndex
 from lsr.retrieval.encoders import DenseEncoder, EncoderSpec, SparseEncoder, load_dense_encoder, load_sparse_encoder
-from lsr.retrieval.search.fusion import Fusion, fuse
+from lsr.retrieval.search.fusion import Fusion, fuse_signals
+from lsr.retrieval.search.modes import SIGNALS, parse_mode
 
 MAX_K = 10_000
-MODES = ("sparse", "dense", "hybrid")
 
 
 @dataclass(frozen=True)
 class Hit:
     rank: int  # 1-based
     id: str
-    score: float  # sparse: dot product of quantized vectors; dense: cosine; hybrid: see lsr.retrieval.search.fusion
+    score: float  # sparse: dot product of quantized vectors; dense: cosine; bm25: BM25; fused: lsr.retrieval.search.fusion
     title: str
 
 
@@ -67,8 +69,12 @@ class Searcher:
         self.index = index
         self.encoder = encoder
         self.dense_encoder = dense_encoder
-        self.default_mode = "hybrid" if dense_encoder else "sparse"
-        self.default_fusion = Fusion.from_dict(manifest.fusion) if manifest.fusion else Fusion()
+        present = {"sparse": True, "dense": dense_encoder is not None, "bm25": index.bm25 is not None}
+        self.signals = tuple(signal for signal in SIGNALS if present[signal])  # what "hybrid" fuses
+        self.default_mode = "hybrid" if len(self.signals) > 1 else "sparse"
+        # Never tuned: the default for these signals, chosen by leave-one-dataset-out evidence (bench/fusion_default.py).
+        untuned = defaults.UNTUNED_FUSION.get("+".join(self.signals), {})
+        self.default_fusion = Fusion.from_dict(manifest.fusion or untuned)
 
     @classmethod
     def open(
@@ -98,16 +104,25 @@ class Searcher:
             dense = load_dense_encoder(dense_encoder or dense_spec.name, max_length=dense_spec.query_max_length if dense_spec else None)
         return cls(index, query_encoder, dense)
 
-    def check_mode(self, mode: str) -> None:
-        if mode not in MODES:
-            raise LsrError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if mode != "sparse" and self.dense_encoder is None:
-            raise LsrError(f"{self.index.path} has no dense vectors, so only sparse search is possible")
+    def check_mode(self, mode: str) -> tuple[str, ...]:
+        """The signals ``mode`` ranks by, each one the index has."""
+        signals = parse_mode(mode)
+        if signals is None:  # hybrid
+            if len(self.signals) == 1:
+                raise LsrError(f"{self.index.path} has no dense vectors, so only sparse search is possible")
+            return self.signals
+        if "dense" in signals and self.dense_encoder is None:
+            raise LsrError(f"{self.index.path} has no dense vectors; add them with `lsr index … --add-dense`")
+        if "bm25" in signals and self.index.bm25 is None:
+            raise LsrError(f"{self.index.path} has no BM25 side; add one with `lsr index … --add-bm25`")
+        return signals
 
     def rankings(self, queries: Sequence[str], side: str, depth: int) -> list[Ranking]:
         """One side's top ``depth`` per query, as index rows and that side's float scores."""
         if side == "dense":
             return self.index.dense.search(self.dense_encoder.encode_queries(queries), depth)
+        if side == "bm25":
+            return self.index.bm25.search_texts(queries, depth)
         if self.encoder is None:
             return self.index.engine.search_texts(queries, depth)
         quantization = self.index.manifest.quantization
@@ -130,16 +145,20 @@ class Searcher:
     def search_many(
         self, queries: Sequence[str], k: int = 10, *, mode: str | None = None, fusion: Fusion | None = None
     ) -> list[list[Hit]]:
-        """``mode`` defaults to hybrid when the index has dense vectors; ``fusion`` to the index's tuned settings."""
+        """``mode`` defaults to hybrid when the index has more than one signal; ``fusion`` to the index's tuned
+        settings, or the untuned default."""
         check_k(k)
-        mode = mode or self.default_mode
-        self.check_mode(mode)
+        signals = self.check_mode(mode or self.default_mode)
         for query in queries:
             if not query.strip():
                 raise LsrError("the query is empty")
-        if mode != "hybrid":
-            return [self.hits(ranking) for ranking in self.rankings(queries, mode, k)]
+        if len(signals) == 1:
+            return [self.hits(ranking) for ranking in self.rankings(queries, signals[0], k)]
         fusion = fusion or self.default_fusion
+        fusion.signal_weights(signals)  # weights that give these signals nothing fail before any search
         depth = max(k, fusion.depth)
-        sides = zip(self.rankings(queries, "sparse", depth), self.rankings(queries, "dense", depth), strict=True)
-        return [self.hits(fuse(sparse, dense, fusion, k)) for sparse, dense in sides]
+        per_signal = {signal: self.rankings(queries, signal, depth) for signal in signals}
+        return [
+            self.hits(fuse_signals({signal: per_signal[signal][number] for signal in signals}, fusion, k))
+            for number in range(len(queries))
+        ]

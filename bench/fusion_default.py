@@ -1,0 +1,135 @@
+"""Which fusion should an index that was never tuned use? Leave-one-dataset-out over the shared datasets.
+
+    python bench/fusion_default.py --indexes indexes --dataset ../shared/data/scifact --dataset ../shared/data/nfcorpus \
+        --dataset ../shared/data/cranfield --dataset ../shared/data/cisi
+
+Each index (indexes/<dataset>) needs all three signals: `lsr index DATASET --out indexes/<dataset> --dense-encoder
+all-minilm-l6-v2 --bm25`. A default is chosen for each set of signals an index can fuse: sparse+dense+bm25,
+sparse+dense and sparse+bm25. Every candidate — `lsr tune`'s grid over the set (RRF k ∈ 10, 30, 60, 100; convex
+min-max and z-score; weights on the 0.1 simplex, a weight of 0 leaving a signal out) plus equal weights for each
+method — is scored by nDCG@10 on each dataset's test queries, each signal's top --depth fused. For each fold, the
+candidate with the best mean over the other datasets is chosen and scored on the left-out one, so no fold's number
+saw its own judgments. The default is the candidate with the best mean over all datasets (what a new fold would
+choose). Reference rows: each signal alone, lsr's former default (RRF k=60, equal weights) and convex min-max with
+equal weights. The last lines are `lsr.defaults.UNTUNED_FUSION`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from lsr.datasets import read_evaluation_set  # noqa: E402
+from lsr.eval.metrics import score_run  # noqa: E402
+from lsr.eval.runner import keep_hits  # noqa: E402
+from lsr.eval.tuning import RRF_KS, fusion_grid  # noqa: E402
+from lsr.indexer import IndexFolder  # noqa: E402
+from lsr.retrieval.search import SIGNALS, Fusion, Searcher, fuse_signals  # noqa: E402
+
+MEASURE = "nDCG@10"
+K = 10
+
+
+# The signal sets an index can fuse by default (sparse is always there): a default is chosen for each.
+INDEX_SIGNALS = (("sparse", "dense", "bm25"), ("sparse", "dense"), ("sparse", "bm25"))
+
+
+def candidates(signals: tuple[str, ...], depth: int) -> list[Fusion]:
+    equal = [Fusion("rrf", rrf_k=rrf_k, depth=depth) for rrf_k in RRF_KS]
+    equal += [Fusion("convex", normalization=n, depth=depth) for n in ("minmax", "zscore")]
+    return equal + fusion_grid(signals, depth)
+
+
+class Dataset:
+    """One dataset's test queries with each signal's candidates, searched once and fused for every candidate."""
+
+    def __init__(self, folder: Path, searcher: Searcher, depth: int) -> None:
+        self.name = folder.name
+        searcher.check_mode("+".join(SIGNALS))  # a clear error when the index lacks a signal
+        self.evaluation = read_evaluation_set(folder, "test")
+        self.ids = list(self.evaluation.queries)
+        texts = list(self.evaluation.queries.values())
+        self.doc_ids = [doc.id for doc in searcher.index.docs]
+        rankings = {signal: searcher.rankings(texts, signal, depth) for signal in SIGNALS}
+        self.per_query = [{signal: rankings[signal][number] for signal in SIGNALS} for number in range(len(self.ids))]
+
+    def value(self, fusion: Fusion, signals: tuple[str, ...] = SIGNALS) -> float:
+        run = {}
+        for query_id, rankings in zip(self.ids, self.per_query, strict=True):
+            fused = fuse_signals({s: rankings[s] for s in signals}, fusion, K + 1) if len(signals) > 1 else rankings[signals[0]]
+            hits = zip((self.doc_ids[row] for row in fused.doc_indices[: K + 1]), fused.scores.tolist(), strict=False)
+            run[query_id] = keep_hits(query_id, hits, K, remove_identical_ids=True)
+        return score_run(self.evaluation.qrels, run, [MEASURE]).aggregate[MEASURE]
+
+
+def row(values) -> str:
+    return f"{' | '.join(f'{value:.4f}' for value in values)} | {np.mean(values):.4f} |"
+
+
+def choose(datasets: list[Dataset], signals: tuple[str, ...], depth: int) -> Fusion:
+    """Prints the leave-one-dataset-out folds for one signal set; returns the candidate best over all datasets."""
+    names = [dataset.name for dataset in datasets]
+    grid = candidates(signals, depth)
+    values = np.array([[dataset.value(fusion, signals) for dataset in datasets] for fusion in grid])  # candidate × dataset
+    former = Fusion("rrf", rrf_k=60, depth=depth)
+    references = {f"{signal} alone": (former, (signal,)) for signal in signals}
+    references["rrf k=60, equal weights (the former default)"] = (former, signals)
+    references["convex minmax, equal weights"] = (Fusion("convex", depth=depth), signals)
+    reference_values = {name: [d.value(f, s) for d in datasets] for name, (f, s) in references.items()}
+    former_values = reference_values["rrf k=60, equal weights (the former default)"]
+
+    print(f"## {'+'.join(signals)}: {len(grid)} candidates\n")
+    print(f"| left out | chosen on the other {len(names) - 1} (their mean) | {MEASURE} on the left-out | rrf k=60 | oracle |")
+    print("|---|---|---:|---:|---:|")
+    held_out = []
+    for column, name in enumerate(names):
+        others = [c for c in range(len(names)) if c != column]
+        chosen = int(np.argmax(values[:, others].mean(axis=1)))  # first of equals: the grid's order
+        held_out.append(values[chosen, column])
+        print(
+            f"| {name} | {grid[chosen].describe()} ({values[chosen, others].mean():.4f}) | {values[chosen, column]:.4f} | "
+            f"{former_values[column]:.4f} | {values[:, column].max():.4f} |"
+        )
+    print(f"| **mean** | | **{np.mean(held_out):.4f}** | {np.mean(former_values):.4f} | {values.max(axis=0).mean():.4f} |")
+
+    best = int(np.argmax(values.mean(axis=1)))
+    print(f"\nChosen on all {len(names)}: **{grid[best].describe()}**\n")
+    print(f"| system | {' | '.join(names)} | mean |")
+    print(f"|---|{'---:|' * (len(names) + 1)}")
+    for name, reference in reference_values.items():
+        print(f"| {name} | {row(reference)}")
+    print(f"| **default: {grid[best].describe()}** | {row(values[best])}")
+    print("\nThe five best candidates by mean:\n")
+    print(f"| candidate | {' | '.join(names)} | mean |")
+    print(f"|---|{'---:|' * (len(names) + 1)}")
+    for number in np.argsort(-values.mean(axis=1), kind="stable")[:5]:
+        print(f"| {grid[number].describe()} | {row(values[number])}")
+    print()
+    return grid[best]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, action="append", required=True)
+    parser.add_argument("--indexes", type=Path, default=Path("indexes"))
+    parser.add_argument("--depth", type=int, default=100, help="candidates fused from each signal")
+    args = parser.parse_args()
+
+    first = Searcher.open(args.indexes / args.dataset[0].name)
+    # The same encoders search every index (each index checks they are the models that built it): loaded once.
+    rest = (IndexFolder(args.indexes / folder.name) for folder in args.dataset[1:])
+    searchers = [first, *(Searcher(index, first.encoder, first.dense_encoder) for index in rest)]
+    datasets = [Dataset(folder, searcher, args.depth) for folder, searcher in zip(args.dataset, searchers, strict=True)]
+    print(f"{MEASURE} on each dataset's test queries; the top {args.depth} of each signal fused.\n")
+    defaults = {"+".join(signals): choose(datasets, signals, args.depth).to_dict() for signals in INDEX_SIGNALS}
+    print(f"UNTUNED_FUSION = {json.dumps(defaults, indent=4)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Three signals of one index: the BM25 side (`--bm25`, `--add-bm25`), fusion of any subset, their naming in the
+CLI and the API, and tuning over them (never on test). Real encoders and real Cranfield text throughout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from test_cli import assert_one_line_error, lsr
+
+from lsr.api.app import create_app
+from lsr.datasets import read_corpus, read_evaluation_set
+from lsr.errors import LsrError
+from lsr.eval.metrics import score_run
+from lsr.eval.runner import keep_hits
+from lsr.eval.tuning import tune_fusion
+from lsr.indexer import IndexFolder, build_bm25_index
+from lsr.indexer.bm25 import Bm25Settings, Bm25Side
+from lsr.indexer.engines.base import Ranking
+from lsr.indexer.live import LiveUpdateError
+from lsr.retrieval.search import Fusion, LiveSearcher, Searcher, fuse_signals
+
+QUERIES = ["boundary layer transition at high mach numbers", "heat transfer to blunt bodies", "flutter of panels", "xyzzy"]
+
+
+@pytest.fixture(scope="module")
+def three_signal_index(tmp_path_factory, small_hybrid_index, small_dataset):
+    """The small hybrid index with a BM25 side added through the command line."""
+    index = tmp_path_factory.mktemp("three") / "index"
+    shutil.copytree(small_hybrid_index, index)
+    result = lsr("index", str(small_dataset), "--out", str(index), "--add-bm25")
+    assert result.returncode == 0, result.stderr
+    return index
+
+
+@pytest.fixture(scope="module")
+def three_signal_searcher(three_signal_index, splade, minilm):
+    return Searcher(IndexFolder(three_signal_index), splade, minilm)
+
+
+def reference_fuse(rankings: dict[str, Ranking], fusion: Fusion, k: int) -> list[tuple[int, float]]:
+    """The textbook definitions over any number of signals, written out with dicts."""
+    signals = list(rankings)
+    named = dict(fusion.weights) if fusion.weights else dict.fromkeys(signals, 1.0)
+    total = sum(named.get(signal, 0.0) for signal in signals)
+    fused = {row: 0.0 for ranking in rankings.values() for row in ranking.doc_indices.tolist()}
+    for signal, ranking in rankings.items():
+        weight = named.get(signal, 0.0) / total
+        rows, scores = ranking.doc_indices.tolist(), ranking.scores.astype(float).tolist()
+        if not rows:
+            continue
+        if fusion.method == "rrf":
+            values, missing = {row: 1 / (fusion.rrf_k + rank) for rank, row in enumerate(rows, start=1)}, 0.0
+        elif fusion.normalization == "minmax":
+            low, high = min(scores), max(scores)
+            values = {row: (s - low) / (high - low) if high > low else 1.0 for row, s in zip(rows, scores, strict=True)}
+            missing = min(values.values())
+        else:
+            mean = sum(scores) / len(scores)
+            std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
+            values = {row: (s - mean) / std if std > 0 else 0.0 for row, s in zip(rows, scores, strict=True)}
+            missing = min(values.values())
+        for row in fused:
+            fused[row] += weight * values.get(row, missing)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+def test_add_bm25_records_the_side_and_shares_the_other_files(three_signal_index, small_hybrid_index):
+    manifest = json.loads((three_signal_index / "manifest.json").read_text())
+    assert manifest["bm25"] == Bm25Settings().to_dict() and manifest["fusion"] is None
+    assert (three_signal_index / "bm25").is_dir()
+    assert IndexFolder(three_signal_index).bm25.size == IndexFolder(small_hybrid_index).manifest.doc_count
+
+
+@pytest.mark.parametrize(
+    "fusion",
+    [
+        Fusion("rrf"),
+        Fusion("rrf", rrf_k=10, weights={"sparse": 0.2, "dense": 0.5, "bm25": 0.3}),
+        Fusion("convex", weights={"sparse": 0.4, "dense": 0.4, "bm25": 0.2}),
+        Fusion("convex", normalization="zscore", weights={"sparse": 1, "dense": 3, "bm25": 2}),
+        Fusion("convex", weights={"bm25": 1.0}),
+    ],
+)
+def test_three_signal_fusion_matches_the_reference(three_signal_searcher, fusion):
+    per_signal = {signal: three_signal_searcher.rankings(QUERIES, signal, 30) for signal in ("sparse", "dense", "bm25")}
+    for number in range(len(QUERIES)):
+        rankings = {signal: per_signal[signal][number] for signal in per_signal}
+        got = fuse_signals(rankings, fusion, 20)
+        expected = reference_fuse(rankings, fusion, 20)
+        assert got.doc_indices.tolist() == [row for row, _ in expected]
+        np.testing.assert_allclose(got.scores, [score for _, score in expected], rtol=1e-9, atol=1e-12)
+
+
+def test_modes_name_signals_and_hybrid_fuses_all_three(three_signal_searcher, hybrid_searcher):
+    searcher, query = three_signal_searcher, QUERIES[1]
+    assert searcher.signals == ("sparse", "dense", "bm25") and searcher.default_mode == "hybrid"
+
+    def ids(mode: str | None, **options) -> list[str]:
+        return [hit.id for hit in searcher.search(query, 10, mode=mode, **options)]
+
+    assert ids(None) == ids("hybrid") == ids("bm25+sparse+dense") == ids("dense+bm25+sparse")
+    bm25 = searcher.index.bm25.search_texts([query], 10)[0]
+    assert ids("bm25") == [searcher.index.docs[row].id for row in bm25.doc_indices]
+    # Weights that leave a signal out give the fusion of the others.
+    assert ids("hybrid", fusion=Fusion("convex", weights={"sparse": 0.5, "dense": 0.5, "bm25": 0})) != ids("hybrid")
+    two = Fusion("rrf", 0.5)
+    assert ids("sparse+dense", fusion=two) == [hit.id for hit in hybrid_searcher.search(query, 10, fusion=two)]
+    for mode, message in [
+        ("sparse+sparse", "names sparse more than once"),
+        ("bm25+splade", "mode must be one of sparse, dense, hybrid, bm25, or signals joined by +"),
+        ("sparse+", "mode must be one of"),
+    ]:
+        with pytest.raises(LsrError, match=message):
+            searcher.search(query, 5, mode=mode)
+    with pytest.raises(LsrError, match="has no BM25 side; add one with `lsr index … --add-bm25`"):
+        hybrid_searcher.search(query, 5, mode="bm25+dense")
+    with pytest.raises(LsrError, match="give sparse and bm25 no weight"):
+        searcher.search(query, 5, mode="sparse+bm25", fusion=Fusion(weights={"dense": 1}))
+
+
+def test_bm25_side_agrees_with_lucene_bm25_on_every_cranfield_query(cranfield, tmp_path):
+    """Measured (bench/bm25_sides.py): nDCG@10 0.3518 against Lucene's 0.3506, top-10 overlap 0.987."""
+    corpus = read_corpus(cranfield)
+    build_bm25_index(corpus, tmp_path / "lucene")
+    Bm25Side.build([doc.contents for doc in corpus.documents], tmp_path / "bm25")
+    lucene, side = IndexFolder(tmp_path / "lucene").engine, Bm25Side.open(tmp_path / "bm25", Bm25Settings())
+    evaluation = read_evaluation_set(cranfield, "test")
+    ids, texts = list(evaluation.queries), list(evaluation.queries.values())
+    doc_ids = [doc.id for doc in corpus.documents]
+    values, tops = [], []
+    for system in (lucene, side):
+        rankings = system.search_texts(texts, 11)
+        run = {
+            q: keep_hits(q, zip((doc_ids[row] for row in r.doc_indices), r.scores.tolist(), strict=True), 10, True)
+            for q, r in zip(ids, rankings, strict=True)
+        }
+        values.append(score_run(evaluation.qrels, run, ["nDCG@10"]).aggregate["nDCG@10"])
+        tops.append([set(r.doc_indices[:10].tolist()) for r in rankings])
+    overlap = np.mean([len(a & b) / max(1, len(a)) for a, b in zip(*tops, strict=True)])
+    assert abs(values[0] - values[1]) <= 0.005 and overlap >= 0.95, (values, overlap)
+
+
+def test_api_names_signals_and_validates_them(three_signal_searcher):
+    client = TestClient(create_app(LiveSearcher.from_searcher(three_signal_searcher)))
+    query = QUERIES[0]
+    weights = {"bm25": 0.3, "sparse": 0.7}
+    body = {"query": query, "k": 5, "mode": "bm25+sparse", "fusion": {"method": "convex", "weights": weights}}
+    response = client.post("/search", json=body)
+    assert response.status_code == 200, response.text
+    expected = three_signal_searcher.search(query, 5, mode="bm25+sparse", fusion=Fusion("convex", weights=weights))
+    assert [hit["id"] for hit in response.json()["hits"]] == [hit.id for hit in expected]
+    assert response.json()["mode"] == "bm25+sparse"
+    for bad in (
+        {"mode": "bm25+bm25"},
+        {"mode": "lexical"},
+        {"fusion": {"weights": {"lexical": 1}}},
+        {"fusion": {"weights": {"bm25": 0, "sparse": 0}}},
+        {"fusion": {"weight": 0.5, "weights": {"bm25": 1}}},
+        {"fusion": {"weights": {"bm25": -1}}},
+    ):
+        response = client.post("/search", json={"query": query, **bad})
+        assert response.status_code == 422, (bad, response.text)
+    assert "more than once" in client.post("/search", json={"query": query, "mode": "bm25+bm25"}).text
+
+
+def test_cli_names_signals_with_one_line_errors(three_signal_index, small_dataset, tmp_path):
+    result = lsr("search", str(three_signal_index), "heat transfer", "--mode", "bm25+dense", "--weights", "bm25=0.3,dense=0.7")
+    assert result.returncode == 0, result.stderr
+    assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--mode", "bm25+lexical"), "mode must be one of")
+    assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weights", "bm25:1"), "SIGNAL=WEIGHT pairs")
+    assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weights", "title=1"), "unknown signals title")
+    assert_one_line_error(
+        lsr("search", str(three_signal_index), "heat", "--weight", "0.5", "--weights", "bm25=1"), "not both"
+    )
+    assert_one_line_error(
+        lsr("index", str(small_dataset), "--out", str(tmp_path / "x"), "--encoder", "bm25", "--bm25"), "Lucene BM25 index already"
+    )
+
+
+def test_tuning_searches_the_three_signal_simplex_and_never_test(three_signal_searcher, small_dataset, tmp_path):
+    folder = tmp_path / "data"
+    shutil.copytree(small_dataset, folder)
+    (folder / "qrels" / "test.tsv").rename(folder / "qrels" / "train.tsv")
+    evaluation = read_evaluation_set(folder, "train")
+    with pytest.raises(LsrError, match="never on test"):
+        tune_fusion(three_signal_searcher, evaluation, "test", progress=False)
+    tuning = tune_fusion(three_signal_searcher, evaluation, "train", progress=False)
+    assert len(tuning.results) == 66 * 6 and set(tuning.alone) == {"sparse", "dense", "bm25"}
+    assert all(abs(sum(dict(f.weights).values()) - 1) < 1e-9 for f, _ in tuning.results)
+    assert tuning.best[1] >= max(tuning.alone.values())
+
+
+def test_an_index_with_a_bm25_side_refuses_live_updates(three_signal_searcher):
+    from lsr.datasets import Document
+
+    service = LiveSearcher.from_searcher(three_signal_searcher)
+    with pytest.raises(LiveUpdateError, match="has a BM25 side, which takes no live updates"):
+        service.upsert([Document("new", "wing", "a wing")])
+    filtered = service.searcher(filter={"nothing": "matches"})  # filters still apply to the BM25 side
+    assert filtered.search("wing", 5, mode="bm25") == []
