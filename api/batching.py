@@ -1,11 +1,12 @@
 """Continuous batching of /search requests: concurrent requests are encoded and searched together.
 
 A request that finds no batch running leads: under concurrent load (the last batch held more than one request) it
-first waits ``window_s`` for others to join; then it runs every pending request (up to ``max_batch``), grouped by the settings a search call shares (filter, mode, fusion, depth), one
-``search_many`` per group. Requests that arrive meanwhile wait for that batch to end; the first of them then
-leads the next. So model calls never run two at a time (each uses all of torch's threads, which are not
-oversubscribed), and under load a batch holds whatever queued while the previous one ran: the encoder's matrix
-products and the engine's batched search pay their fixed costs once per batch, not once per request.
+first waits ``window_s`` for others to join; then it runs every pending request (up to ``max_batch``), grouped
+by the settings a search call shares (filter, mode, fusion, depth), one ``search_many`` per group. Requests that
+arrive meanwhile wait for that batch to end; the first of them then leads the next. So model calls never run two
+at a time (each uses all of torch's threads, which are not oversubscribed), and under load a batch holds whatever
+queued while the previous one ran: the encoder's matrix products and the engine's batched search pay their fixed
+costs once per batch, not once per request.
 """
 
 from __future__ import annotations

@@ -31,8 +31,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer  # noqa: E402
 
 from lsr.datasets import read_corpus, read_queries  # noqa: E402
-from lsr.retrieval.encoders import SpladeEncoder, resolve_model  # noqa: E402
-from lsr.retrieval.encoders import splade  # noqa: E402
+from lsr.retrieval.encoders import (  # noqa: E402
+    SpladeEncoder,
+    resolve_model,
+    splade,  # noqa: E402
+)
 from lsr.retrieval.encoders.splade import splade_pool  # noqa: E402
 
 MAX_LENGTH = 256
@@ -72,7 +75,10 @@ def sentence_transformers_encoder(path) -> Callable[[list[str]], sp.csr_matrix]:
 def useful_flops(path, texts: list[str]) -> float:
     config = AutoConfig.from_pretrained(path)
     h, i, v, layers = config.hidden_size, config.intermediate_size, config.vocab_size, config.num_hidden_layers
-    lengths = np.array([len(ids) for ids in AutoTokenizer.from_pretrained(path)(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]], dtype=np.float64)
+    lengths = np.array(
+        [len(ids) for ids in AutoTokenizer.from_pretrained(path)(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]],
+        dtype=np.float64,
+    )
     body = layers * (8 * lengths * h * h + 4 * lengths * h * i + 4 * lengths**2 * h)
     head = 2 * lengths * h * h + 2 * lengths * h * v
     return float((body + head).sum())
@@ -108,7 +114,10 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"\n{threads} thread(s): the fp32 peak is measured just before each system, as load from other jobs drifts")
-        print("| system | docs/s | GFLOP/s | × SparseEncoder | × full logits | fp32 peak GFLOP/s | fraction of peak | max abs Δ | impacts changed |")
+        print(
+            "| system | docs/s | GFLOP/s | × SparseEncoder | × full logits | fp32 peak GFLOP/s | fraction of peak | max abs Δ | "
+            "impacts changed |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         rates, peaks, vectors = {}, {}, {}
         for name, encode in systems.items():
@@ -150,7 +159,10 @@ def main() -> None:
         torch.set_num_threads(1)
         queries = list(read_queries(args.dataset, "test").values())[: args.queries]
         print(f"\nOne query at a time, 1 thread, {len(queries)} scifact test queries (64-token cut): p50 ms")
-        encoders = {"full logits (previous lsr)": full_logits_encoder(path, 64), **{f"lsr tiled, {p}": SpladeEncoder(precision=p).encode_queries for p in ("fp32", "bf16")}}
+        encoders = {
+            "full logits (previous lsr)": full_logits_encoder(path, 64),
+            **{f"lsr tiled, {p}": SpladeEncoder(precision=p).encode_queries for p in ("fp32", "bf16")},
+        }
         for name, encode in encoders.items():
             seconds = []
             for query in queries:

@@ -3,9 +3,10 @@
     python bench/engines.py --index indexes/scifact --sizes 100000 1000000
 
 For each corpus — the real index at --index, then a synthetic corpus per --sizes — and each engine (--engines:
-memory, the exact in-process default; sharded, the same split into one shard per core; impact-ordered, exact at budget 1 and approximate below it, one row per
---budgets value; lucene, Anserini's impact index through Pyserini) prints build time, size on disk, resident
-memory added by opening the index and running every query (RSS), time to open, single-query p50/p99 latency on
+memory, the exact in-process default; sharded, the same split into one shard per core; impact-ordered, exact at
+budget 1 and approximate below it, one row per --budgets value; lucene, Anserini's impact index through Pyserini)
+prints build time, size on disk, resident memory added by opening the index and running every query (RSS), time
+to open, single-query p50/p99 latency on
 one thread, batched throughput, recall@10 against the exact memory engine, and the ratio of Lucene's p50 to the
 row's p50. The memory engine is also checked against brute force on a sample of queries (same top-k).
 Builds of the --keep engines (default: lucene, ~50 min at 1M docs on 2 cores) are kept in --keep-dir, keyed by a
@@ -18,6 +19,7 @@ drawn from t's real impacts. Document lengths come out close to the real mean, w
 independent of each other, unlike in real text, which makes approximate search harder than on real data.
 Queries are the dataset's real test queries, encoded by the index's encoder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -120,7 +122,10 @@ def measure_engine(engine_class, budget: float | None, documents, queries, k: in
 
 
 def recall_at_k(rankings, exact) -> float:
-    found = [len(set(r.doc_indices.tolist()) & set(e.doc_indices.tolist())) / max(1, len(e.doc_indices)) for r, e in zip(rankings, exact, strict=True)]
+    found = [
+        len(set(r.doc_indices.tolist()) & set(e.doc_indices.tolist())) / max(1, len(e.doc_indices))
+        for r, e in zip(rankings, exact, strict=True)
+    ]
     return float(np.mean(found))
 
 
@@ -140,10 +145,24 @@ def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, args, s
                 exact = rankings
                 for row in range(min(args.brute_sample, queries.shape[0])):
                     (expected,) = brute_force_search(documents, queries[row], args.k)
-                    assert rankings[row].doc_indices.tolist() == expected.doc_indices.tolist(), "memory engine disagrees with brute force"
+                    assert rankings[row].doc_indices.tolist() == expected.doc_indices.tolist(), (
+                        "memory engine disagrees with brute force"
+                    )
             p50, p99 = percentiles(single)
             label = engine_name if budget is None else f"{engine_name} b={budget:g}"
-            rows.append(Row(label, build, folder_bytes(folder) / 2**20, ram, opening * 1000, p50, p99, queries.shape[0] / batched, recall_at_k(rankings, exact)))
+            rows.append(
+                Row(
+                    label,
+                    build,
+                    folder_bytes(folder) / 2**20,
+                    ram,
+                    opening * 1000,
+                    p50,
+                    p99,
+                    queries.shape[0] / batched,
+                    recall_at_k(rankings, exact),
+                )
+            )
         if not kept:
             shutil.rmtree(folder)
     lucene = next((row.p50 for row in rows if row.engine == "lucene"), None)
@@ -161,12 +180,19 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=Path("../shared/data/scifact"))
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000])
-    parser.add_argument("--engines", nargs="+", default=["memory", "sharded", "impact-ordered", "lucene"], choices=sorted(ENGINES))
+    parser.add_argument(
+        "--engines", nargs="+", default=["memory", "sharded", "impact-ordered", "lucene"], choices=sorted(ENGINES)
+    )
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 0.3, 0.1], help="impact-ordered budgets")
     parser.add_argument("--brute-sample", type=int, default=20, help="queries also run by brute force")
     parser.add_argument("-k", type=int, default=10)
-    parser.add_argument("--keep", nargs="*", default=["lucene"], choices=sorted(ENGINES),
-                        help="engines whose builds are kept in --keep-dir and reused by later runs on the same corpus")
+    parser.add_argument(
+        "--keep",
+        nargs="*",
+        default=["lucene"],
+        choices=sorted(ENGINES),
+        help="engines whose builds are kept in --keep-dir and reused by later runs on the same corpus",
+    )
     parser.add_argument("--keep-dir", type=Path, default=Path("indexes/bench-engines"))
     args = parser.parse_args()
     if args.engines[0] != "memory":
@@ -180,8 +206,10 @@ def main() -> None:
     texts = list(read_evaluation_set(args.dataset, "test").queries.values())
     queries = index.manifest.quantization.quantize(encoder.encode_queries(texts))
     real = index.vectors
-    print(f"{len(texts)} test queries of {args.dataset.name} ({queries.nnz / len(texts):.0f} terms each), k={args.k}; "
-          f"single queries on one thread, batches on {os.cpu_count()}; x = Lucene p50 / p50")
+    print(
+        f"{len(texts)} test queries of {args.dataset.name} ({queries.nnz / len(texts):.0f} terms each), k={args.k}; "
+        f"single queries on one thread, batches on {os.cpu_count()}; x = Lucene p50 / p50"
+    )
     print(
         f"{'corpus':>10} {'docs':>8} {'engine':>20} {'build s':>8} {'disk MiB':>8} {'RSS MiB':>8} {'open ms':>8} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'batch/s':>8} {'R@10':>7} {'vs Lucene':>8}",
@@ -193,7 +221,11 @@ def main() -> None:
         for size in args.sizes:
             started = time.perf_counter()
             documents = synthetic_postings(real, size).tocsr()
-            print(f"{'':>10} (synthetic {size} docs, {documents.nnz / size:.0f} terms each, generated in {time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"{'':>10} (synthetic {size} docs, {documents.nnz / size:.0f} terms each, generated in "
+                f"{time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
             measure(f"synth-{size // 1000}k", documents, queries, args, Path(scratch))
             del documents
 

@@ -73,7 +73,11 @@ def main() -> None:
 
     print(f"queries: {len(queries)} test queries of {args.dataset.name}, {index.manifest.doc_count} docs, k={args.k}")
     print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
-    rows = {"query encoding": encode_times, f"{index.manifest.engine} engine": engine_times, "brute force (baseline)": brute_times}
+    rows = {
+        "query encoding": encode_times,
+        f"{index.manifest.engine} engine": engine_times,
+        "brute force (baseline)": brute_times,
+    }
     for name, times in rows.items():
         p50, p99 = percentiles(times)
         print(f"{name:24}{p50:10.2f}{p99:10.2f}")

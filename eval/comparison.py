@@ -16,9 +16,9 @@ from lsr.eval.metrics import Scores, parse_measures, score_run
 from lsr.eval.runner import run_queries, time_queries
 from lsr.eval.significance import PairedTest, compare_to_baseline
 from lsr.eval.systems import INDEX, SystemSpec, cut_run, file_sha256
-from lsr.runs import Run, read_run
 from lsr.indexer.index_folder import IndexFolder
 from lsr.retrieval.search import Searcher
+from lsr.runs import Run, read_run
 
 
 @dataclass
@@ -84,16 +84,24 @@ def _evaluate_index(
     dense = TimedEncoder(opened.dense_encoder) if opened.dense_encoder is not None else None
     searcher = Searcher(opened.index, sparse, dense)
     run = run_queries(
-        searcher, evaluation.queries, k=comparison.k, remove_identical_ids=comparison.remove_identical_ids, mode=mode,
+        searcher,
+        evaluation.queries,
+        k=comparison.k,
+        remove_identical_ids=comparison.remove_identical_ids,
+        mode=mode,
         progress=progress,
         desc=f"{dataset} · {system.name}: searching",
     )
     manifest = opened.index.manifest
-    sparse_queries = manifest.quantization.quantize(sp.vstack(sparse.outputs, format="csr")) if sparse and sparse.outputs else None
+    sparse_queries = (
+        manifest.quantization.quantize(sp.vstack(sparse.outputs, format="csr")) if sparse and sparse.outputs else None
+    )
     sample = list(evaluation.queries.values())[: comparison.latency_queries]
     depth = comparison.k + 1 if comparison.remove_identical_ids else comparison.k
     timed = [encoder for encoder in (sparse, dense) if encoder is not None]
-    latencies = time_queries(searcher, sample, timed, depth=depth, mode=mode, progress=progress, desc=f"{dataset} · {system.name}: timing")
+    latencies = time_queries(
+        searcher, sample, timed, depth=depth, mode=mode, progress=progress, desc=f"{dataset} · {system.name}: timing"
+    )
     efficiency = index_efficiency(
         opened.index,
         signals,
@@ -135,7 +143,9 @@ def run_comparison(
                 _check_index_corpus(system, IndexFolder(path), name, corpus.sha256)
             else:
                 doc_ids = {doc.id for doc in corpus.documents}
-                runs[system.name] = cut_run(read_run(path, known_queries=read_queries(folder, split), known_docs=doc_ids), k, remove_identical_ids)
+                runs[system.name] = cut_run(
+                    read_run(path, known_queries=read_queries(folder, split), known_docs=doc_ids), k, remove_identical_ids
+                )
         prepared.append((name, folder, evaluation, corpus.sha256, located, runs))
 
     for name, folder, evaluation, corpus_sha256, located, runs in prepared:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from lsr.errors import LsrError
 from lsr.eval.runner import keep_hits
-from lsr.runs import Run
 from lsr.retrieval.search import MODES, parse_mode
+from lsr.runs import Run
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # also a file name: runs/<dataset>/<name>.trec
 INDEX, RUN_FILE = "index", "run"
@@ -50,7 +49,9 @@ class SystemSpec:
         try:
             return Path(self.template.format(dataset=dataset))
         except (KeyError, IndexError, ValueError) as exc:
-            raise LsrError(f"system {self.name!r}: bad path template {self.template!r}; the only placeholder is {{dataset}}") from exc
+            raise LsrError(
+                f"system {self.name!r}: bad path template {self.template!r}; the only placeholder is {{dataset}}"
+            ) from exc
 
     def locate(self, dataset: str) -> tuple[str, Path]:
         """(INDEX or RUN_FILE, path) of this system for one dataset, with a clear error when it is missing."""
@@ -61,7 +62,9 @@ class SystemSpec:
             if self.mode:
                 raise LsrError(f"system {self.name!r}: {path} is a run file, which has no mode (drop :{self.mode})")
             return RUN_FILE, path
-        raise LsrError(f"system {self.name!r} has nothing for dataset {dataset!r}: {path} does not exist (from {self.template!r})")
+        raise LsrError(
+            f"system {self.name!r} has nothing for dataset {dataset!r}: {path} does not exist (from {self.template!r})"
+        )
 
 
 def parse_systems(texts: list[str], baseline: str | None) -> tuple[list[SystemSpec], str]:

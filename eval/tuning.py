@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from lsr.datasets import EvaluationSet
-from lsr.indexer.index_folder import write_manifest
 from lsr.errors import LsrError
 from lsr.eval.metrics import score_run
 from lsr.eval.runner import run_entry
-from lsr.retrieval.search.fusion import Fusion, fuse_signals
+from lsr.indexer.index_folder import write_manifest
 from lsr.retrieval.search import Searcher
+from lsr.retrieval.search.fusion import Fusion, fuse_signals
 
 STEPS = 10  # weights in steps of 0.1: 11 points for two signals, 66 for three
 RRF_KS = (10, 30, 60, 100)
@@ -108,6 +108,12 @@ def tune_fusion(
 def store_tuned_fusion(searcher: Searcher, evaluation: EvaluationSet, tuning: Tuning, dataset: str) -> None:
     """Records the best fusion, and what it was tuned on, in the index's manifest: the index's default from now on."""
     best, value = tuning.best
-    tuned_on = {"dataset": dataset, "split": evaluation.split, "queries": len(evaluation.queries), "measure": tuning.measure, "value": value}
+    tuned_on = {
+        "dataset": dataset,
+        "split": evaluation.split,
+        "queries": len(evaluation.queries),
+        "measure": tuning.measure,
+        "value": value,
+    }
     manifest = dataclasses.replace(searcher.index.manifest, fusion={**best.to_dict(), "tuned_on": tuned_on})
     write_manifest(searcher.index.path, manifest)

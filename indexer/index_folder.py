@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ class Manifest:
     engine_settings: dict = field(default_factory=dict)  # passed to the engine when it opens (e.g. a search budget)
     # Wall time of the run that finished the index (a resumed run counts only its own part); None in older indexes.
     indexing_seconds: float | None = None
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     lsr_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -280,7 +280,9 @@ class IndexFolder:
             raise IndexFolderError(f"{self.path}: cannot open the {self.manifest.engine} engine: {exc}") from exc
         dim = getattr(engine, "dim", None)
         if isinstance(dim, int) and not self.has_text_engine and dim != self.manifest.dim:
-            raise IndexFolderError(f"{self.path} is damaged: its engine has {dim} dimensions, the manifest says {self.manifest.dim}")
+            raise IndexFolderError(
+                f"{self.path} is damaged: its engine has {dim} dimensions, the manifest says {self.manifest.dim}"
+            )
         return engine
 
     @property

@@ -246,9 +246,7 @@ class _Composed:
     def search(self, queries, k: int) -> list[Ranking]:
         base = self._base.search(queries, k + self._hidden_in_base)
         delta = self._delta_top(self._delta, queries, k + self._hidden_in_delta)
-        return [
-            _merge(b, d.doc_indices + self._base_count, d.scores, self._hidden, k) for b, d in zip(base, delta, strict=True)
-        ]
+        return [_merge(b, d.doc_indices + self._base_count, d.scores, self._hidden, k) for b, d in zip(base, delta, strict=True)]
 
     def search_texts(self, queries: Sequence[str], k: int) -> list[Ranking]:
         """BM25 indexes take no writes, so only hidden (filtered-out) rows need dropping."""
@@ -463,6 +461,3 @@ class LiveIndex:
 
     def close(self) -> None:
         self._wal.close()
-
-
-

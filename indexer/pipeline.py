@@ -81,7 +81,7 @@ class Encoded:
             if "indptr" in arrays:
                 shape = (arrays["indptr"].size - 1, dim)
                 sparse = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
-            return Encoded(sparse=sparse, dense=arrays["dense"] if "dense" in arrays else None)
+            return Encoded(sparse=sparse, dense=arrays.get("dense"))
 
 
 def partial_folder(out: Path) -> Path:
@@ -129,7 +129,9 @@ def _check_not_served(index: Path) -> None:
     if wal.is_file():
         fd = try_flock(wal)
         if fd is None:
-            raise IndexFolderError(f"{index} is being served with live updates by another process; stop it before replacing the index")
+            raise IndexFolderError(
+                f"{index} is being served with live updates by another process; stop it before replacing the index"
+            )
         os.close(fd)
 
 
@@ -146,8 +148,7 @@ def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
         differing = sorted(key for key in state.keys() | saved.keys() if saved.get(key) != state.get(key))
         if differing:
             raise IndexFolderError(
-                f"cannot resume from {work}: it was started with another {', '.join(differing)}; "
-                "delete that folder to start over"
+                f"cannot resume from {work}: it was started with another {', '.join(differing)}; delete that folder to start over"
             )
         return
     (work / "chunks").mkdir(parents=True)

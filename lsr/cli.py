@@ -26,7 +26,15 @@ app = typer.Typer(
 console = Console()
 
 IndexPath = Annotated[Path, typer.Argument(help="Index folder (as written by `lsr index`).")]
-DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder, BEIR (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or MS MARCO (collection.tsv, queries.<split>.tsv, qrels.<split>.tsv).")]
+DatasetPath = Annotated[
+    Path,
+    typer.Argument(
+        help=(
+            "Dataset folder, BEIR (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or MS MARCO (collection.tsv, "
+            "queries.<split>.tsv, qrels.<split>.tsv)."
+        )
+    ),
+]
 EncoderOption = Annotated[str | None, typer.Option("--encoder", help="Query encoder; default: the one in the index manifest.")]
 ModeOption = Annotated[
     str | None,
@@ -37,9 +45,12 @@ ModeOption = Annotated[
     ),
 ]
 FusionOption = Annotated[
-    str | None, typer.Option("--fusion", help="Fusion: rrf or convex; default: the index's tuned choice, else the untuned default.")
+    str | None,
+    typer.Option("--fusion", help="Fusion: rrf or convex; default: the index's tuned choice, else the untuned default."),
 ]
-WeightOption = Annotated[float | None, typer.Option("--weight", help="Fusion of sparse + dense: the sparse signal's weight in [0, 1].")]
+WeightOption = Annotated[
+    float | None, typer.Option("--weight", help="Fusion of sparse + dense: the sparse signal's weight in [0, 1].")
+]
 WeightsOption = Annotated[
     str | None, typer.Option("--weights", help="Fusion: a weight per signal, such as sparse=0.4,dense=0.4,bm25=0.2.")
 ]
@@ -47,9 +58,12 @@ RrfKOption = Annotated[int | None, typer.Option("--rrf-k", help="Hybrid rrf: the
 NormalizationOption = Annotated[str | None, typer.Option("--normalization", help="Hybrid convex: minmax or zscore.")]
 DepthOption = Annotated[int | None, typer.Option("--depth", help="Fusion: candidates taken from each signal.")]
 UriOption = Annotated[
-    str | None, typer.Option("--uri", help="milvus: server address (http://host:19530), or a local milvus-lite file (./milvus.db).")
+    str | None,
+    typer.Option("--uri", help="milvus: server address (http://host:19530), or a local milvus-lite file (./milvus.db)."),
 ]
-CollectionOption = Annotated[str | None, typer.Option("--collection", help="milvus: collection name; default: lsr_<index folder name>.")]
+CollectionOption = Annotated[
+    str | None, typer.Option("--collection", help="milvus: collection name; default: lsr_<index folder name>.")
+]
 
 
 def _engine_settings(engine: str | None, uri: str | None, collection: str | None, out: Path) -> dict:
@@ -97,14 +111,24 @@ def index(
     collection: CollectionOption = None,
     ray: Annotated[
         str | None,
-        typer.Option("--ray", help="Encode on Ray: `local` starts a cluster on this machine, else a cluster address (auto, ray://host:10001)."),
+        typer.Option(
+            "--ray",
+            help="Encode on Ray: `local` starts a cluster on this machine, else a cluster address (auto, ray://host:10001).",
+        ),
     ] = None,
     doc_max_length: Annotated[int, typer.Option(help="Document truncation, in tokens.")] = defaults.DOC_MAX_LENGTH,
-    query_max_length: Annotated[int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")] = defaults.QUERY_MAX_LENGTH,
+    query_max_length: Annotated[
+        int, typer.Option(help="Query truncation, in tokens (recorded as the index default).")
+    ] = defaults.QUERY_MAX_LENGTH,
     chunk_size: Annotated[int, typer.Option(min=1, help="Documents per checkpointed chunk.")] = defaults.CHUNK_SIZE,
     precision: Annotated[
         str | None,
-        typer.Option(help=f"Sparse encoder arithmetic: fp32 or bf16 (default: {defaults.PRECISION}, fp32 for UHD); recorded, queries use the index's."),
+        typer.Option(
+            help=(
+                f"Sparse encoder arithmetic: fp32 or bf16 (default: {defaults.PRECISION}, fp32 for UHD); recorded, "
+                "queries use the index's."
+            )
+        ),
     ] = None,
     scale: Annotated[float, typer.Option(help="Quantization: impact = round(weight × scale).")] = defaults.QUANTIZATION_SCALE,
     dense_encoder: Annotated[
@@ -158,7 +182,9 @@ def index(
         manifest = build_bm25_index(corpus, out, overwrite=overwrite)
     else:
         sparse_encoder = load_sparse_encoder(
-            encoder, query_max_length=query_max_length, doc_max_length=doc_max_length,
+            encoder,
+            query_max_length=query_max_length,
+            doc_max_length=doc_max_length,
             precision=precision or index_precision(encoder),
         )
         dense = load_dense_encoder(dense_encoder) if dense_encoder else None
@@ -267,7 +293,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Qrels split: qrels/<split>.tsv.")] = "test",
     k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = defaults.RUN_DEPTH,
     measures: Annotated[list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder; default reports/<index>-<dataset>-<split>.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder; default reports/<index>-<dataset>-<split>.")
+    ] = None,
     keep_identical_ids: Annotated[
         bool, typer.Option("--keep-identical-ids", help="Keep hits whose doc id equals the query id (BEIR drops them).")
     ] = False,
@@ -377,7 +405,9 @@ def report(
     baseline: Annotated[str | None, typer.Option(help="System the others are tested against; default: the first.")] = None,
     split: Annotated[str, typer.Option(help="Qrels split, the same for every dataset.")] = "test",
     k: Annotated[int, typer.Option("-k", help="Hits retrieved per query.")] = defaults.RUN_DEPTH,
-    measures: Annotated[list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable; the first is the headline.")] = None,
+    measures: Annotated[
+        list[str] | None, typer.Option("--measure", "-m", help="ir-measures name; repeatable; the first is the headline.")
+    ] = None,
     keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the randomization test.")] = 0,
     latency_queries: Annotated[
@@ -426,53 +456,102 @@ def train(
     dataset: DatasetPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (usable as `lsr index --encoder FOLDER`).")],
     arch: Annotated[str, typer.Option(help="splade or uhd.")] = "splade",
-    base: Annotated[str, typer.Option(help="Masked-LM checkpoint to start from: packaged name, folder or Hugging Face id.")] = defaults.Training.base,
+    base: Annotated[
+        str, typer.Option(help="Masked-LM checkpoint to start from: packaged name, folder or Hugging Face id.")
+    ] = defaults.Training.base,
     split: Annotated[str, typer.Option(help="Qrels split with the training pairs (train or dev).")] = "train",
     negatives_index: Annotated[
-        Path | None, typer.Option("--negatives-index", help="Index of the same corpus to mine hard negatives from (top-k minus positives); default: the teacher run's top-k minus positives with --teacher-run, else random negatives.")
+        Path | None,
+        typer.Option(
+            "--negatives-index",
+            help=(
+                "Index of the same corpus to mine hard negatives from (top-k minus positives); default: the teacher "
+                "run's top-k minus positives with --teacher-run, else random negatives."
+            ),
+        ),
     ] = None,
-    negatives_depth: Annotated[int, typer.Option(min=1, max=1000, help="Hits per query (of the index or the teacher run) the hard negatives are drawn from.")] = defaults.NEGATIVES_DEPTH,
+    negatives_depth: Annotated[
+        int,
+        typer.Option(min=1, max=1000, help="Hits per query (of the index or the teacher run) the hard negatives are drawn from."),
+    ] = defaults.NEGATIVES_DEPTH,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Train on at most this many queries (sampled).")] = None,
     steps: Annotated[int, typer.Option(min=1)] = defaults.Training.steps,
-    batch_size: Annotated[int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")] = defaults.Training.batch_size,
+    batch_size: Annotated[
+        int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")
+    ] = defaults.Training.batch_size,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = defaults.Training.learning_rate,
-    head_learning_rate: Annotated[float | None, typer.Option(help="UHD: learning rate of the new projection head (default: --learning-rate).")] = None,
-    lambda_d: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on documents.")] = defaults.Training.lambda_d,
-    lambda_q: Annotated[float, typer.Option(min=0.0, help="FLOPS regularization weight on queries.")] = defaults.Training.lambda_q,
-    lambda_warmup: Annotated[int, typer.Option(min=0, help="T in λ_t = λ·min(1, t/T)², in steps.")] = defaults.Training.lambda_warmup_steps,
+    head_learning_rate: Annotated[
+        float | None, typer.Option(help="UHD: learning rate of the new projection head (default: --learning-rate).")
+    ] = None,
+    lambda_d: Annotated[
+        float, typer.Option(min=0.0, help="FLOPS regularization weight on documents.")
+    ] = defaults.Training.lambda_d,
+    lambda_q: Annotated[
+        float, typer.Option(min=0.0, help="FLOPS regularization weight on queries.")
+    ] = defaults.Training.lambda_q,
+    lambda_warmup: Annotated[
+        int, typer.Option(min=0, help="T in λ_t = λ·min(1, t/T)², in steps.")
+    ] = defaults.Training.lambda_warmup_steps,
     l1_q: Annotated[float, typer.Option(min=0.0, help="L1 weight on query vectors.")] = 0.0,
-    teacher_run: Annotated[Path | None, typer.Option(help="TREC run of a teacher (e.g. `lsr eval` of the hybrid ranker) for distillation.")] = None,
-    distillation: Annotated[str | None, typer.Option(help="marginmse (positive − negative margin) or kl (listwise over the batch); needs --teacher-run.")] = None,
+    teacher_run: Annotated[
+        Path | None, typer.Option(help="TREC run of a teacher (e.g. `lsr eval` of the hybrid ranker) for distillation.")
+    ] = None,
+    distillation: Annotated[
+        str | None,
+        typer.Option(help="marginmse (positive − negative margin) or kl (listwise over the batch); needs --teacher-run."),
+    ] = None,
     distillation_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the distillation loss.")] = 1.0,
     teacher_scale: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Multiplies the teacher's scores, to put its margins in the student's units (default 1, or measured with --student-run)."),
+        typer.Option(
+            min=0.0,
+            help=(
+                "Multiplies the teacher's scores, to put its margins in the student's units (default 1, or measured "
+                "with --student-run)."
+            ),
+        ),
     ] = None,
     student_run: Annotated[
         Path | None,
-        typer.Option(help="The starting model's own TREC run over the same queries (e.g. `lsr eval --mode sparse --split train`): sets the teacher scale to how much wider its scores spread over the teacher's top documents."),
+        typer.Option(
+            help=(
+                "The starting model's own TREC run over the same queries (e.g. `lsr eval --mode sparse --split "
+                "train`): sets the teacher scale to how much wider its scores spread over the teacher's top "
+                "documents."
+            )
+        ),
     ] = None,
-    ranking_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the contrastive loss on the qrels; 0: learn from the teacher alone.")] = 1.0,
-    query_max_length: Annotated[int, typer.Option(help="Query truncation in training, in tokens.")] = defaults.Training.query_max_length,
-    doc_max_length: Annotated[int, typer.Option(help="Document truncation in training, in tokens.")] = defaults.Training.doc_max_length,
+    ranking_weight: Annotated[
+        float, typer.Option(min=0.0, help="Weight of the contrastive loss on the qrels; 0: learn from the teacher alone.")
+    ] = 1.0,
+    query_max_length: Annotated[
+        int, typer.Option(help="Query truncation in training, in tokens.")
+    ] = defaults.Training.query_max_length,
+    doc_max_length: Annotated[
+        int, typer.Option(help="Document truncation in training, in tokens.")
+    ] = defaults.Training.doc_max_length,
     uhd_dim: Annotated[int, typer.Option(help="UHD: latent dimensions per bucket.")] = defaults.Training.uhd_dim,
     uhd_k: Annotated[int, typer.Option(help="UHD: dimensions each token keeps (winner-take-all).")] = defaults.Training.uhd_k,
     uhd_layers: Annotated[str, typer.Option(help="UHD: comma-separated hidden layers, one bucket each (-1: last).")] = "-1",
     binarize: Annotated[bool, typer.Option("--binarize", help="UHD: 0/1 weights (straight-through in training).")] = False,
-    inference_free: Annotated[bool, typer.Option("--inference-free", help="SPLADE: queries are the tokenizer's bag of word-pieces.")] = False,
+    inference_free: Annotated[
+        bool, typer.Option("--inference-free", help="SPLADE: queries are the tokenizer's bag of word-pieces.")
+    ] = False,
     idf: Annotated[bool, typer.Option("--idf", help="Inference-free: weight query word-pieces by the corpus IDF.")] = False,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")
+    ] = False,
 ) -> None:
     """Train a SPLADE or UHD encoder (contrastive loss + FLOPS regularization) on a dataset's qrels."""
     from lsr.retrieval.encoders import Architecture, UhdSettings
     from lsr.retrieval.search import Searcher
     from lsr.retrieval.training import TrainingConfig, load_training_data, mine_hard_negatives, negatives_from_run
     from lsr.retrieval.training import teacher_scale as measured_teacher_scale
-    from lsr.runs import read_run
     from lsr.retrieval.training import train as train_model
+    from lsr.runs import read_run
 
     try:
         layers = tuple(int(layer) for layer in uhd_layers.split(","))
@@ -484,12 +563,29 @@ def train(
     student = read_run(student_run) if student_run else None
     teacher_scale = measured_teacher_scale(teacher, student, teacher_scale, negatives_depth)
     if student is not None:
-        console.print(f"teacher scale {teacher_scale} (the student's scores spread that much wider over the teacher's top {negatives_depth})")
+        console.print(
+            f"teacher scale {teacher_scale} (the student's scores spread that much wider over the teacher's top "
+            f"{negatives_depth})"
+        )
     config = TrainingConfig(
-        base=base, architecture=architecture, steps=steps, batch_size=batch_size, learning_rate=learning_rate, head_learning_rate=head_learning_rate,
-        lambda_d=lambda_d, lambda_q=lambda_q, lambda_warmup_steps=lambda_warmup, l1_q=l1_q, distillation=distillation,
-        distillation_weight=distillation_weight, teacher_scale=teacher_scale, ranking_weight=ranking_weight,
-        query_max_length=query_max_length, doc_max_length=doc_max_length, checkpoint_every=checkpoint_every, seed=seed,
+        base=base,
+        architecture=architecture,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        head_learning_rate=head_learning_rate,
+        lambda_d=lambda_d,
+        lambda_q=lambda_q,
+        lambda_warmup_steps=lambda_warmup,
+        l1_q=l1_q,
+        distillation=distillation,
+        distillation_weight=distillation_weight,
+        teacher_scale=teacher_scale,
+        ranking_weight=ranking_weight,
+        query_max_length=query_max_length,
+        doc_max_length=doc_max_length,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
     )
     data = load_training_data(dataset, split, max_queries=max_queries, seed=seed)
     if negatives_index:
@@ -499,7 +595,11 @@ def train(
 
     def log(entry: dict) -> None:
         if entry["step"] == 1 or entry["step"] % 10 == 0 or entry["step"] == steps:
-            parts = "  ".join(f"{key} {entry[key]:.4g}" for key in ("loss", "ranking_loss", "flops_d", "flops_q", "l1_q", "distillation") if key in entry)
+            parts = "  ".join(
+                f"{key} {entry[key]:.4g}"
+                for key in ("loss", "ranking_loss", "flops_d", "flops_q", "l1_q", "distillation")
+                if key in entry
+            )
             console.print(
                 f"step {entry['step']}/{steps}  {parts}  terms q/d {entry['active_terms_query']:.1f}/"
                 f"{entry['active_terms_document']:.1f}  FLOPS {entry['flops']:.3g}  {entry['seconds']:.0f}s"

@@ -22,15 +22,24 @@ NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
 UNTUNED_FUSION = {
     "sparse+dense+bm25": {
         "weights": {"sparse": 0.1, "dense": 0.5, "bm25": 0.4},
-        "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
+        "method": "convex",
+        "rrf_k": 60,
+        "normalization": "zscore",
+        "depth": 100,
     },
     "sparse+dense": {
         "weights": {"sparse": 0.4, "dense": 0.6},
-        "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
+        "method": "convex",
+        "rrf_k": 60,
+        "normalization": "zscore",
+        "depth": 100,
     },
     "sparse+bm25": {
         "weights": {"sparse": 0.4, "bm25": 0.6},
-        "method": "convex", "rrf_k": 60, "normalization": "zscore", "depth": 100,
+        "method": "convex",
+        "rrf_k": 60,
+        "normalization": "zscore",
+        "depth": 100,
     },
 }
 

@@ -7,13 +7,12 @@ from fastapi.testclient import TestClient
 
 from lsr import defaults
 from lsr.api.app import create_app
-from lsr.retrieval.search import LiveSearcher
 from lsr.datasets import read_corpus, read_evaluation_set
 from lsr.errors import IndexFolderError, LsrError
 from lsr.eval.tuning import tune_fusion
 from lsr.indexer import IndexFolder, add_dense_vectors
+from lsr.retrieval.search import LiveSearcher, Searcher
 from lsr.retrieval.search.fusion import Fusion
-from lsr.retrieval.search import Searcher
 
 
 def test_dense_search_equals_exact_cosine_over_the_documents(hybrid_searcher, small_dataset, minilm):
@@ -116,11 +115,15 @@ def test_api_modes_and_fusion_overrides(hybrid_searcher, small_searcher):
     for bad in ({"mode": "fast"}, {"fusion": {"weight": 2}}, {"fusion": {"method": "max"}}, {"fusion": {"depth": 0}}):
         assert client.post("/search", json={"query": query, **bad}).status_code == 422
     assert client.get("/health").json()["index"]["dense_encoder"] == "all-minilm-l6-v2"
-    sparse_only = TestClient(create_app(LiveSearcher.from_searcher(small_searcher))).post("/search", json={"query": query, "mode": "dense"})
+    sparse_only = TestClient(create_app(LiveSearcher.from_searcher(small_searcher))).post(
+        "/search", json={"query": query, "mode": "dense"}
+    )
     assert sparse_only.status_code == 400 and "no dense vectors" in sparse_only.json()["detail"]
 
 
-def test_hnsw_dense_index_is_recorded_and_finds_the_exact_neighbours(tmp_path, small_index, small_dataset, small_hybrid_index, minilm):
+def test_hnsw_dense_index_is_recorded_and_finds_the_exact_neighbours(
+    tmp_path, small_index, small_dataset, small_hybrid_index, minilm
+):
     from lsr.indexer.dense import DenseIndexSettings
 
     copy = tmp_path / "index"

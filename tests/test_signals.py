@@ -173,9 +173,7 @@ def test_cli_names_signals_with_one_line_errors(three_signal_index, small_datase
     assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--mode", "bm25+lexical"), "mode must be one of")
     assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weights", "bm25:1"), "SIGNAL=WEIGHT pairs")
     assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weights", "title=1"), "unknown signals title")
-    assert_one_line_error(
-        lsr("search", str(three_signal_index), "heat", "--weight", "0.5", "--weights", "bm25=1"), "not both"
-    )
+    assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weight", "0.5", "--weights", "bm25=1"), "not both")
     assert_one_line_error(
         lsr("index", str(small_dataset), "--out", str(tmp_path / "x"), "--encoder", "bm25", "--bm25"), "Lucene BM25 index already"
     )

@@ -34,8 +34,13 @@ def load_sparse_encoder(
         if precision != "fp32":
             raise EncoderError(f"UHD encoders run at fp32 only, got precision {precision!r}")
         document_encoder = UhdEncoder(
-            name, resolved.path, resolved.content_hash, architecture.uhd, architecture.spec_params,
-            query_max_length=query_max_length, doc_max_length=doc_max_length,
+            name,
+            resolved.path,
+            resolved.content_hash,
+            architecture.uhd,
+            architecture.spec_params,
+            query_max_length=query_max_length,
+            doc_max_length=doc_max_length,
         )
     else:
         document_encoder = SpladeEncoder(

@@ -28,4 +28,3 @@ def parse_mode(mode: str) -> tuple[str, ...] | None:
     if repeated:
         raise LsrError(f"mode {mode!r} names {', '.join(repeated)} more than once")
     return tuple(signal for signal in SIGNALS if signal in names)
-

@@ -52,9 +52,7 @@ def _check_encoder_presence(index: SearchableIndex, has_encoder: bool) -> None:
 
 
 class Searcher:
-    def __init__(
-        self, index: SearchableIndex, encoder: SparseEncoder | None, dense_encoder: DenseEncoder | None = None
-    ) -> None:
+    def __init__(self, index: SearchableIndex, encoder: SparseEncoder | None, dense_encoder: DenseEncoder | None = None) -> None:
         """``encoder`` is None for a BM25 index: Lucene analyses the query text itself."""
         manifest = index.manifest
         _check_encoder_presence(index, encoder is not None)
@@ -101,7 +99,9 @@ class Searcher:
         dense_spec = index.manifest.dense_encoder
         dense = None
         if dense_spec or dense_encoder:
-            dense = load_dense_encoder(dense_encoder or dense_spec.name, max_length=dense_spec.query_max_length if dense_spec else None)
+            dense = load_dense_encoder(
+                dense_encoder or dense_spec.name, max_length=dense_spec.query_max_length if dense_spec else None
+            )
         return cls(index, query_encoder, dense)
 
     def check_mode(self, mode: str) -> tuple[str, ...]:
