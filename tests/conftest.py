@@ -6,9 +6,13 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests must never reach a model hub
@@ -36,6 +40,30 @@ def write_beir_subset(source: Path, target: Path, doc_count: int) -> Path:
     rows = [line for line in lines[1:] if line.split("\t")[1] in kept]
     (target / "qrels" / "test.tsv").write_text("\n".join([lines[0], *rows]) + "\n")
     return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(index: Path, port: int, env: dict[str, str], timeout_s: float) -> subprocess.Popen:
+    """A real `lsr serve` of ``index`` on loopback, returned once /ready answers 200."""
+    command = [sys.executable, "-m", "lsr", "serve", str(index), "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"server exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    pytest.fail(f"server did not become ready in {timeout_s:.0f} s")
 
 
 def system_program(program: str, debian_package: str) -> str:

@@ -4,40 +4,15 @@ write is there (and searchable)."""
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
+from conftest import free_port, start_server
 
 API_KEY = "crash-test-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(index, port: int) -> subprocess.Popen:
-    env = {**os.environ, "LSR_API_KEY": API_KEY, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "lsr", "serve", str(index), "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    pytest.fail("server did not become ready in 120 s")
+ENV = {**os.environ, "LSR_API_KEY": API_KEY, "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.mark.slow
@@ -45,7 +20,7 @@ def test_every_acknowledged_upsert_survives_kill_9(tmp_path, small_index):
     index = tmp_path / "index"
     shutil.copytree(small_index, index)
     port = free_port()
-    server = start_server(index, port)
+    server = start_server(index, port, ENV, timeout_s=120)
     acknowledged: list[str] = []
     stop = threading.Event()
 
@@ -78,7 +53,7 @@ def test_every_acknowledged_upsert_survives_kill_9(tmp_path, small_index):
         server.kill()
     assert len(acknowledged) >= 40
 
-    restarted = start_server(index, port)
+    restarted = start_server(index, port, ENV, timeout_s=120)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             missing = [doc_id for doc_id in acknowledged if client.get(f"/documents/{doc_id}").status_code != 200]

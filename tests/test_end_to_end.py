@@ -1,7 +1,6 @@
 """The README's main job on a real dataset with the real encoder: index, serve over HTTP, evaluate."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -9,6 +8,7 @@ import time
 import httpx
 import ir_measures
 import pytest
+from conftest import free_port
 
 from lsr.datasets import read_evaluation_set
 from lsr.indexer import IndexFolder
@@ -40,12 +40,6 @@ def test_engine_equals_brute_force_on_every_cranfield_query(cranfield_index, cra
     ):
         assert got.doc_indices.tolist() == expected.doc_indices.tolist()
         assert got.scores.tolist() == expected.scores.tolist()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_served_over_http_by_a_real_server(cranfield_index, splade):

@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import free_port, start_server
 from fastapi.testclient import TestClient
 
 from lsr.api.app import create_app
@@ -49,29 +49,6 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(index: Path, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "lsr", "serve", str(index), "--port", str(port)]
-    server = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    pytest.fail("server did not become ready in 180 s")
-
-
 def upsert(port: int, prefix: str, count: int) -> list[str]:
     """Acknowledged ids only: each batch is answered once it is durable."""
     acknowledged = []
@@ -97,7 +74,7 @@ def test_offline_compaction_is_refused_while_a_server_writes_and_no_acknowledged
     index = tmp_path / "index"
     shutil.copytree(small_index, index)
     port = free_port()
-    server = start_server(index, port)
+    server = start_server(index, port, ENV, timeout_s=180)
     try:
         acknowledged = upsert(port, "before", 3)
         refused = run_lsr("compact", index)
@@ -110,7 +87,7 @@ def test_offline_compaction_is_refused_while_a_server_writes_and_no_acknowledged
     compacted = run_lsr("compact", index)  # the killed server's lock died with it
     assert compacted.returncode == 0, compacted.stderr
     assert IndexFolder(index).manifest.doc_count == 120 + len(acknowledged)
-    restarted = start_server(index, port)
+    restarted = start_server(index, port, ENV, timeout_s=180)
     try:
         assert not missing_documents(port, acknowledged)
     finally:
@@ -273,7 +250,7 @@ def test_an_index_left_at_previous_by_a_killed_publish_is_recovered_on_open(tmp_
         assert result.returncode == 0 and "flutter" in result.stdout, result.stderr[-2000:]
     else:
         port = free_port()
-        server = start_server(index, port)
+        server = start_server(index, port, ENV, timeout_s=180)
         try:
             assert httpx.get(f"http://127.0.0.1:{port}/health").json()["index"]["doc_count"] == 120
         finally:
