@@ -2,13 +2,17 @@
 
     python bench/engines.py --index indexes/scifact --sizes 100000 1000000
 
+    python bench/engines.py --dataset ../shared/data/packages --index indexes/packages --sizes \
+        --engines memory sharded impact-ordered seismic lucene
+
 For each corpus — the real index at --index, then a synthetic corpus per --sizes — and each engine (--engines:
 memory, the exact in-process default; sharded, the same split into one shard per core; impact-ordered, exact at
-budget 1 and approximate below it, one row per --budgets value; lucene, Anserini's impact index through Pyserini)
+budget 1 and approximate below it, one row per --budgets value; seismic, pyseismic-lsr's pruned and blocked
+postings, one row per --seismic query_cut:heap_factor setting; lucene, Anserini's impact index through Pyserini)
 prints build time, size on disk, resident memory added by opening the index and running every query (RSS), time
-to open, single-query p50/p99 latency on
-one thread, batched throughput, recall@10 against the exact memory engine, and the ratio of Lucene's p50 to the
-row's p50. The memory engine is also checked against brute force on a sample of queries (same top-k).
+to open, single-query p50/p99 latency on one thread, batched throughput, recall@10 against the exact memory
+engine, RR@10 and R@100 on the split's qrels (real corpus only), and the ratio of Lucene's p50 to the row's p50.
+The memory engine is also checked against brute force on a sample of queries (same top-k).
 Builds of the --keep engines (default: lucene, ~50 min at 1M docs on 2 cores) are kept in --keep-dir, keyed by a
 digest of the corpus, and reused by later runs; their build time is the one measured when they were built.
 
@@ -33,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import ir_measures
 import numpy as np
 import scipy.sparse as sp
 
@@ -42,7 +47,7 @@ from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.indexer import IndexFolder  # noqa: E402
-from lsr.indexer.engines import ENGINES, ImpactOrderedEngine, MemoryEngine  # noqa: E402
+from lsr.indexer.engines import ENGINES, ImpactOrderedEngine, MemoryEngine, SeismicEngine  # noqa: E402
 from lsr.indexer.vectors import brute_force_search  # noqa: E402
 from lsr.retrieval.encoders import load_sparse_encoder  # noqa: E402
 
@@ -84,6 +89,8 @@ class Row:
     p99: float
     qps: float
     recall: float
+    rr10: float | None
+    r100: float | None
 
 
 def corpus_digest(documents: sp.csr_matrix) -> str:
@@ -93,7 +100,7 @@ def corpus_digest(documents: sp.csr_matrix) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_once(engine_class, documents: sp.csr_matrix, folder: Path) -> float:
+def build_once(engine_class, documents: sp.csr_matrix, folder: Path, settings: tuple = ()) -> float:
     """Builds the engine into ``folder`` unless a kept build of the same corpus is there; returns the build time
     (the kept one's, measured when it was built)."""
     record = folder / "bench-build.json"
@@ -101,24 +108,38 @@ def build_once(engine_class, documents: sp.csr_matrix, folder: Path) -> float:
         return json.loads(record.read_text())["build_seconds"]
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    build, _ = timed(engine_class.build, documents, staging)
+    build, _ = timed(engine_class.build, documents, staging, *settings)
     (staging / "bench-build.json").write_text(json.dumps({"build_seconds": build}))
     staging.rename(folder)
     return build
 
 
-def measure_engine(engine_class, budget: float | None, documents, queries, k: int, folder: Path, built: bool):
-    """Builds (once per engine) and opens the engine, then times single queries and a batch."""
+def measure_engine(engine_class, knobs: dict, documents, queries, k: int, folder: Path, built: bool, build_settings):
+    """Builds (once per engine) and opens the engine, then times single queries and a batch; also returns the
+    top-100 of every query (for R@100)."""
     build = 0.0
     if not built:
-        build = build_once(engine_class, documents, folder)
+        build = build_once(engine_class, documents, folder, build_settings)
     before = resident_mib()
     opening, engine = timed(engine_class.open, folder, documents.shape[0])
-    search = engine.search if budget is None else functools.partial(engine.search, budget=budget)
+    search = functools.partial(engine.search, **knobs)
     search(queries, k)  # before timing: numba's compiled code loaded, the JVM's JIT warmed up, pages cached
     single = [timed(search, queries[row], k)[0] for row in range(queries.shape[0])]
     batched, rankings = timed(search, queries, k)
-    return build, opening, single, batched, rankings, resident_mib() - before
+    return build, opening, single, batched, rankings, search(queries, 100), resident_mib() - before
+
+
+def effectiveness(deep, judged) -> tuple[float | None, float | None]:
+    """RR@10 and R@100 of the top-100 rankings on the qrels (BEIR: a hit whose id is the query's is dropped)."""
+    if judged is None:
+        return None, None
+    query_ids, doc_ids, qrels = judged
+    run = {
+        query: {doc_ids[row]: float(score) for row, score in zip(r.doc_indices, r.scores, strict=True) if doc_ids[row] != query}
+        for query, r in zip(query_ids, deep, strict=True)
+    }
+    scores = ir_measures.calc_aggregate([ir_measures.RR @ 10, ir_measures.R @ 100], qrels, run)
+    return scores[ir_measures.RR @ 10], scores[ir_measures.R @ 100]
 
 
 def recall_at_k(rankings, exact) -> float:
@@ -129,17 +150,27 @@ def recall_at_k(rankings, exact) -> float:
     return float(np.mean(found))
 
 
-def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, args, scratch: Path) -> None:
+def engine_knobs(engine_name: str, args) -> list[tuple[str, dict]]:
+    """One (label, search keyword arguments) per row of an engine."""
+    if engine_name == ImpactOrderedEngine.name:
+        return [(f"{engine_name} b={budget:g}", {"budget": budget}) for budget in args.budgets]
+    if engine_name == SeismicEngine.name:
+        settings = [setting.split(":") for setting in args.seismic]
+        return [(f"seismic {cut}:{heap}", {"query_cut": int(cut), "heap_factor": float(heap)}) for cut, heap in settings]
+    return [(engine_name, {})]
+
+
+def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, args, scratch: Path, judged=None) -> None:
     rows: list[Row] = []
     digest = corpus_digest(documents)
     for engine_name in args.engines:
         engine_class = ENGINES[engine_name]
         kept = engine_name in args.keep
         folder = (args.keep_dir if kept else scratch) / f"{name}-{digest}-{engine_name}"
-        budgets = args.budgets if engine_name == ImpactOrderedEngine.name else [None]
-        for number, budget in enumerate(budgets):
-            build, opening, single, batched, rankings, ram = measure_engine(
-                engine_class, budget, documents, queries, args.k, folder, built=number > 0
+        build_settings = (SeismicEngine.Settings(n_postings=args.seismic_postings),) if engine_class is SeismicEngine else ()
+        for number, (label, knobs) in enumerate(engine_knobs(engine_name, args)):
+            build, opening, single, batched, rankings, deep, ram = measure_engine(
+                engine_class, knobs, documents, queries, args.k, folder, number > 0, build_settings
             )
             if engine_name == MemoryEngine.name:  # the first engine: the exact reference
                 exact = rankings
@@ -149,7 +180,6 @@ def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, args, s
                         "memory engine disagrees with brute force"
                     )
             p50, p99 = percentiles(single)
-            label = engine_name if budget is None else f"{engine_name} b={budget:g}"
             rows.append(
                 Row(
                     label,
@@ -161,6 +191,7 @@ def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, args, s
                     p99,
                     queries.shape[0] / batched,
                     recall_at_k(rankings, exact),
+                    *effectiveness(deep, judged),
                 )
             )
         if not kept:
@@ -168,9 +199,10 @@ def measure(name: str, documents: sp.csr_matrix, queries: sp.csr_matrix, args, s
     lucene = next((row.p50 for row in rows if row.engine == "lucene"), None)
     for row in rows:
         ratio = f"{lucene / row.p50:>7.1f}x" if lucene else "      –"
+        quality = f"{row.rr10:>7.4f} {row.r100:>7.4f}" if row.rr10 is not None else f"{'–':>7} {'–':>7}"
         print(
             f"{name:>10} {documents.shape[0]:>8} {row.engine:>20} {row.build_s:>8.1f} {row.disk_mib:>8.0f} {row.ram_mib:>8.0f} "
-            f"{row.open_ms:>8.1f} {row.p50:>8.2f} {row.p99:>8.2f} {row.qps:>8.0f} {row.recall:>7.3f} {ratio}",
+            f"{row.open_ms:>8.1f} {row.p50:>8.2f} {row.p99:>8.2f} {row.qps:>8.0f} {row.recall:>8.3f} {quality} {ratio}",
             flush=True,
         )
 
@@ -184,6 +216,11 @@ def main() -> None:
         "--engines", nargs="+", default=["memory", "sharded", "impact-ordered", "lucene"], choices=sorted(ENGINES)
     )
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 0.3, 0.1], help="impact-ordered budgets")
+    parser.add_argument(
+        "--seismic", nargs="+", default=["5:0.9", "10:0.8", "10:0.9", "20:0.9"], help="seismic query_cut:heap_factor rows"
+    )
+    parser.add_argument("--seismic-postings", type=int, default=SeismicEngine.Settings().n_postings)
+    parser.add_argument("--split", default="test", help="qrels split whose queries are run")
     parser.add_argument("--brute-sample", type=int, default=20, help="queries also run by brute force")
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument(
@@ -203,21 +240,23 @@ def main() -> None:
     encoder = load_sparse_encoder(
         spec.name, query_max_length=spec.query_max_length, doc_max_length=spec.doc_max_length, precision=spec.precision
     )
-    texts = list(read_evaluation_set(args.dataset, "test").queries.values())
+    evaluation = read_evaluation_set(args.dataset, args.split)
+    texts = list(evaluation.queries.values())
     queries = index.manifest.quantization.quantize(encoder.encode_queries(texts))
     real = index.vectors
     print(
-        f"{len(texts)} test queries of {args.dataset.name} ({queries.nnz / len(texts):.0f} terms each), k={args.k}; "
+        f"{len(texts)} {args.split} queries of {args.dataset.name} ({queries.nnz / len(texts):.0f} terms each), k={args.k}; "
         f"single queries on one thread, batches on {os.cpu_count()}; x = Lucene p50 / p50"
     )
     print(
         f"{'corpus':>10} {'docs':>8} {'engine':>20} {'build s':>8} {'disk MiB':>8} {'RSS MiB':>8} {'open ms':>8} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'batch/s':>8} {'R@10':>7} {'vs Lucene':>8}",
+        f"{'p50 ms':>8} {'p99 ms':>8} {'batch/s':>8} {'exact@10':>8} {'RR@10':>7} {'R@100':>7} {'vs Lucene':>8}",
         flush=True,
     )
     args.keep_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.index.parent) as scratch:
-        measure(args.dataset.name, real, queries, args, Path(scratch))
+        judged = (list(evaluation.queries), [doc.id for doc in index.docs], evaluation.qrels)
+        measure(args.dataset.name, real, queries, args, Path(scratch), judged)
         for size in args.sizes:
             started = time.perf_counter()
             documents = synthetic_postings(real, size).tocsr()

@@ -413,12 +413,15 @@ def index_corpus(
     doc_max_length: int = defaults.DOC_MAX_LENGTH,
     query_max_length: int = defaults.QUERY_MAX_LENGTH,
     precision: str | None = None,
+    device: str = defaults.DEVICE,
     **options,
 ) -> Manifest:
     """``build_index`` with the encoders named rather than loaded: a packaged name, a model folder or a Hugging Face
-    id; ``precision`` defaults as in ``lsr index`` (``index_precision``); ``options`` are ``build_index``'s (engine,
-    chunk_size, resume, overwrite, progress, …)."""
-    precision = precision or index_precision(encoder)
-    sparse = load_sparse_encoder(encoder, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision)
-    dense = load_dense_encoder(dense_encoder) if dense_encoder else None
+    id; ``precision`` defaults as in ``lsr index`` (``index_precision``); ``device`` is where they run (auto: CUDA
+    when torch sees a GPU); ``options`` are ``build_index``'s (engine, chunk_size, resume, overwrite, progress, …)."""
+    precision = precision or index_precision(encoder, device)
+    sparse = load_sparse_encoder(
+        encoder, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision, device=device
+    )
+    dense = load_dense_encoder(dense_encoder, device=device) if dense_encoder else None
     return build_index(corpus, sparse, out, dense_encoder=dense, **options)

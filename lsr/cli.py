@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lsr import defaults
+from lsr.datasets import DuplicateIds
 from lsr.errors import LsrError
 
 app = typer.Typer(
@@ -36,6 +37,9 @@ DatasetPath = Annotated[
     ),
 ]
 EncoderOption = Annotated[str | None, typer.Option("--encoder", help="Query encoder; default: the one in the index manifest.")]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Where the models run: auto (CUDA when torch sees a GPU), cpu or cuda.")
+]
 ModeOption = Annotated[
     str | None,
     typer.Option(
@@ -105,7 +109,10 @@ def index(
     ] = defaults.SPARSE_ENCODER,
     engine: Annotated[
         str | None,
-        typer.Option(help="memory (exact, in-process), lucene (Pyserini/Anserini) or milvus; default: memory, lucene for bm25."),
+        typer.Option(
+            help="memory (exact, in-process), seismic (approximate), lucene (Pyserini/Anserini) or milvus; default: memory, "
+            "lucene for bm25."
+        ),
     ] = None,
     uri: UriOption = None,
     collection: CollectionOption = None,
@@ -146,6 +153,11 @@ def index(
     add_bm25: Annotated[
         bool, typer.Option("--add-bm25", help="Add a BM25 side to the existing index at --out (nothing is encoded).")
     ] = False,
+    device: DeviceOption = defaults.DEVICE,
+    duplicates: Annotated[
+        DuplicateIds,
+        typer.Option(help="A document id given twice: error, or keep the first or the last text (each dropped copy is listed)."),
+    ] = "error",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run, keeping its finished chunks.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
 ) -> None:
@@ -167,12 +179,20 @@ def index(
         raise LsrError("--bm25 builds a new index with a BM25 side; --add-bm25 adds one to an existing index")
     if (bm25 or add_bm25) and encoder == BM25_KIND:
         raise LsrError("--encoder bm25 is a Lucene BM25 index already; --bm25 adds a BM25 side to a splade index")
-    corpus = read_corpus(dataset)
+    corpus = read_corpus(dataset, duplicates=duplicates)
+    if corpus.duplicates_dropped:
+        ids = list(dict.fromkeys(corpus.duplicates_dropped))
+        shown = ", ".join(ids[:5]) + (" …" if len(ids) > 5 else "")
+        typer.echo(
+            f"warning: {len(ids)} ids repeat; kept the {duplicates} text of each, dropped"
+            f" {len(corpus.duplicates_dropped)} copies: {shown}",
+            err=True,
+        )
     started = time.perf_counter()
     if add_bm25:
         manifest = add_bm25_side(out, corpus)
     elif add_dense:
-        dense = load_dense_encoder(dense_encoder or defaults.DENSE_ENCODER)
+        dense = load_dense_encoder(dense_encoder or defaults.DENSE_ENCODER, device=device)
         manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
     elif encoder == BM25_KIND:
         if (engine or LuceneImpactEngine.name) != LuceneImpactEngine.name:
@@ -185,9 +205,10 @@ def index(
             encoder,
             query_max_length=query_max_length,
             doc_max_length=doc_max_length,
-            precision=precision or index_precision(encoder),
+            precision=precision or index_precision(encoder, device),
+            device=device,
         )
-        dense = load_dense_encoder(dense_encoder) if dense_encoder else None
+        dense = load_dense_encoder(dense_encoder, device=device) if dense_encoder else None
         manifest = build_index(
             corpus,
             sparse_encoder,
@@ -217,12 +238,17 @@ def index(
 def reindex(
     index_path: IndexPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create.")],
-    engine: Annotated[str, typer.Option(help="The engine to build: memory, sharded, impact-ordered, lucene or milvus.")],
+    engine: Annotated[str, typer.Option(help="The engine to build: memory, sharded, impact-ordered, seismic, lucene or milvus.")],
     budget: Annotated[
         float | None,
         typer.Option(help="impact-ordered: fraction of each query's postings to read; below 1, search is approximate."),
     ] = None,
     shards: Annotated[int | None, typer.Option(help="sharded: number of shards (default: one per CPU core).")] = None,
+    n_postings: Annotated[int | None, typer.Option(help="seismic: postings kept per term (static pruning).")] = None,
+    query_cut: Annotated[int | None, typer.Option(help="seismic: heaviest query terms searched.")] = None,
+    heap_factor: Annotated[
+        float | None, typer.Option(help="seismic: read a block when its bound beats this share of the k-th best score.")
+    ] = None,
     uri: UriOption = None,
     collection: CollectionOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
@@ -231,7 +257,7 @@ def reindex(
     from lsr.indexer import reindex as rebuild
 
     started = time.perf_counter()
-    given = {"budget": budget, "shards": shards}
+    given = {"budget": budget, "shards": shards, "n_postings": n_postings, "query_cut": query_cut, "heap_factor": heap_factor}
     settings = {key: value for key, value in given.items() if value is not None} | _engine_settings(engine, uri, collection, out)
     manifest = rebuild(index_path, out, engine, settings=settings, overwrite=overwrite)
     console.print(f"re-indexed {manifest.doc_count} documents into {out} ({engine}) in {time.perf_counter() - started:.1f}s")
@@ -250,12 +276,13 @@ def search(
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
     encoder: EncoderOption = None,
+    device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Search an index and print ranked doc ids, scores and titles."""
     from lsr.retrieval.search import Searcher, check_k
 
     check_k(k)
-    searcher = Searcher.open(index_path, encoder)
+    searcher = Searcher.open(index_path, encoder, device=device)
     settings = _fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth)
     hits = searcher.search(query, k, mode=mode, fusion=settings)
     table = Table("rank", "doc id", "score", "title")
@@ -273,6 +300,7 @@ def serve(
     compact_after: Annotated[
         int, typer.Option(min=1, help="Live updates (upserts + deletes) held in memory before they are compacted into the index.")
     ] = defaults.COMPACT_AFTER,
+    device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Serve an index over HTTP: search page at /, API docs at /docs. Writes need LSR_API_KEY or LSR_API_KEY_FILE."""
     import uvicorn
@@ -282,7 +310,7 @@ def serve(
     from lsr.retrieval.search import LiveSearcher
 
     settings = Settings.from_env()  # a bad setting fails here, before the models load
-    service = LiveSearcher.open(index_path, encoder, compact_after=compact_after)
+    service = LiveSearcher.open(index_path, encoder, compact_after=compact_after, device=device)
     uvicorn.run(create_app(service, settings), host=host, port=port)
 
 
@@ -307,6 +335,7 @@ def evaluate(
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
     encoder: EncoderOption = None,
+    device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Run a split's queries, score them with ir-measures, write a TREC run and JSON + Markdown reports."""
     from lsr.datasets import read_evaluation_set
@@ -318,7 +347,7 @@ def evaluate(
     check_k(k)
     parse_measures(measures or [])  # fail before loading anything
     evaluation = read_evaluation_set(dataset, split)
-    searcher = Searcher.open(index_path, encoder)
+    searcher = Searcher.open(index_path, encoder, device=device)
     result = evaluate_searcher(
         searcher,
         evaluation,
@@ -351,6 +380,7 @@ def tune(
     measure: Annotated[str, typer.Option("--measure", "-m", help="ir-measures name to maximize.")] = "nDCG@10",
     depth: Annotated[int, typer.Option(min=1, max=1000, help="Candidates taken from each signal.")] = 100,
     keep_identical_ids: Annotated[bool, typer.Option("--keep-identical-ids", help="As in `lsr eval`.")] = False,
+    device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Pick the fusion of the index's signals (method, weights) by grid search on a train/dev split; store it in the manifest."""
     from lsr.datasets import read_evaluation_set
@@ -361,7 +391,7 @@ def tune(
     check_tuning_split(split)
     parse_measures([measure])
     evaluation = read_evaluation_set(dataset, split)
-    searcher = Searcher.open(index_path)
+    searcher = Searcher.open(index_path, device=device)
     tuning = tune_fusion(searcher, evaluation, split, measure=measure, depth=depth, remove_identical_ids=not keep_identical_ids)
     store_tuned_fusion(searcher, evaluation, tuning, str(dataset))
     best, _ = tuning.best
@@ -540,6 +570,7 @@ def train(
     idf: Annotated[bool, typer.Option("--idf", help="Inference-free: weight query word-pieces by the corpus IDF.")] = False,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
+    device: DeviceOption = defaults.DEVICE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")
@@ -589,7 +620,7 @@ def train(
     )
     data = load_training_data(dataset, split, max_queries=max_queries, seed=seed)
     if negatives_index:
-        mine_hard_negatives(data, Searcher.open(negatives_index), depth=negatives_depth)
+        mine_hard_negatives(data, Searcher.open(negatives_index, device=device), depth=negatives_depth)
     elif teacher is not None:
         negatives_from_run(data, teacher, depth=negatives_depth)
 
@@ -605,7 +636,7 @@ def train(
                 f"{entry['active_terms_document']:.1f}  FLOPS {entry['flops']:.3g}  {entry['seconds']:.0f}s"
             )
 
-    summary = train_model(config, data, out, teacher=teacher, overwrite=overwrite, resume=resume, on_log=log)
+    summary = train_model(config, data, out, teacher=teacher, overwrite=overwrite, resume=resume, on_log=log, device=device)
     console.print(f"trained {arch} on {summary['training_queries']} queries in {summary['wall_seconds']:.0f}s; model: {out}")
 
 

@@ -17,8 +17,9 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from lsr.errors import DatasetError
 
@@ -50,11 +51,15 @@ class Document:
         return cls(row["id"], row["title"], row.get("text", ""), row.get("metadata") or {})
 
 
+DuplicateIds = Literal["error", "first", "last"]
+
+
 @dataclass(frozen=True)
 class Corpus:
     path: Path
     documents: list[Document]
     sha256: str  # of the decompressed file: identifies the corpus for resumable indexing
+    duplicates_dropped: list[str] = field(default_factory=list)  # ids whose extra copies were dropped
 
     def __len__(self) -> int:
         return len(self.documents)
@@ -161,38 +166,68 @@ def _record_id(path: Path, lineno: int, record: dict, seen: dict[str, int]) -> s
     return _unique_id(path, lineno, _string_field(path, lineno, record, "_id", required=True), seen)
 
 
-def _unique_id(path: Path, lineno: int, record_id: str, seen: dict[str, int]) -> str:
+def _nonempty_id(path: Path, lineno: int, record_id: str) -> str:
     record_id = record_id.strip()
     if not record_id:
         raise DatasetError(f"{path}:{lineno}: empty '_id'")
+    return record_id
+
+
+def _duplicate_id(path: Path, lineno: int, record_id: str, first_line: int) -> DatasetError:
+    return DatasetError(f"{path}:{lineno}: duplicate id {record_id!r} (first seen on line {first_line})")
+
+
+def _unique_id(path: Path, lineno: int, record_id: str, seen: dict[str, int]) -> str:
+    record_id = _nonempty_id(path, lineno, record_id)
     if record_id in seen:
-        raise DatasetError(f"{path}:{lineno}: duplicate id {record_id!r} (first seen on line {seen[record_id]})")
+        raise _duplicate_id(path, lineno, record_id, seen[record_id])
     seen[record_id] = lineno
     return record_id
 
 
-def _beir_documents(path: Path, data: bytes) -> Iterator[Document]:
-    seen: dict[str, int] = {}
+def _beir_documents(path: Path, data: bytes) -> Iterator[tuple[int, Document]]:
     for lineno, record in _json_records(path, data):
-        doc_id = _record_id(path, lineno, record, seen)
+        doc_id = _nonempty_id(path, lineno, _string_field(path, lineno, record, "_id", required=True))
         title = _string_field(path, lineno, record, "title", required=False)
         # An empty document is kept (BEIR corpora have a few); it is indexed like any other.
         text = _string_field(path, lineno, record, "text", required="title" not in record)
         metadata = record.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise DatasetError(f'{path}:{lineno}: "metadata" must be an object, got {type(metadata).__name__}')
-        yield Document(doc_id, title, text, metadata)
+        yield lineno, Document(doc_id, title, text, metadata)
 
 
-def _msmarco_documents(path: Path, data: bytes) -> Iterator[Document]:
-    seen: dict[str, int] = {}
+def _msmarco_documents(path: Path, data: bytes) -> Iterator[tuple[int, Document]]:
     for lineno, row in _tsv_rows(path, data, (2, 3), "id<TAB>text or id<TAB>title<TAB>text"):
         title, text = (row[1], row[2]) if len(row) == 3 else ("", row[1])
-        yield Document(_unique_id(path, lineno, row[0], seen), title, text)
+        yield lineno, Document(_nonempty_id(path, lineno, row[0]), title, text)
 
 
-def read_corpus(folder: str | Path) -> Corpus:
-    """Reads and validates a whole corpus before any expensive work starts."""
+def _one_per_id(path: Path, numbered: Iterator[tuple[int, Document]], duplicates: DuplicateIds) -> Corpus:
+    """Documents by id in first-seen order; a repeated id is an error, or keeps its first or last text."""
+    documents: dict[str, Document] = {}
+    first_line: dict[str, int] = {}
+    repeated: list[str] = []
+    for lineno, document in numbered:
+        if document.id not in documents:
+            first_line[document.id] = lineno
+            documents[document.id] = document
+            continue
+        if duplicates == "error":
+            error = _duplicate_id(path, lineno, document.id, first_line[document.id])
+            raise DatasetError(f"{error}; to keep one copy of each id, choose duplicates first or last")
+        repeated.append(document.id)
+        if duplicates == "last":
+            documents[document.id] = document
+    return Corpus(path=path, documents=list(documents.values()), sha256="", duplicates_dropped=repeated)
+
+
+def read_corpus(folder: str | Path, duplicates: DuplicateIds = "error") -> Corpus:
+    """Reads and validates a whole corpus before any expensive work starts.
+
+    A repeated document id is an error unless ``duplicates`` is ``"first"`` or ``"last"``: then the first or the
+    last text is kept (at the id's first position) and each dropped copy is listed in ``duplicates_dropped``.
+    """
     folder = _check_folder(folder)
     if dataset_format(folder) == BEIR:
         names, parse = BEIR_CORPUS, _beir_documents
@@ -200,10 +235,10 @@ def read_corpus(folder: str | Path) -> Corpus:
         names, parse = MSMARCO_CORPUS, _msmarco_documents
     path = _require(_find(folder, *names), f"{folder}: no {' or '.join(names)}")
     data = _read_bytes(path)
-    documents = list(parse(path, data))
-    if not documents:
+    corpus = _one_per_id(path, parse(path, data), duplicates)
+    if not corpus.documents:
         raise DatasetError(f"{path}: the corpus is empty")
-    return Corpus(path=path, documents=documents, sha256=hashlib.sha256(data).hexdigest())
+    return replace(corpus, sha256=hashlib.sha256(data).hexdigest())
 
 
 def read_queries(folder: str | Path, split: str | None = None) -> dict[str, str]:

@@ -34,6 +34,29 @@ def test_index_with_an_unknown_encoder(tmp_path, small_dataset):
     assert not (tmp_path / "i").exists()
 
 
+def test_index_of_a_corpus_with_a_repeated_id_keeps_one_copy_when_asked(tmp_path):
+    (tmp_path / "d").mkdir()
+    lines = ['{"_id": "a", "text": "first"}', '{"_id": "b", "text": "other"}', '{"_id": "a", "text": "second"}']
+    (tmp_path / "d" / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    refused = lsr("index", str(tmp_path / "d"), "--out", str(tmp_path / "i"))
+    assert_one_line_error(refused, "corpus.jsonl:3: duplicate id 'a' (first seen on line 1); to keep one copy")
+    kept = lsr("index", str(tmp_path / "d"), "--out", str(tmp_path / "i"), "--duplicates", "last")
+    assert kept.returncode == 0, kept.stderr
+    assert "1 ids repeat; kept the last text of each, dropped 1 copies: a" in kept.stderr
+    docs = (tmp_path / "i" / "docs.jsonl").read_text()
+    assert '"second"' in docs and '"first"' not in docs
+
+
+def test_index_on_a_missing_gpu(tmp_path, small_dataset):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = lsr("index", str(small_dataset), "--out", str(tmp_path / "i"), "--device", "cuda")
+    assert_one_line_error(result, "torch sees no CUDA device")
+    assert not (tmp_path / "i").exists()
+
+
 @pytest.mark.parametrize(("k", "message"), [("0", "k must be between 1 and 10000"), ("20000", "k must be between 1")])
 def test_search_with_bad_k(small_index, k, message):
     assert_one_line_error(lsr("search", str(small_index), "wing", "-k", k), message)

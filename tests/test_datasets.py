@@ -29,6 +29,14 @@ def test_reads_gzipped_corpus_and_hashes_decompressed_bytes(tmp_path):
     assert read_corpus(zipped).sha256 == read_corpus(plain).sha256
 
 
+@pytest.mark.parametrize(("duplicates", "kept"), [("first", "x"), ("last", "z")])
+def test_repeated_ids_keep_one_copy_when_asked(tmp_path, duplicates, kept):
+    lines = ['{"_id": "a", "text": "x"}', '{"_id": "b", "text": "y"}', '{"_id": "a", "text": "z"}']
+    corpus = read_corpus(write_corpus(tmp_path, lines), duplicates=duplicates)
+    assert [(doc.id, doc.text) for doc in corpus.documents] == [("a", kept), ("b", "y")]
+    assert corpus.duplicates_dropped == ["a"]
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [

@@ -136,6 +136,37 @@ def test_bf16_precision_is_recorded_and_close_to_fp32(splade):
         SpladeEncoder(precision="fp16")
 
 
+def test_batched_path_of_gpus_and_short_bf16_texts_matches_one_by_one(splade):
+    # The padded, length-sorted batches that CUDA runs (and the CPU at bf16 for short texts): padding masked out,
+    # rows back in the texts' order. Run here on the CPU at fp32, so only summation order differs.
+    texts = [*scifact_texts(4), "a", "vitamin d and bone density", "cells"]
+    ids = splade.tokenizer(texts, truncation=True, max_length=256)["input_ids"]
+    one_by_one = splade.encode_documents(texts).toarray()
+    for batch_tokens, tile_elements in ((64, 1 << 12), (4096, 4096 * splade.dim)):  # many batches and tiles; one of each
+        batched = splade._encode_batches(ids, batch_tokens, tile_elements).toarray()
+        np.testing.assert_allclose(batched, one_by_one, atol=1e-4)
+        assert ((batched > 0) == (one_by_one > 0)).mean() > 0.999
+
+
+def test_bf16_batches_short_texts_and_keeps_their_order():
+    bf16 = SpladeEncoder(precision="bf16")
+    long_text = scifact_texts(1)[0]
+    texts = ["vitamin d", long_text, "cells", "bone density in older women"]
+    together = bf16.encode_documents(texts).toarray()
+    alone = np.vstack([bf16.encode_documents([text]).toarray() for text in texts])
+    np.testing.assert_allclose(together, alone, atol=0.05)  # bf16: batching may move the last bits of short texts
+    np.testing.assert_array_equal(together[1], alone[1])  # a long text is still encoded alone
+
+
+def test_device_is_checked(splade):
+    with pytest.raises(EncoderError, match="device must be one of auto, cpu, cuda"):
+        SpladeEncoder(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(EncoderError, match="torch sees no CUDA device"):
+            SpladeEncoder(device="cuda")
+        assert SpladeEncoder(device="auto")._device.type == "cpu"
+
+
 def test_decode_names_vocabulary_terms(splade):
     vector = splade.encode_queries(["vitamin"])
     terms = splade.decode(vector.indices)

@@ -9,7 +9,7 @@ import pytest
 from lsr.datasets import read_queries
 from lsr.errors import IndexFolderError, LsrError
 from lsr.indexer import IndexFolder, reindex
-from lsr.indexer.engines import ImpactOrderedEngine
+from lsr.indexer.engines import ImpactOrderedEngine, SeismicEngine
 from lsr.indexer.vectors import brute_force_search
 from lsr.retrieval.search import Searcher
 from tests.test_engines import random_impacts
@@ -71,3 +71,38 @@ def test_an_index_whose_engine_cannot_be_opened_is_rebuilt_by_reindex(small_inde
     reindex(old, tmp_path / "mended", "memory")
     queries = list(read_queries(small_dataset).values())
     assert Searcher.open(tmp_path / "mended").search_many(queries, 10) == Searcher.open(small_index).search_many(queries, 10)
+
+
+def test_seismic_returns_exact_scores_and_finds_most_of_the_exact_top_10(tmp_path):
+    docs = random_impacts(3000, 300, 0.05, seed=3)
+    queries = random_impacts(40, 300, 0.05, seed=4)
+    SeismicEngine.build(docs, tmp_path / "sparse", SeismicEngine.Settings(n_postings=500))
+    engine = SeismicEngine.open(tmp_path / "sparse", doc_count=docs.shape[0])
+    exact = brute_force_search(docs, queries, 10)
+    recalls = {}
+    for query_cut, heap_factor in ((100, 1.0), (3, 0.5)):
+        found = engine.search(queries, 10, query_cut=query_cut, heap_factor=heap_factor)
+        recalls[query_cut] = np.mean(
+            [len(set(f.doc_indices) & set(e.doc_indices)) / 10 for f, e in zip(found, exact, strict=True)]
+        )
+        for row, ranking in enumerate(found):  # survivors are scored exactly from Seismic's forward index
+            true_scores = (docs[ranking.doc_indices] @ queries[row].T).toarray().ravel()
+            assert ranking.scores.tolist() == true_scores.tolist()
+            assert ranking.scores.tolist() == sorted(ranking.scores.tolist(), reverse=True)
+    # Random, independent terms are Seismic's worst case (no co-occurrence to block on); real text does better.
+    assert recalls[100] >= 0.8 and recalls[3] < recalls[100]
+
+
+def test_reindexed_seismic_index_records_its_settings_and_searches_close_to_exact(small_index, small_dataset, tmp_path):
+    folder = tmp_path / "seismic"
+    reindex(small_index, folder, "seismic", settings={"query_cut": 20, "heap_factor": 0.9})
+    manifest = IndexFolder(folder).manifest
+    assert manifest.engine_settings["query_cut"] == 20 and manifest.engine_settings["heap_factor"] == 0.9
+    queries = list(read_queries(small_dataset).values())
+    expected = Searcher.open(small_index).search_many(queries, 10)
+    found = Searcher.open(folder).search_many(queries, 10)
+    overlap = [len({h.id for h in f} & {h.id for h in e}) / max(1, len(e)) for f, e in zip(found, expected, strict=True)]
+    assert np.mean(overlap) > 0.9
+    with pytest.raises(IndexFolderError, match="heap_factor must be in"):
+        reindex(small_index, tmp_path / "z", "seismic", settings={"heap_factor": 0})
+    assert not (tmp_path / "z").exists()

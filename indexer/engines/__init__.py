@@ -11,10 +11,12 @@ from lsr.indexer.engines.impact_ordered import ImpactOrderedEngine
 from lsr.indexer.engines.lucene import BM25_KIND, LuceneBm25Engine, LuceneImpactEngine, bm25_spec
 from lsr.indexer.engines.memory import MemoryEngine
 from lsr.indexer.engines.milvus import MilvusEngine
+from lsr.indexer.engines.seismic import SeismicEngine
 from lsr.indexer.engines.sharded import ShardedEngine
 
 VECTOR_ENGINES: dict[str, type[Engine]] = {
-    engine.name: engine for engine in (MemoryEngine, ShardedEngine, ImpactOrderedEngine, LuceneImpactEngine, MilvusEngine)
+    engine.name: engine
+    for engine in (MemoryEngine, ShardedEngine, ImpactOrderedEngine, SeismicEngine, LuceneImpactEngine, MilvusEngine)
 }
 ENGINES: dict[str, type] = {**VECTOR_ENGINES, LuceneBm25Engine.name: LuceneBm25Engine}
 DEFAULT_ENGINE = MemoryEngine.name
@@ -48,6 +50,7 @@ __all__ = [
     "MemoryEngine",
     "MilvusEngine",
     "Ranking",
+    "SeismicEngine",
     "ShardedEngine",
     "bm25_spec",
     "engine_class",

@@ -8,6 +8,7 @@ from lsr.retrieval.encoders.arch import Architecture, UhdSettings, read_architec
 from lsr.retrieval.encoders.base import DenseEncoder, EncoderSpec, SparseEncoder
 from lsr.retrieval.encoders.bow import BagOfWordPieces, InferenceFreeEncoder, load_idf
 from lsr.retrieval.encoders.dense import DEFAULT_DENSE_ENCODER, SentenceTransformerEncoder
+from lsr.retrieval.encoders.device import DEVICES, resolve_device
 from lsr.retrieval.encoders.registry import packaged_kind, resolve_model
 from lsr.retrieval.encoders.splade import DEFAULT_DOC_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH, SpladeEncoder
 from lsr.retrieval.encoders.uhd import UhdEncoder
@@ -19,6 +20,7 @@ def load_sparse_encoder(
     query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
     doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
     precision: str = "fp32",
+    device: str = defaults.DEVICE,
 ) -> SparseEncoder:
     """A sparse encoder by name: a packaged model, a local folder or a Hugging Face id.
 
@@ -41,10 +43,11 @@ def load_sparse_encoder(
             architecture.spec_params,
             query_max_length=query_max_length,
             doc_max_length=doc_max_length,
+            device=device,
         )
     else:
         document_encoder = SpladeEncoder(
-            name, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision
+            name, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision, device=device
         )
     if architecture.query_encoder == "model":
         return document_encoder
@@ -53,12 +56,14 @@ def load_sparse_encoder(
     return InferenceFreeEncoder(document_encoder, queries, architecture.spec_params)
 
 
-def index_precision(name: str) -> str:
+def index_precision(name: str, device: str = defaults.DEVICE) -> str:
     """The precision `lsr index` encodes at unless told: bf16 for SPLADE, which ran about twice as fast as fp32
     and moved nDCG@10 by at most 0.0017 on scifact, nfcorpus, cranfield and cisi (splade-tiny, test splits);
     fp32 for UHD, whose encoder has no reduced precision, and on CPUs without native bf16 arithmetic (there torch
-    emulates it, slower than fp32)."""
-    if read_architecture(resolve_model(name).path).uhd or not _native_bf16():
+    emulates it, slower than fp32). fp32 on a GPU too: on an H100 (bench/gpu_check.py, scifact) fp32 encoded faster
+    than bf16 (3,491 vs 1,221 docs/s; splade-tiny is too small to be bound by arithmetic there) and its impacts stayed
+    within 1 of a CPU fp32 build's, where bf16's differed from a CPU bf16 build's by up to 10."""
+    if resolve_device(device).type == "cuda" or read_architecture(resolve_model(name).path).uhd or not _native_bf16():
         return "fp32"
     return defaults.PRECISION
 
@@ -70,12 +75,14 @@ def _native_bf16() -> bool:
         return False
 
 
-def load_dense_encoder(name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | None = None) -> DenseEncoder:
+def load_dense_encoder(
+    name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | None = None, device: str = defaults.DEVICE
+) -> DenseEncoder:
     """A dense encoder by name: a packaged model, a local sentence-transformers folder or a Hugging Face id."""
     kind = packaged_kind(name)
     if kind not in (None, "dense"):
         raise EncoderError(f"encoder {name!r} is a {kind} encoder, not a dense one")
-    return SentenceTransformerEncoder(name, max_length=max_length)
+    return SentenceTransformerEncoder(name, max_length=max_length, device=device)
 
 
 __all__ = [
@@ -93,6 +100,8 @@ __all__ = [
     "SpladeEncoder",
     "load_sparse_encoder",
     "index_precision",
+    "DEVICES",
+    "resolve_device",
     "resolve_model",
     "DEFAULT_QUERY_MAX_LENGTH",
     "DEFAULT_DOC_MAX_LENGTH",

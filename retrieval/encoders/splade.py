@@ -26,6 +26,7 @@ from transformers.utils import logging as transformers_logging
 from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
+from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import resolve_model
 
 DEFAULT_QUERY_MAX_LENGTH = defaults.QUERY_MAX_LENGTH
@@ -37,6 +38,15 @@ assert set(DTYPES) == set(PRECISIONS)
 # 2 MiB all ran at 19–20 docs/s, 8 MiB 18, the whole vocabulary per text 13. A lone query (~20 tokens)
 # takes nearly the whole vocabulary in one or two tiles, which measured fastest (fewer calls).
 TILE_ELEMENTS = 1 << 19
+# GPU batches: padded tokens per batch. The (tokens × vocabulary) logits of one batch are then 2 GiB at bf16,
+# small for a data-centre GPU and large enough to keep it busy.
+GPU_BATCH_TOKENS = 1 << 15
+# CPU at bf16: texts of up to SHORT_TEXT_TOKENS are encoded in padded batches of SHORT_BATCH_TOKENS. A short text
+# costs mostly per-call overhead (25-token package summaries: 3 ms in the transformer, 3.6 in the decoder, one by
+# one), which batches share: 1.9× faster on them (512-token batches; 2,048: 1.85×, 8,192: 1.4×), while batches of
+# 256-token scifact abstracts ran 0.8–0.9× (bench/encode.py --texts packages measures it).
+SHORT_TEXT_TOKENS = 64
+SHORT_BATCH_TOKENS = 512
 
 
 def is_masked_lm(config) -> bool:
@@ -44,14 +54,14 @@ def is_masked_lm(config) -> bool:
 
 
 def splade_pool(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(batch, tokens, vocab) MLM logits → (batch, vocab) SPLADE weights; differentiable (training uses it)."""
+    """(batch, tokens, vocab) MLM logits → (batch, vocab) fp32 SPLADE weights; differentiable (training uses it)."""
     padding = attention_mask.unsqueeze(-1) == 0
     # log1p∘ReLU is monotone with f(0) = 0, so max_i f(x_i) == f(max_i x_i) exactly; pooling first
     # runs the activation on (batch, vocab) instead of (batch, tokens, vocab). Padding set to 0
     # (not -inf) keeps the max ≥ 0, where ReLU would clip it anyway. In place: the logits are not
     # needed for the backward pass of the layer that produced them.
     pooled = logits.masked_fill_(padding, 0.0).amax(dim=1)
-    return torch.log1p(torch.relu(pooled))
+    return torch.log1p(torch.relu(pooled.float()))  # fp32 from here: bf16's 8 bits would round the weights
 
 
 def _detach_decoder(model: nn.Module) -> nn.Linear:
@@ -76,6 +86,7 @@ class SpladeEncoder:
         query_max_length: int = DEFAULT_QUERY_MAX_LENGTH,
         doc_max_length: int = DEFAULT_DOC_MAX_LENGTH,
         precision: str = "fp32",
+        device: str = "cpu",
     ) -> None:
         resolved = resolve_model(model)
         config = AutoConfig.from_pretrained(resolved.path)
@@ -92,7 +103,8 @@ class SpladeEncoder:
         transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         dtype = DTYPES[precision]
         # bf16 runs every matmul on the CPU's AVX-512 BF16 (or AMX) units with fp32 accumulation.
-        self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(dtype).eval()
+        self._device = resolve_device(device)
+        self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(self._device, dtype).eval()
         decoder = _detach_decoder(self._model)
         self._weight = decoder.weight.detach()
         self._bias = decoder.bias.detach() if decoder.bias is not None else None
@@ -119,12 +131,60 @@ class SpladeEncoder:
         if not texts:  # the tokenizer refuses an empty list
             return sp.csr_matrix((0, self.dim), dtype=np.float32)
         ids = self._tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-        rows = []
+        if self._device.type != "cpu":
+            return self._encode_batches(ids, GPU_BATCH_TOKENS, self.dim * GPU_BATCH_TOKENS)
+        if self.spec.precision == "fp32":
+            return self._encode_one_by_one(ids)
+        # bf16 is not bit-exact anyway, so short texts, whose cost is per-call overhead, are batched (see
+        # SHORT_TEXT_TOKENS); long ones stay one by one, where the decoder runs near the matmul peak already.
+        short = [i for i, row in enumerate(ids) if len(row) <= SHORT_TEXT_TOKENS]
+        long = [i for i, row in enumerate(ids) if len(row) > SHORT_TEXT_TOKENS]
+        parts = [
+            self._encode_batches([ids[i] for i in short], SHORT_BATCH_TOKENS, TILE_ELEMENTS),
+            self._encode_one_by_one([ids[i] for i in long]),
+        ]
+        return sp.vstack(parts, format="csr")[np.argsort(short + long)]
+
+    def _encode_one_by_one(self, ids: list[list[int]]) -> sp.csr_matrix:
+        rows = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
         with torch.inference_mode():
             for row in ids:  # sparse at once: a chunk of 1,000 dense rows would hold 122 MB
                 weights = torch.log1p(torch.relu(self._pool(self._features(row)).float()))
                 rows.append(sp.csr_matrix(weights.numpy()[np.newaxis]))
         return sp.vstack(rows, format="csr")
+
+    def _encode_batches(self, ids: list[list[int]], batch_tokens: int, tile_elements: int) -> sp.csr_matrix:
+        """Length-sorted, padded batches of at most ``batch_tokens`` tokens (or one longer text), decoded in vocabulary
+        tiles of about ``tile_elements`` logits, max-pooled per tile and made sparse per batch; rows come back in
+        the texts' order."""
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        blocks = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
+        start = 0
+        with torch.inference_mode():
+            while start < len(order):
+                width = len(ids[order[start]])
+                end = start + 1
+                while end < len(order) and (end - start + 1) * max(width, len(ids[order[end]])) <= batch_tokens:
+                    width = max(width, len(ids[order[end]]))
+                    end += 1
+                batch = [ids[text] for text in order[start:end]]
+                input_ids = torch.tensor([row + [0] * (width - len(row)) for row in batch], device=self._device)
+                mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch], device=self._device)
+                features = self._model(input_ids=input_ids, attention_mask=mask).logits
+                padding = (mask == 0).unsqueeze(-1)
+                pooled = torch.empty((len(batch), self.dim), dtype=features.dtype, device=self._device)
+                tile = max(256, tile_elements // input_ids.numel())
+                for column in range(0, self.dim, tile):
+                    columns = slice(column, column + tile)
+                    bias = self._bias[columns] if self._bias is not None else None
+                    logits = torch.nn.functional.linear(features, self._weight[columns], bias).masked_fill_(padding, 0.0)
+                    torch.amax(logits, 1, out=pooled[:, columns])
+                weights = torch.log1p(torch.relu(pooled.float()))
+                rows, columns = weights.nonzero(as_tuple=True)  # row-major, so the COO below is already CSR order
+                coo = (weights[rows, columns].cpu().numpy(), (rows.cpu().numpy(), columns.cpu().numpy()))
+                blocks.append(sp.csr_matrix(coo, shape=tuple(weights.shape)))
+                start = end
+        return sp.vstack(blocks, format="csr")[np.argsort(order)]
 
     def _features(self, ids: list[int]) -> torch.Tensor:
         """One text's (tokens, hidden) output of the MLM head without its decoder.

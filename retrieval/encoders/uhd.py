@@ -24,6 +24,7 @@ from transformers.utils import logging as transformers_logging
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.arch import UhdSettings
 from lsr.retrieval.encoders.base import EncoderSpec
+from lsr.retrieval.encoders.device import resolve_device
 
 HEADS_FILE = "uhd_heads.safetensors"
 
@@ -114,6 +115,7 @@ class UhdEncoder:
         query_max_length: int,
         doc_max_length: int,
         batch_size: int = 16,
+        device: str = "cpu",
     ) -> None:
         config = AutoConfig.from_pretrained(path)
         limit = getattr(config, "max_position_embeddings", 512)
@@ -124,7 +126,8 @@ class UhdEncoder:
         self.batch_size = batch_size
         self.settings = settings
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = UhdModel.load(path, settings).eval()
+        self._device = resolve_device(device)
+        self._model = UhdModel.load(path, settings).to(self._device).eval()
         self.dim = self._model.head.dim
 
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
@@ -144,5 +147,5 @@ class UhdEncoder:
                 texts[start : start + self.batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
             )
             with torch.inference_mode():
-                blocks.append(sp.csr_matrix(self._model(**tokens).numpy()))
+                blocks.append(sp.csr_matrix(self._model(**tokens.to(self._device)).cpu().numpy()))
         return sp.vstack(blocks, format="csr").astype(np.float32)

@@ -31,9 +31,14 @@ class LiveSearcher:
 
     @classmethod
     def open(
-        cls, index_path: str | Path, encoder: str | None = None, *, compact_after: int = defaults.COMPACT_AFTER
+        cls,
+        index_path: str | Path,
+        encoder: str | None = None,
+        *,
+        compact_after: int = defaults.COMPACT_AFTER,
+        device: str = defaults.DEVICE,
     ) -> LiveSearcher:
-        opened = Searcher.open(index_path, encoder)  # loads the encoders named in the manifest
+        opened = Searcher.open(index_path, encoder, device=device)  # loads the encoders named in the manifest
         return cls(LiveIndex(index_path, compact_after=compact_after), opened.encoder, opened.dense_encoder)
 
     @classmethod

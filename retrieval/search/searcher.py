@@ -82,8 +82,11 @@ class Searcher:
         *,
         dense_encoder: str | None = None,
         query_max_length: int | None = None,
+        device: str = defaults.DEVICE,
     ) -> Searcher:
-        """Opens an index with the encoders named in its manifest, or with the given ones if they are the same models."""
+        """Opens an index with the encoders named in its manifest, or with the given ones if they are the same models.
+
+        ``device``: where the query encoders run (auto: CUDA when torch sees a GPU)."""
         index = IndexFolder(index_path)
         spec = index.manifest.encoder
         query_encoder = None
@@ -95,12 +98,15 @@ class Searcher:
                 query_max_length=query_max_length or spec.query_max_length,
                 doc_max_length=spec.doc_max_length,
                 precision=spec.precision,  # queries at the precision the documents were encoded at
+                device=device,
             )
         dense_spec = index.manifest.dense_encoder
         dense = None
         if dense_spec or dense_encoder:
             dense = load_dense_encoder(
-                dense_encoder or dense_spec.name, max_length=dense_spec.query_max_length if dense_spec else None
+                dense_encoder or dense_spec.name,
+                max_length=dense_spec.query_max_length if dense_spec else None,
+                device=device,
             )
         return cls(index, query_encoder, dense)
 

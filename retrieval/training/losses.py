@@ -29,7 +29,7 @@ def contrastive(scores: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
 
     ``excluded`` masks other queries' documents that are also judged relevant to query i (not negatives).
     """
-    target = torch.arange(scores.shape[0])
+    target = torch.arange(scores.shape[0], device=scores.device)
     return F.cross_entropy(scores.masked_fill(excluded, float("-inf")), target)
 
 

@@ -28,6 +28,7 @@ from lsr import defaults
 from lsr.errors import EncoderError, LsrError
 from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architecture
 from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
+from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import resolve_model
 from lsr.retrieval.encoders.splade import is_masked_lm, splade_pool
 from lsr.retrieval.encoders.uhd import UhdModel
@@ -104,8 +105,9 @@ class TrainingConfig:
 class Student:
     """The model being trained, as two differentiable text → (texts, dim) functions."""
 
-    def __init__(self, config: TrainingConfig, idf: np.ndarray | None) -> None:
+    def __init__(self, config: TrainingConfig, idf: np.ndarray | None, device: torch.device) -> None:
         path = resolve_model(config.base).path
+        self.device = device
         transformers_logging.disable_progress_bar()
         self.config = config
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -118,19 +120,23 @@ class Student:
                 raise EncoderError(f"{config.base!r} is not a masked language model, so SPLADE cannot start from it")
             self.model = AutoModelForMaskedLM.from_pretrained(path)
             self.dim = int(self.model.config.vocab_size)
+        self.model.to(device)
         self.bag_of_words = None
         if architecture.query_encoder == "bow":
             self.bag_of_words = BagOfWordPieces(self.tokenizer, self.dim, config.query_max_length, idf)
 
     def _encode(self, texts: list[str], max_length: int) -> torch.Tensor:
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        if self.config.architecture.uhd:
-            return self.model(**tokens)
-        return splade_pool(self.model(**tokens).logits, tokens["attention_mask"])
+        tokens = tokens.to(self.device)
+        # On a GPU the forward pass runs in bf16 (tensor cores) with fp32 weights, gradients and pooled vectors.
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            if self.config.architecture.uhd:
+                return self.model(**tokens).float()
+            return splade_pool(self.model(**tokens).logits, tokens["attention_mask"])
 
     def encode_queries(self, texts: list[str]) -> torch.Tensor:
         if self.bag_of_words:
-            return torch.from_numpy(self.bag_of_words.encode(texts).toarray())
+            return torch.from_numpy(self.bag_of_words.encode(texts).toarray()).to(self.device)
         return self._encode(texts, self.config.query_max_length)
 
     def encode_documents(self, texts: list[str]) -> torch.Tensor:
@@ -235,7 +241,7 @@ def _resumable_state(staging: Path, config: TrainingConfig) -> dict | None:
     checkpoints = _checkpoints(staging)
     if not checkpoints:
         raise LsrError(f"nothing to resume: {staging} holds no checkpoint (train with --checkpoint-every N to make them)")
-    state = torch.load(checkpoints[0] / STATE_FILE, weights_only=False)
+    state = torch.load(checkpoints[0] / STATE_FILE, map_location="cpu", weights_only=False)
     if state["config"] != config.to_dict():
         differing = sorted(key.replace("_", " ") for key, value in config.to_dict().items() if state["config"].get(key) != value)
         raise LsrError(f"cannot resume from {staging}: it was started with another {', '.join(differing)}")
@@ -266,11 +272,14 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     on_log: Callable[[dict], None] | None = None,
+    device: str = defaults.DEVICE,
 ) -> dict:
     """Trains, writes the model folder ``out`` and returns the summary also saved in its training.json.
 
-    ``resume`` continues an interrupted run of the same configuration from the last checkpoint in ``<out>.partial``.
+    ``resume`` continues an interrupted run of the same configuration from the last checkpoint in ``<out>.partial``
+    (on any ``device``: auto is CUDA when torch sees a GPU).
     """
+    on = resolve_device(device)
     if (config.distillation is None) != (teacher is None):
         raise LsrError("distillation needs both a method (marginmse or kl) and a teacher run")
     if out.exists() and not overwrite:
@@ -292,7 +301,7 @@ def train(
         idf = compute_idf(
             AutoTokenizer.from_pretrained(resolve_model(config.base).path), list(data.documents.values()), config.doc_max_length
         )
-    student = Student(config, idf)
+    student = Student(config, idf, on)
     optimizer = torch.optim.AdamW(_parameter_groups(student.model, config), lr=config.learning_rate)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, config.steps // 10), config.steps)
     done, elapsed = 0, 0.0
@@ -312,10 +321,10 @@ def train(
             lambda_d = losses.warmed_up(config.lambda_d, step, config.lambda_warmup_steps)
             lambda_q = losses.warmed_up(config.lambda_q, step, config.lambda_warmup_steps) if learns_queries else 0.0
             parts = {
-                "ranking_loss": losses.contrastive(scores, _excluded(batch, data.positives)),
+                "ranking_loss": losses.contrastive(scores, _excluded(batch, data.positives).to(on)),
                 "flops_d": losses.flops(documents),
-                "flops_q": losses.flops(queries) if learns_queries else torch.zeros(()),
-                "l1_q": losses.l1(queries) if learns_queries and config.l1_q else torch.zeros(()),
+                "flops_q": losses.flops(queries) if learns_queries else torch.zeros((), device=on),
+                "l1_q": losses.l1(queries) if learns_queries and config.l1_q else torch.zeros((), device=on),
             }
             loss = (
                 config.ranking_weight * parts["ranking_loss"]
@@ -325,11 +334,11 @@ def train(
             )
             if teacher is not None:
                 teacher_scores, known = _teacher_scores(batch, teacher)
-                teacher_scores = teacher_scores * config.teacher_scale
+                teacher_scores = teacher_scores.to(on) * config.teacher_scale
                 parts["distillation"] = (
-                    losses.DISTILLATION[config.distillation](scores, teacher_scores, known.nonzero().squeeze(1))
+                    losses.DISTILLATION[config.distillation](scores, teacher_scores, known.nonzero().squeeze(1).to(on))
                     if known.any()
-                    else torch.zeros(())
+                    else torch.zeros((), device=on)
                 )
                 loss = loss + config.distillation_weight * parts["distillation"]
             optimizer.zero_grad()
