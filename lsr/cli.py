@@ -37,6 +37,10 @@ DatasetPath = Annotated[
     ),
 ]
 EncoderOption = Annotated[str | None, typer.Option("--encoder", help="Query encoder; default: the one in the index manifest.")]
+FeedbackOption = Annotated[
+    bool,
+    typer.Option("--feedback", help="Pseudo-relevance feedback on the sparse side: add the top 5 documents' 20 heaviest terms."),
+]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="Where the models run: auto (CUDA when torch sees a GPU), cpu or cuda.")
 ]
@@ -276,13 +280,14 @@ def search(
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
     encoder: EncoderOption = None,
+    feedback: FeedbackOption = False,
     device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Search an index and print ranked doc ids, scores and titles."""
-    from lsr.retrieval.search import Searcher, check_k
+    from lsr.retrieval.search import Feedback, Searcher, check_k
 
     check_k(k)
-    searcher = Searcher.open(index_path, encoder, device=device)
+    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None)
     settings = _fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth)
     hits = searcher.search(query, k, mode=mode, fusion=settings)
     table = Table("rank", "doc id", "score", "title")
@@ -335,6 +340,7 @@ def evaluate(
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
     encoder: EncoderOption = None,
+    feedback: FeedbackOption = False,
     device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Run a split's queries, score them with ir-measures, write a TREC run and JSON + Markdown reports."""
@@ -342,12 +348,12 @@ def evaluate(
     from lsr.eval import evaluate as evaluate_searcher
     from lsr.eval import write_report
     from lsr.eval.metrics import parse_measures
-    from lsr.retrieval.search import Searcher, check_k
+    from lsr.retrieval.search import Feedback, Searcher, check_k
 
     check_k(k)
     parse_measures(measures or [])  # fail before loading anything
     evaluation = read_evaluation_set(dataset, split)
-    searcher = Searcher.open(index_path, encoder, device=device)
+    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None)
     result = evaluate_searcher(
         searcher,
         evaluation,

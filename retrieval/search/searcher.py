@@ -16,6 +16,7 @@ from lsr.indexer.engines.base import Ranking
 from lsr.indexer.index_folder import IndexFolder
 from lsr.indexer.searchable import SearchableIndex
 from lsr.retrieval.encoders import DenseEncoder, EncoderSpec, SparseEncoder, load_dense_encoder, load_sparse_encoder
+from lsr.retrieval.search.feedback import Feedback, expand_queries
 from lsr.retrieval.search.fusion import Fusion, fuse_signals
 from lsr.retrieval.search.modes import SIGNALS, parse_mode
 
@@ -52,8 +53,15 @@ def _check_encoder_presence(index: SearchableIndex, has_encoder: bool) -> None:
 
 
 class Searcher:
-    def __init__(self, index: SearchableIndex, encoder: SparseEncoder | None, dense_encoder: DenseEncoder | None = None) -> None:
-        """``encoder`` is None for a BM25 index: Lucene analyses the query text itself."""
+    def __init__(
+        self,
+        index: SearchableIndex,
+        encoder: SparseEncoder | None,
+        dense_encoder: DenseEncoder | None = None,
+        feedback: Feedback | None = None,
+    ) -> None:
+        """``encoder`` is None for a BM25 index: Lucene analyses the query text itself. ``feedback``: pseudo-relevance
+        feedback on the sparse side (off unless given)."""
         manifest = index.manifest
         _check_encoder_presence(index, encoder is not None)
         if encoder is not None:
@@ -67,6 +75,7 @@ class Searcher:
         self.index = index
         self.encoder = encoder
         self.dense_encoder = dense_encoder
+        self.feedback = feedback
         present = {"sparse": True, "dense": dense_encoder is not None, "bm25": index.bm25 is not None}
         self.signals = tuple(signal for signal in SIGNALS if present[signal])  # what "hybrid" fuses
         self.default_mode = "hybrid" if len(self.signals) > 1 else "sparse"
@@ -83,6 +92,7 @@ class Searcher:
         dense_encoder: str | None = None,
         query_max_length: int | None = None,
         device: str = defaults.DEVICE,
+        feedback: Feedback | None = None,
     ) -> Searcher:
         """Opens an index with the encoders named in its manifest, or with the given ones if they are the same models.
 
@@ -108,7 +118,7 @@ class Searcher:
                 max_length=dense_spec.query_max_length if dense_spec else None,
                 device=device,
             )
-        return cls(index, query_encoder, dense)
+        return cls(index, query_encoder, dense, feedback)
 
     def check_mode(self, mode: str) -> tuple[str, ...]:
         """The signals ``mode`` ranks by, each one the index has."""
@@ -133,6 +143,9 @@ class Searcher:
             return self.index.engine.search_texts(queries, depth)
         quantization = self.index.manifest.quantization
         query_vectors = quantization.quantize(self.encoder.encode_queries(queries))
+        if self.feedback is not None:
+            first_pass = self.index.engine.search(query_vectors, self.feedback.documents)
+            query_vectors = expand_queries(query_vectors, first_pass, self.index.vector, self.feedback)
         return [
             Ranking(doc_indices=r.doc_indices, scores=quantization.to_score(r.scores))
             for r in self.index.engine.search(query_vectors, depth)
