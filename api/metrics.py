@@ -34,8 +34,10 @@ def method_label(method: str) -> str:
 
 
 def route_label(scope: Scope) -> str:
-    """The template of the route the router matched (set in the scope by the router), else "unmatched"."""
-    path = getattr(scope.get("route"), "path", None)
+    """The template of the route the router matched (set in the scope by the router), else "unmatched"; without
+    converters ("/documents/{doc_id}", not "/documents/{doc_id:path}")."""
+    route = scope.get("route")
+    path = getattr(route, "path_format", getattr(route, "path", None))
     return path if isinstance(path, str) else "unmatched"
 
 

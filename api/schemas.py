@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from lsr.errors import LsrError
 from lsr.retrieval.search.modes import parse_mode
@@ -17,7 +26,26 @@ MAX_BATCH_DOCUMENTS = 256
 MAX_DOC_CHARS = 100_000
 MAX_FILTER_FIELDS = 16
 
-DocId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")]
+MAX_ID_CHARS = 256
+
+
+def stripped_id(value: object) -> object:
+    """Ids are stripped of surrounding whitespace, as the corpus reader strips them (``lsr.datasets``): `` x `` is
+    document ``x``, whether it came from a corpus or over HTTP. Runs before the type and length checks."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            raise ValueError("a document id must not be empty or only whitespace")
+    return value
+
+
+# Any characters but control characters; "/" is allowed (BEIR ids may hold it: GET /documents/a/b fetches "a/b").
+DocId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f]+$"),
+    BeforeValidator(stripped_id),  # listed after the constraints: runs before them
+    Field(description="surrounding whitespace is stripped, as in a corpus"),
+]
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 FilterScalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
 FilterValue = FilterScalar | Annotated[list[FilterScalar], Field(min_length=1, max_length=256)]

@@ -36,7 +36,7 @@ from lsr import defaults
 from lsr.datasets import Document
 from lsr.errors import IndexFolderError, LsrError
 from lsr.indexer.engines import Ranking, engine_class, top_k
-from lsr.indexer.index_folder import IndexFolder, publish, recover_interrupted_publish, write_index
+from lsr.indexer.index_folder import IndexFolder, publish, read_manifest, recover_interrupted_publish, write_index
 from lsr.indexer.locks import index_lock, try_flock
 
 WAL_FOLDER = "live"
@@ -296,22 +296,70 @@ class LiveView:
         return LiveView(self.base, self.delta, hidden, {i: r for i, r in self.ids.items() if not hidden[r]})
 
 
-class LiveIndex:
-    """An index folder that takes upserts and deletes; ``view`` is always the latest acknowledged state."""
+READ_ATTEMPTS = 5
 
-    def __init__(self, path: str | Path, *, compact_after: int = defaults.COMPACT_AFTER) -> None:
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which folder ``path`` names now: a publish renames a new one into place."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def read_snapshot(path: str | Path) -> IndexFolder | LiveView:
+    """What a server of ``path`` searches now, for a process that only reads: the index folder with the batches its
+    write-ahead log acknowledged applied, read without the write lock (see ``LiveIndex``'s ``read_only``). An index
+    whose engine takes no live updates, or that has no log, is the folder itself, as it always was."""
+    path = Path(path)
+    if not (path / WAL_FOLDER / WAL_FILE).is_file() or not engine_class(read_manifest(path).engine).capabilities.live_updates:
+        return IndexFolder(path)
+    return LiveIndex(path, read_only=True).view
+
+
+class LiveIndex:
+    """An index folder that takes upserts and deletes; ``view`` is always the latest acknowledged state.
+
+    ``read_only``: for a process that only searches (``lsr search``, ``eval``, ``tune``) while a server may hold the
+    write lock: the lock is never taken (so a server starting now is not refused it), the log is only read (a torn
+    last line is skipped, never cut: it may be a batch its writer is appending now), a Milvus collection is not
+    written, and writes are refused."""
+
+    def __init__(self, path: str | Path, *, compact_after: int = defaults.COMPACT_AFTER, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         recover_interrupted_publish(self.path)
         self.compact_after = compact_after  # delta rows + tombstones that trigger a background compaction
         self._lock = threading.Lock()  # one writer at a time; readers never wait
         self._compacting = threading.Lock()
-        self._load()
+        if read_only:
+            self._load_unlocked()
+        else:
+            self._load()
+
+    def _load_unlocked(self) -> None:
+        """Without the write lock, a compaction may publish a new folder (with a new, empty log) between reading the
+        folder and reading its log: then both are read again, so the view is never one folder with another's log."""
+        for _ in range(READ_ATTEMPTS):
+            before = _identity(self.path)
+            try:
+                self._load()
+            except (IndexFolderError, LiveUpdateError):
+                if _identity(self.path) == before:
+                    raise
+                continue  # replaced while being read
+            if _identity(self.path) == before:
+                return
+        raise LiveUpdateError(f"{self.path} was replaced {READ_ATTEMPTS} times while being read; try again")
 
     def _load(self, wal: WriteAheadLog | None = None) -> None:
         """``wal``: the new folder's log, already locked (compaction hands the lock over without a gap)."""
         if wal is None:
             wal = WriteAheadLog(self.path)
-            if self.path.is_dir():
+            if self.read_only:
+                wal.refused = f"{self.path} is opened read-only"
+            elif self.path.is_dir():
                 wal.lock()  # before reading the folder: no one can replace it under us from here on
         else:
             wal.path = self.path / WAL_FOLDER / WAL_FILE
@@ -410,7 +458,8 @@ class LiveIndex:
         hidden = np.concatenate((hidden, np.zeros(len(added), bool)))
         hidden[superseded] = True
         delta = view.delta.extend(added) if added else view.delta
-        if view.base.engine.capabilities.stores_updates:
+        # A reader leaves the collection to the writer: a batch it replays late could undo a newer delete there.
+        if view.base.engine.capabilities.stores_updates and not self.read_only:
             first = next_row - len(added)
             dim = delta.sparse.shape[1]
             upserts = [(first + i, d.doc, d.sparse_row(dim), d.dense) for i, d in enumerate(added)]

@@ -283,11 +283,11 @@ def search(
     feedback: FeedbackOption = False,
     device: DeviceOption = defaults.DEVICE,
 ) -> None:
-    """Search an index and print ranked doc ids, scores and titles."""
+    """Search an index, with the live updates a server logged in it, and print ranked doc ids, scores and titles."""
     from lsr.retrieval.search import Feedback, Searcher, check_k
 
     check_k(k)
-    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None)
+    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
     settings = _fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth)
     hits = searcher.search(query, k, mode=mode, fusion=settings)
     table = Table("rank", "doc id", "score", "title")
@@ -353,7 +353,7 @@ def evaluate(
     check_k(k)
     parse_measures(measures or [])  # fail before loading anything
     evaluation = read_evaluation_set(dataset, split)
-    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None)
+    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
     result = evaluate_searcher(
         searcher,
         evaluation,
@@ -397,7 +397,7 @@ def tune(
     check_tuning_split(split)
     parse_measures([measure])
     evaluation = read_evaluation_set(dataset, split)
-    searcher = Searcher.open(index_path, device=device)
+    searcher = Searcher.open(index_path, device=device, live=True)
     tuning = tune_fusion(searcher, evaluation, split, measure=measure, depth=depth, remove_identical_ids=not keep_identical_ids)
     store_tuned_fusion(searcher, evaluation, tuning, str(dataset))
     best, _ = tuning.best

@@ -59,6 +59,42 @@ def test_upsert_get_search_delete(client):
     assert "live-1" not in [h["id"] for h in client.post("/search", json={"query": "ornithopter", "k": 50}).json()["hits"]]
 
 
+def test_ids_with_slashes_are_fetched_searched_and_deleted(client):
+    doc = {"id": "beir/dir/doc-1", "title": "slashed ornithopter", "text": "ornithopter with slashes", "metadata": {}}
+    assert client.post("/documents", json={"documents": [doc]}, headers=WRITE).json()["upserted"] == [doc["id"]]
+    assert client.get("/documents/beir/dir/doc-1").json() == doc
+    assert client.get("/documents/beir%2Fdir%2Fdoc-1").json() == doc  # percent-encoded slashes name it too
+    assert client.get("/documents/beir/dir").status_code == 404  # a prefix is another id
+    hits = client.post("/search", json={"query": "slashed ornithopter", "k": 1}).json()["hits"]
+    assert [hit["id"] for hit in hits] == [doc["id"]]
+    assert client.get("/explain", params={"query": "ornithopter", "id": doc["id"]}).json()["doc_id"] == doc["id"]
+    assert client.delete("/documents/beir/dir/doc-1", headers=WRITE).status_code == 204
+    assert client.get("/documents/beir/dir/doc-1").status_code == 404
+    assert client.delete("/documents/beir/dir/doc-1", headers=WRITE).status_code == 404
+    assert client.post("/documents/beir/dir", json={}, headers=WRITE).status_code == 405  # no route but GET and DELETE
+
+
+def test_ids_are_stripped_as_the_corpus_reader_strips_them(client):
+    doc = {"id": " \tpadded-1 \n", "title": "padded ornithopter", "text": "ornithopter with padding"}
+    assert client.post("/documents", json={"documents": [doc]}, headers=WRITE).json()["upserted"] == ["padded-1"]
+    assert client.get("/documents/padded-1").json()["id"] == "padded-1"
+    assert client.get("/documents/%20padded-1%20").json()["id"] == "padded-1"
+    assert client.get("/explain", params={"query": "ornithopter", "id": " padded-1 "}).json()["doc_id"] == "padded-1"
+    again = {**doc, "id": "padded-1", "title": "padded again"}  # the same document, not a second one
+    client.post("/documents", json={"documents": [again]}, headers=WRITE)
+    hits = client.post("/search", json={"query": "padded ornithopter", "k": 5}).json()["hits"]
+    assert [hit["id"] for hit in hits].count("padded-1") == 1 and hits[0]["title"] == "padded again"
+    assert client.delete("/documents/%20padded-1", headers=WRITE).status_code == 204
+    assert client.get("/documents/padded-1").status_code == 404
+    for response in (
+        client.post("/documents", json={"documents": [{"id": " \t ", "title": "t"}]}, headers=WRITE),
+        client.get("/documents/%20%20"),
+        client.delete("/documents/%20", headers=WRITE),
+    ):
+        assert response.status_code == 422, response.text
+        assert "must not be empty or only whitespace" in response.json()["detail"][0]["msg"]
+
+
 def test_pagination_matches_the_full_ranking(client):
     full = client.post("/search", json={"query": "boundary layer", "k": 20}).json()["hits"]
     page = client.post("/search", json={"query": "boundary layer", "k": 5, "offset": 10}).json()["hits"]
@@ -99,7 +135,7 @@ def test_encode_decodes_terms(client):
         ("post", "/search/batch", {"queries": []}),
         ("post", "/search/batch", {"queries": ["ok", " "]}),
         ("post", "/documents", {"documents": [{"id": "a"}]}),
-        ("post", "/documents", {"documents": [{"id": "a/b", "title": "t"}]}),
+        ("post", "/documents", {"documents": [{"id": "a\x01b", "title": "t"}]}),
         ("post", "/documents", {"documents": []}),
         ("post", "/encode", {"text": ""}),
     ],

@@ -7,9 +7,19 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BeforeValidator
 
 from lsr.api.deps import get_queue, get_service
-from lsr.api.schemas import MAX_QUERY_CHARS, EncodeRequest, EncodeResponse, ErrorBody, ExplanationOut, TermWeightOut
+from lsr.api.schemas import (
+    MAX_ID_CHARS,
+    MAX_QUERY_CHARS,
+    EncodeRequest,
+    EncodeResponse,
+    ErrorBody,
+    ExplanationOut,
+    TermWeightOut,
+    stripped_id,
+)
 from lsr.api.work import WorkQueue
 from lsr.retrieval.search.explain import Explanation, explain, require_term_weights, term_weights
 from lsr.retrieval.search.live import LiveSearcher
@@ -31,7 +41,11 @@ def _explain(service: LiveSearcher, query: str, doc_id: str) -> ExplanationOut:
 @router.get("/explain", response_model=ExplanationOut, responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
 async def explain_match(
     query: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S")],
-    id: Annotated[str, Query(min_length=1, max_length=256, description="document id")],
+    id: Annotated[
+        str,
+        Query(min_length=1, max_length=MAX_ID_CHARS, description="document id; surrounding whitespace is stripped"),
+        BeforeValidator(stripped_id),
+    ],
     service: LiveSearcher = Depends(get_service),
     queue: WorkQueue = Depends(get_queue),
 ) -> ExplanationOut:

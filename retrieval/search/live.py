@@ -18,15 +18,24 @@ from lsr.datasets import Document
 from lsr.indexer.live import Delete, LiveIndex, LiveView
 from lsr.indexer.upserts import encode_upserts
 from lsr.retrieval.encoders import DenseEncoder, SparseEncoder
+from lsr.retrieval.search.feedback import Feedback
 from lsr.retrieval.search.filters import Filter, matches
 from lsr.retrieval.search.searcher import Searcher
 
 
 class LiveSearcher:
-    def __init__(self, live: LiveIndex, encoder: SparseEncoder | None, dense_encoder: DenseEncoder | None = None) -> None:
+    def __init__(
+        self,
+        live: LiveIndex,
+        encoder: SparseEncoder | None,
+        dense_encoder: DenseEncoder | None = None,
+        feedback: Feedback | None = None,
+    ) -> None:
+        """``feedback``: pseudo-relevance feedback on the sparse side of every search (off unless given)."""
         self.live = live
         self.encoder = encoder
         self.dense_encoder = dense_encoder
+        self.feedback = feedback
         self.searcher()  # the encoders are checked against the index once, here
 
     @classmethod
@@ -37,13 +46,14 @@ class LiveSearcher:
         *,
         compact_after: int = defaults.COMPACT_AFTER,
         device: str = defaults.DEVICE,
+        feedback: Feedback | None = None,
     ) -> LiveSearcher:
         opened = Searcher.open(index_path, encoder, device=device)  # loads the encoders named in the manifest
-        return cls(LiveIndex(index_path, compact_after=compact_after), opened.encoder, opened.dense_encoder)
+        return cls(LiveIndex(index_path, compact_after=compact_after), opened.encoder, opened.dense_encoder, feedback)
 
     @classmethod
     def from_searcher(cls, searcher: Searcher) -> LiveSearcher:
-        return cls(LiveIndex(searcher.index.path), searcher.encoder, searcher.dense_encoder)
+        return cls(LiveIndex(searcher.index.path), searcher.encoder, searcher.dense_encoder, searcher.feedback)
 
     @property
     def view(self) -> LiveView:
@@ -54,7 +64,7 @@ class LiveSearcher:
         view = view or self.live.view
         if filter:
             view = view.restricted(np.fromiter((matches(doc.metadata, filter) for doc in view.docs), bool, len(view.docs)))
-        return Searcher(view, self.encoder, self.dense_encoder)
+        return Searcher(view, self.encoder, self.dense_encoder, self.feedback)
 
     def upsert(self, docs: Sequence[Document]) -> None:
         """Encoded here, then logged durably; visible to every search that starts after this returns."""

@@ -14,6 +14,7 @@ from lsr import defaults
 from lsr.errors import EncoderMismatchError, LsrError
 from lsr.indexer.engines.base import Ranking
 from lsr.indexer.index_folder import IndexFolder
+from lsr.indexer.live import read_snapshot
 from lsr.indexer.searchable import SearchableIndex
 from lsr.retrieval.encoders import DenseEncoder, EncoderSpec, SparseEncoder, load_dense_encoder, load_sparse_encoder
 from lsr.retrieval.search.feedback import Feedback, expand_queries
@@ -93,11 +94,14 @@ class Searcher:
         query_max_length: int | None = None,
         device: str = defaults.DEVICE,
         feedback: Feedback | None = None,
+        live: bool = False,
     ) -> Searcher:
         """Opens an index with the encoders named in its manifest, or with the given ones if they are the same models.
 
-        ``device``: where the query encoders run (auto: CUDA when torch sees a GPU)."""
-        index = IndexFolder(index_path)
+        ``device``: where the query encoders run (auto: CUDA when torch sees a GPU). ``live``: search what a server of
+        the index searches, its live updates (upserts, deletes) included; they are read without taking the index's
+        write lock, so a server that holds it is neither blocked nor disturbed."""
+        index = read_snapshot(index_path) if live else IndexFolder(index_path)
         spec = index.manifest.encoder
         query_encoder = None
         if encoder:
