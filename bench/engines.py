@@ -217,7 +217,7 @@ def main() -> None:
     )
     parser.add_argument("--budgets", type=float, nargs="+", default=[1.0, 0.3, 0.1], help="impact-ordered budgets")
     parser.add_argument(
-        "--seismic", nargs="+", default=["5:0.9", "10:0.8", "10:0.9", "20:0.9"], help="seismic query_cut:heap_factor rows"
+        "--seismic", nargs="+", default=["5:0.9", "10:0.9", "10:0.8", "20:0.6"], help="seismic query_cut:heap_factor rows"
     )
     parser.add_argument("--seismic-postings", type=int, default=SeismicEngine.Settings().n_postings)
     parser.add_argument("--split", default="test", help="qrels split whose queries are run")
