@@ -61,7 +61,7 @@ def index_precision(name: str, device: str = defaults.DEVICE) -> str:
     and moved nDCG@10 by at most 0.0017 on scifact, nfcorpus, cranfield and cisi (splade-tiny, test splits);
     fp32 for UHD, whose encoder has no reduced precision, and on CPUs without native bf16 arithmetic (there torch
     emulates it, slower than fp32). fp32 on a GPU too: on an H100 (bench/gpu_check.py, scifact) fp32 encoded faster
-    than bf16 (3,491 vs 1,221 docs/s; splade-tiny is too small to be bound by arithmetic there) and its impacts stayed
+    than bf16 (2,708 vs 948 docs/s; splade-tiny is too small to be bound by arithmetic there) and its impacts stayed
     within 1 of a CPU fp32 build's, where bf16's differed from a CPU bf16 build's by up to 10."""
     if resolve_device(device).type == "cuda" or read_architecture(resolve_model(name).path).uhd or not _native_bf16():
         return "fp32"
