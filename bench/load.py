@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import numpy as np
@@ -65,14 +66,26 @@ async def run_load(
 BASELINE_ENV = {"LSR_MAX_BATCH": "1", "LSR_BATCH_WINDOW_MS": "0", "LSR_WORKERS": "4"}
 
 
-def start_server(index: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **extra_env}
+def start_server(
+    index: Path,
+    extra_env: dict[str, str],
+    args: tuple[str, ...] = (),
+    port: int | None = None,
+    log: IO | None = None,
+    timeout_s: float = 600,
+) -> tuple[subprocess.Popen, str]:
+    """`lsr serve index` on ``port`` (a free one by default), once /ready answers 200. No API key unless
+    ``extra_env`` sets one; ``args`` are more `lsr serve` options; its output goes to ``log`` (default nowhere)."""
+    port = port or free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("LSR_API_KEY", None)
     env.pop("LSR_API_KEY_FILE", None)
-    command = [sys.executable, "-m", "lsr", "serve", str(index), "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(extra_env)
+    command = [sys.executable, "-m", "lsr", "serve", str(index), "--port", str(port), *args]
+    output = log or subprocess.DEVNULL
+    server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             if httpx.get(url + "/ready", timeout=1).status_code == 200:
@@ -81,6 +94,9 @@ def start_server(index: Path, extra_env: dict[str, str]) -> tuple[subprocess.Pop
             pass
         if server.poll() is not None:
             sys.exit("server exited")
+        if time.monotonic() > deadline:
+            server.kill()
+            sys.exit(f"server not ready after {timeout_s:.0f} s")
         time.sleep(0.2)
 
 
