@@ -136,8 +136,8 @@ def index(
         str | None,
         typer.Option(
             help=(
-                f"Sparse encoder arithmetic: fp32 or bf16 (default: {defaults.PRECISION}, fp32 for UHD); recorded, "
-                "queries use the index's."
+                f"Sparse encoder arithmetic: fp32 or bf16 (default: {defaults.PRECISION} on CPUs with native bf16; "
+                "fp32 otherwise, on a GPU and for UHD); recorded, queries use the index's."
             )
         ),
     ] = None,
