@@ -147,7 +147,7 @@ def main() -> None:
         encoder = SpladeEncoder(doc_max_length=MAX_LENGTH)
         default = splade.TILE_ELEMENTS
         for elements in (1 << 16, 1 << 18, 1 << 19, 1 << 21, 1 << 25):
-            splade.TILE_ELEMENTS = elements  # read by SpladeEncoder._pool at each call
+            splade.TILE_ELEMENTS = elements  # read by SpladeEncoder at each encode call
             started = time.perf_counter()
             encoder.encode_documents(sample)
             rate = len(sample) / (time.perf_counter() - started)

@@ -60,8 +60,12 @@ def splade_pool(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     # runs the activation on (batch, vocab) instead of (batch, tokens, vocab). Padding set to 0
     # (not -inf) keeps the max ≥ 0, where ReLU would clip it anyway. In place: the logits are not
     # needed for the backward pass of the layer that produced them.
-    pooled = logits.masked_fill_(padding, 0.0).amax(dim=1)
-    return torch.log1p(torch.relu(pooled.float()))  # fp32 from here: bf16's 8 bits would round the weights
+    return activate(logits.masked_fill_(padding, 0.0).amax(dim=1))
+
+
+def activate(pooled: torch.Tensor) -> torch.Tensor:
+    """log(1 + ReLU(·)) of max-pooled logits, in fp32 (bf16's 8 bits would round the weights)."""
+    return torch.log1p(torch.relu(pooled.float()))
 
 
 def _detach_decoder(model: nn.Module) -> nn.Linear:
@@ -149,8 +153,8 @@ class SpladeEncoder:
         rows = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
         with torch.inference_mode():
             for row in ids:  # sparse at once: a chunk of 1,000 dense rows would hold 122 MB
-                weights = torch.log1p(torch.relu(self._pool(self._features(row)).float()))
-                rows.append(sp.csr_matrix(weights.numpy()[np.newaxis]))
+                weights = activate(self._pool(self._features(row).unsqueeze(0), None, TILE_ELEMENTS))
+                rows.append(sp.csr_matrix(weights.numpy()))
         return sp.vstack(rows, format="csr")
 
     def _encode_batches(self, ids: list[list[int]], batch_tokens: int, tile_elements: int) -> sp.csr_matrix:
@@ -171,15 +175,7 @@ class SpladeEncoder:
                 input_ids = torch.tensor([row + [0] * (width - len(row)) for row in batch], device=self._device)
                 mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch], device=self._device)
                 features = self._model(input_ids=input_ids, attention_mask=mask).logits
-                padding = (mask == 0).unsqueeze(-1)
-                pooled = torch.empty((len(batch), self.dim), dtype=features.dtype, device=self._device)
-                tile = max(256, tile_elements // input_ids.numel())
-                for column in range(0, self.dim, tile):
-                    columns = slice(column, column + tile)
-                    bias = self._bias[columns] if self._bias is not None else None
-                    logits = torch.nn.functional.linear(features, self._weight[columns], bias).masked_fill_(padding, 0.0)
-                    torch.amax(logits, 1, out=pooled[:, columns])
-                weights = torch.log1p(torch.relu(pooled.float()))
+                weights = activate(self._pool(features, (mask == 0).unsqueeze(-1), tile_elements))
                 rows, columns = weights.nonzero(as_tuple=True)  # row-major, so the COO below is already CSR order
                 coo = (weights[rows, columns].cpu().numpy(), (rows.cpu().numpy(), columns.cpu().numpy()))
                 blocks.append(sp.csr_matrix(coo, shape=tuple(weights.shape)))
@@ -198,21 +194,25 @@ class SpladeEncoder:
         input_ids = torch.tensor([ids])
         return self._model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits[0]
 
-    def _pool(self, features: torch.Tensor) -> torch.Tensor:
-        """One text's (tokens, hidden) features → (vocab,): the max over its tokens of its MLM logits.
+    def _pool(self, features: torch.Tensor, padding: torch.Tensor | None, tile_elements: int) -> torch.Tensor:
+        """(texts, tokens, hidden) features → (texts, vocab): the max over each text's tokens of its MLM logits,
+        ``padding`` (texts, tokens, 1) marking padded tokens (None: there are none).
 
-        The decoder runs one vocabulary tile at a time and each tile's logits are max-pooled right after the
-        matmul, while they are in cache. Every logit is the same dot product as in the full (tokens × vocab)
-        matmul and max is exact, so the result equals max-pooling the full logits bit for bit (tested).
-        Texts are decoded one by one: stacking several short texts' tokens into one matmul reads each tile
-        once for all of them and measured ~2× faster on the decoder for batches of 12–40-token queries, but
-        it changes the matmul's shape and with it the last bits of some logits; a lone query (serving) gains
-        nothing, and a document's 256 tokens already run the tiles near the matmul peak.
+        The decoder runs one vocabulary tile of about ``tile_elements`` logits at a time and each tile's logits are
+        max-pooled right after the matmul, while they are in cache. Every logit is the same dot product as in the
+        full (tokens × vocab) matmul and max is exact, so one text's result equals max-pooling its full logits bit
+        for bit (tested). Exact (fp32) texts are decoded one by one: stacking several short texts' tokens into one
+        matmul reads each tile once for all of them and measured ~2× faster on the decoder for batches of
+        12–40-token queries, but it changes the matmul's shape and with it the last bits of some logits; a lone
+        query (serving) gains nothing, and a document's 256 tokens already run the tiles near the matmul peak.
         """
-        pooled = torch.empty(self.dim, dtype=features.dtype)
-        width = max(256, TILE_ELEMENTS // len(features))
+        pooled = torch.empty(features.shape[0], self.dim, dtype=features.dtype, device=features.device)
+        width = max(256, tile_elements // (features.shape[0] * features.shape[1]))
         for column in range(0, self.dim, width):
             columns = slice(column, column + width)
             bias = self._bias[columns] if self._bias is not None else None
-            torch.amax(torch.nn.functional.linear(features, self._weight[columns], bias), 0, out=pooled[columns])
+            logits = torch.nn.functional.linear(features, self._weight[columns], bias)
+            if padding is not None:
+                logits.masked_fill_(padding, 0.0)
+            torch.amax(logits, 1, out=pooled[:, columns])
         return pooled

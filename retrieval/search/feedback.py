@@ -32,10 +32,6 @@ class Feedback:
         if self.documents < 1 or self.terms < 1 or not self.weight > 0:
             raise LsrError("feedback needs documents ≥ 1, terms ≥ 1 and a positive weight")
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Feedback:
-        return cls(**data)
-
 
 def expand_queries(
     queries: sp.csr_matrix, first_pass: list[Ranking], vector: Callable[[int], sp.csr_matrix], feedback: Feedback
