@@ -6,6 +6,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -630,6 +631,15 @@ def train(
     elif teacher is not None:
         negatives_from_run(data, teacher, depth=negatives_depth)
 
+    summary = train_model(
+        config, data, out, teacher=teacher, overwrite=overwrite, resume=resume, on_log=_training_progress(steps), device=device
+    )
+    console.print(f"trained {arch} on {summary['training_queries']} queries in {summary['wall_seconds']:.0f}s; model: {out}")
+
+
+def _training_progress(steps: int) -> Callable[[dict], None]:
+    """Prints the first, every tenth and the last step's log entry."""
+
     def log(entry: dict) -> None:
         if entry["step"] == 1 or entry["step"] % 10 == 0 or entry["step"] == steps:
             parts = "  ".join(
@@ -642,8 +652,85 @@ def train(
                 f"{entry['active_terms_document']:.1f}  FLOPS {entry['flops']:.3g}  {entry['seconds']:.0f}s"
             )
 
-    summary = train_model(config, data, out, teacher=teacher, overwrite=overwrite, resume=resume, on_log=log, device=device)
-    console.print(f"trained {arch} on {summary['training_queries']} queries in {summary['wall_seconds']:.0f}s; model: {out}")
+    return log
+
+
+@app.command()
+def adapt(
+    index_path: IndexPath,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (usable as `lsr index --encoder FOLDER`).")],
+    queries: Annotated[
+        int, typer.Option(min=1, help="Pseudo-queries to make: a sentence or the title of as many documents.")
+    ] = defaults.Adaptation.queries,
+    negatives_depth: Annotated[
+        int, typer.Option(min=2, max=1000, help="Teacher hits per pseudo-query that the training documents come from.")
+    ] = defaults.NEGATIVES_DEPTH,
+    steps: Annotated[int, typer.Option(min=1)] = defaults.Adaptation.steps,
+    batch_size: Annotated[int, typer.Option(min=2, help="Pseudo-queries per step.")] = defaults.Adaptation.batch_size,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = defaults.Adaptation.learning_rate,
+    lambda_flops: Annotated[
+        float, typer.Option(min=0.0, help="FLOPS regularization weight on documents and queries.")
+    ] = defaults.Adaptation.lambda_flops,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: DeviceOption = defaults.DEVICE,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")
+    ] = False,
+) -> None:
+    """Adapt an index's sparse encoder to its corpus without any qrels: pseudo-queries from the documents, ranked by
+    the index's hybrid (the teacher), distilled into the sparse encoder (KL over each batch's documents)."""
+    from lsr.eval.runner import run_queries
+    from lsr.retrieval.encoders import read_architecture, resolve_model
+    from lsr.retrieval.search import Searcher
+    from lsr.retrieval.training import PseudoQuerySettings, TrainingConfig, negatives_from_run, pseudo_queries, teacher_scale
+    from lsr.retrieval.training import train as train_model
+
+    searcher = Searcher.open(index_path, device=device)
+    if searcher.encoder is None or len(searcher.signals) < 2:
+        raise LsrError(
+            f"{index_path} needs a sparse encoder and a second signal to teach it: add one with `lsr index … --add-dense` "
+            "or `--add-bm25`"
+        )
+    base = searcher.index.manifest.encoder.name
+    architecture = read_architecture(resolve_model(base).path)
+    if architecture.arch != "splade":
+        raise LsrError(f"adaptation continues SPLADE encoders; {base} is {architecture.arch}")
+    data = pseudo_queries(searcher.index.docs, PseudoQuerySettings(count=queries, seed=seed))
+    teacher = run_queries(searcher, data.queries, k=negatives_depth, remove_identical_ids=False, desc="teacher (hybrid)")
+    student = run_queries(
+        searcher, data.queries, k=negatives_depth, remove_identical_ids=False, mode="sparse", desc="student (sparse)"
+    )
+    source_first = sum(next(iter(teacher[q]), None) == data.positives[q][0] for q in data.queries) / len(data.queries)
+    negatives_from_run(data, teacher, depth=negatives_depth)
+    scale = teacher_scale(teacher, student, None, negatives_depth)
+    console.print(
+        f"{len(data.queries)} pseudo-queries; the teacher ranks their source document first for {source_first:.1%}; "
+        f"teacher scale {scale}"
+    )
+    config = TrainingConfig(
+        base=base,
+        architecture=architecture,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        lambda_d=lambda_flops,
+        lambda_q=lambda_flops,
+        lambda_warmup_steps=steps // 4,
+        distillation="kl",
+        teacher_scale=scale,
+        ranking_weight=0.0,  # the pairing is a sentence and its own document: the teacher's ranking is the signal
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    summary = train_model(
+        config, data, out, teacher=teacher, overwrite=overwrite, resume=resume, on_log=_training_progress(steps), device=device
+    )
+    console.print(
+        f"adapted {base} on {summary['training_queries']} pseudo-queries in {summary['wall_seconds']:.0f}s; index with "
+        f"`lsr index DATASET --encoder {shlex.quote(str(out))}`"
+    )
 
 
 def main() -> None:

@@ -59,3 +59,16 @@ class Training:
     doc_max_length = 128
     uhd_dim = 8192
     uhd_k = 32
+
+
+class Adaptation:
+    """``lsr adapt``'s defaults: the distillation recipe that docs/training chose on nfcorpus dev (KL from the hybrid
+    teacher alone, lr 5e-5, 800 steps × 8, λ 1e-5), fed with pseudo-queries from the corpus instead of qrels."""
+
+    queries = 5000
+    query_min_words = 4
+    query_max_words = 24
+    steps = 800
+    batch_size = 8
+    learning_rate = 5e-5
+    lambda_flops = 1e-5  # on documents and queries

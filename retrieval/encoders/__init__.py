@@ -102,6 +102,7 @@ __all__ = [
     "index_precision",
     "DEVICES",
     "resolve_device",
+    "read_architecture",
     "resolve_model",
     "DEFAULT_QUERY_MAX_LENGTH",
     "DEFAULT_DOC_MAX_LENGTH",

@@ -8,14 +8,17 @@ from lsr.retrieval.training.data import (
     score_spread_ratio,
     teacher_scale,
 )
+from lsr.retrieval.training.pseudo_queries import PseudoQuerySettings, pseudo_queries
 from lsr.retrieval.training.trainer import TrainingConfig, train
 
 __all__ = [
+    "PseudoQuerySettings",
     "TrainingConfig",
     "TrainingData",
     "load_training_data",
     "mine_hard_negatives",
     "negatives_from_run",
+    "pseudo_queries",
     "score_spread_ratio",
     "teacher_scale",
     "train",

@@ -1,0 +1,66 @@
+"""Training pairs from a corpus alone: each pseudo-query is one sentence (or the title) of a document, inverse-cloze
+style (Lee et al. 2019), paired with that document. No generator model is packaged, and a sentence of a document
+is the query-like text every corpus has; a teacher's ranking (not the pairing) is what a student then learns from.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lsr import defaults
+from lsr.datasets import Document
+from lsr.errors import LsrError
+from lsr.retrieval.training.data import TrainingData
+
+# A sentence ends at . ! or ? followed by white space; abbreviations split too often to matter for a query.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+QUERY_ID_PREFIX = "pseudo-"  # never equal to a document id, so BEIR's identical-id rule drops nothing
+
+
+@dataclass(frozen=True)
+class PseudoQuerySettings:
+    count: int = defaults.Adaptation.queries  # at most one per document, documents sampled with the seed
+    min_words: int = defaults.Adaptation.query_min_words  # shorter sentences ("Results." "Background:") say nothing
+    max_words: int = defaults.Adaptation.query_max_words  # a longer sentence gives a random window of this many words
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise LsrError(f"the number of pseudo-queries must be positive, got {self.count}")
+        if not 1 <= self.min_words <= self.max_words:
+            raise LsrError(f"pseudo-query lengths need 1 ≤ min words ≤ max words, got {self.min_words} and {self.max_words}")
+
+
+def candidate_queries(document: Document, min_words: int) -> list[list[str]]:
+    """The title and each sentence of the body with at least ``min_words`` words, as word lists."""
+    spans = [document.title, *_SENTENCE_END.split(document.text)]
+    return [words for words in (span.split() for span in spans) if len(words) >= min_words]
+
+
+def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings) -> TrainingData:
+    """Pseudo-queries, each with its source document as the one positive; every document stays a candidate negative.
+
+    Documents are drawn in a seeded random order; one without a long enough sentence is skipped.
+    """
+    rng = random.Random(settings.seed)
+    order = list(range(len(documents)))
+    rng.shuffle(order)
+    queries: dict[str, str] = {}
+    positives: dict[str, list[str]] = {}
+    for row in order:
+        if len(queries) == settings.count:
+            break
+        candidates = candidate_queries(documents[row], settings.min_words)
+        if not candidates:
+            continue
+        words = rng.choice(candidates)
+        start = rng.randrange(len(words) - settings.max_words + 1) if len(words) > settings.max_words else 0
+        query_id = f"{QUERY_ID_PREFIX}{len(queries)}"
+        queries[query_id] = " ".join(words[start : start + settings.max_words])
+        positives[query_id] = [documents[row].id]
+    if not queries:
+        raise LsrError(f"no document has a title or sentence of {settings.min_words} or more words to make a query from")
+    return TrainingData(queries=queries, documents={doc.id: doc.contents for doc in documents}, positives=positives)

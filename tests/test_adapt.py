@@ -1,0 +1,77 @@
+"""Adaptation without qrels: pseudo-queries from real documents, and `lsr adapt` distilling an index's hybrid into its
+sparse encoder with the real splade-tiny and a real BM25 side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lsr.datasets import Document, read_corpus
+from lsr.errors import LsrError
+from lsr.retrieval.training import PseudoQuerySettings, pseudo_queries
+from lsr.retrieval.training.pseudo_queries import QUERY_ID_PREFIX, candidate_queries
+
+
+def lsr(*args):
+    return subprocess.run([sys.executable, "-m", "lsr", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_each_pseudo_query_is_a_span_of_its_source_document(small_dataset):
+    documents = read_corpus(small_dataset).documents
+    settings = PseudoQuerySettings(count=50, min_words=4, max_words=12, seed=3)
+    data = pseudo_queries(documents, settings)
+    by_id = {doc.id: doc for doc in documents}
+    assert len(data.queries) == 50 and set(data.queries) == set(data.positives)
+    assert data.documents == {doc.id: doc.contents for doc in documents}
+    for query_id, text in data.queries.items():
+        assert query_id.startswith(QUERY_ID_PREFIX) and query_id not in by_id
+        [source] = data.positives[query_id]
+        words = text.split()
+        assert 4 <= len(words) <= 12
+        assert " ".join(words) in " ".join(by_id[source].contents.split())
+    assert len({source for [source] in data.positives.values()}) == 50  # one query per document
+    assert pseudo_queries(documents, settings).queries == data.queries  # the seed decides
+    assert pseudo_queries(documents, PseudoQuerySettings(count=50, seed=4)).queries != data.queries
+
+
+def test_short_spans_are_not_queries():
+    document = Document("d", "A title of five words", "Results. The intervention lowered blood pressure in adults! Ok?")
+    assert candidate_queries(document, 4) == [
+        ["A", "title", "of", "five", "words"],
+        ["The", "intervention", "lowered", "blood", "pressure", "in", "adults!"],
+    ]
+    with pytest.raises(LsrError, match="no document has a title or sentence of 4"):
+        pseudo_queries([Document("d", "", "Too short. Really.")], PseudoQuerySettings(count=1))
+    with pytest.raises(LsrError, match="min words ≤ max words"):
+        PseudoQuerySettings(min_words=10, max_words=5)
+
+
+@pytest.mark.slow
+def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_path, small_dataset):
+    index, model = tmp_path / "index", tmp_path / "adapted"
+    sparse_only = tmp_path / "sparse-only"
+    built = lsr("index", str(small_dataset), "--out", str(index), "--bm25", "--doc-max-length", "64")
+    assert built.returncode == 0, built.stderr
+
+    adapted = lsr("adapt", str(index), "--out", str(model), "--queries", "40", "--steps", "3", "--batch-size", "4")
+    assert adapted.returncode == 0, adapted.stderr
+    assert "40 pseudo-queries; the teacher ranks their source document first for" in adapted.stdout
+    summary = json.loads((model / "training.json").read_text())
+    config = summary["config"]
+    assert summary["training_queries"] == 40
+    assert (config["distillation"], config["ranking_weight"], config["base"]) == ("kl", 0.0, "splade-tiny")
+    assert config["teacher_scale"] > 0
+    log = [json.loads(line) for line in (model / "training_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2, 3] and all(entry["distillation"] > 0 for entry in log)
+
+    reindexed = lsr("index", str(small_dataset), "--out", str(tmp_path / "adapted-index"), "--encoder", str(model))
+    assert reindexed.returncode == 0, reindexed.stderr
+
+    assert lsr("index", str(small_dataset), "--out", str(sparse_only), "--doc-max-length", "64").returncode == 0
+    refused = lsr("adapt", str(sparse_only), "--out", str(tmp_path / "never"))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("error:") and "second signal" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "never").exists()
