@@ -200,3 +200,28 @@ def test_an_index_with_a_bm25_side_refuses_live_updates(three_signal_searcher):
         service.upsert([Document("new", "wing", "a wing")])
     filtered = service.searcher(filter={"nothing": "matches"})  # filters still apply to the BM25 side
     assert filtered.search("wing", 5, mode="bm25") == []
+
+
+@pytest.mark.parametrize(
+    "fusion",
+    [
+        Fusion("rrf", rrf_k=60, depth=20),
+        Fusion("convex", normalization="minmax", depth=20, weights={"sparse": 0.2, "dense": 0.5, "bm25": 0.3}),
+        Fusion("convex", normalization="zscore", depth=20, weights={"sparse": 0.1, "dense": 0.5, "bm25": 0.4}),
+    ],
+)
+def test_a_deeper_search_keeps_the_top_of_a_depth_search(three_signal_searcher, fusion):
+    """`lsr eval` asks for 1000 hits, a user for 10: both must see the same top. Each signal's candidates past the
+    fusion depth count as missing in the fused score and only order the documents below."""
+    deep = {signal: three_signal_searcher.rankings(QUERIES, signal, 60) for signal in ("sparse", "dense", "bm25")}
+    for number in range(len(QUERIES)):
+        rankings = {signal: deep[signal][number] for signal in deep}
+        cut = {s: Ranking(r.doc_indices[: fusion.depth], r.scores[: fusion.depth]) for s, r in rankings.items()}
+        shallow = fuse_signals(cut, fusion, 10)
+        expected = reference_fuse(cut, fusion, 10)
+        deeper = fuse_signals(rankings, fusion, 60)
+        assert deeper.doc_indices[:10].tolist() == shallow.doc_indices.tolist() == [row for row, _ in expected]
+        np.testing.assert_allclose(deeper.scores[:10], [score for _, score in expected], rtol=1e-9, atol=1e-12)
+        assert np.all(np.diff(deeper.scores) <= 1e-12)
+        beyond = set(deeper.doc_indices.tolist()) - {row for r in cut.values() for row in r.doc_indices.tolist()}
+        assert beyond and set(deeper.doc_indices[-len(beyond) :].tolist()) == beyond  # past depth everywhere: last

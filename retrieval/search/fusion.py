@@ -146,58 +146,81 @@ class Fusion:
 
 
 @numba.njit(cache=True, nogil=True)
-def _contributions(scores: np.ndarray, convex: bool, rrf_k: int, zscore: bool) -> tuple[np.ndarray, float]:
-    """Each candidate's contribution, and what a document missing from this side gets.
+def _contributions(scores: np.ndarray, convex: bool, rrf_k: int, zscore: bool, depth: int) -> tuple[np.ndarray, float]:
+    """Each candidate's contribution, and what a document missing from the signal's top ``depth`` gets.
 
-    Candidates come best first, so the first score is the maximum and the last the minimum.
+    Candidates come best first, so the first score is the maximum. The normalization's statistics come from the top
+    ``depth`` alone, so candidates past it (a search for more than ``depth`` hits) change nothing above them.
     """
     n = scores.size
+    head = min(n, depth)
     values = np.empty(n, dtype=np.float64)
     if not convex:
         for i in range(n):
             values[i] = 1.0 / (rrf_k + i + 1)
         return values, 0.0
     if zscore:
-        mean = scores.mean()
-        deviation = np.sqrt(((scores - mean) ** 2).mean())
+        mean = scores[:head].mean()
+        deviation = np.sqrt(((scores[:head] - mean) ** 2).mean())
         for i in range(n):
             values[i] = (scores[i] - mean) / deviation if deviation > 0 else 0.0
     else:
-        spread = scores[0] - scores[n - 1]
+        spread = scores[0] - scores[head - 1]
         for i in range(n):
-            values[i] = (scores[i] - scores[n - 1]) / spread if spread > 0 else 1.0
-    return values, values[n - 1]
+            values[i] = (scores[i] - scores[head - 1]) / spread if spread > 0 else 1.0
+    return values, values[head - 1]
 
 
 @numba.njit(cache=True, nogil=True)
-def _fuse(rows, scores, bounds, weights, convex, rrf_k, zscore, k):
-    """Signal i's candidates are ``rows[bounds[i]:bounds[i + 1]]``, best first."""
+def _fuse(rows, scores, bounds, weights, convex, rrf_k, zscore, depth, k):
+    """Signal i's candidates are ``rows[bounds[i]:bounds[i + 1]]``, best first.
+
+    A candidate past its signal's top ``depth`` counts as missing from that signal in the fused score, so the top of
+    a deep search is the top of a ``depth`` search, ties included; what the candidates past ``depth`` would have added
+    only orders the documents that are past it in every signal (all tied at the bottom)."""
     base = 0.0  # what every document gets from the signals that did not return it
     extra = np.zeros(rows.size, dtype=np.float64)
+    deeper = np.zeros(rows.size, dtype=np.float64)  # past depth: orders the bottom only
+    in_head = np.zeros(rows.size, dtype=np.bool_)
     for signal in range(weights.size):
         start, end = bounds[signal], bounds[signal + 1]
         if end > start:
-            values, missing = _contributions(scores[start:end], convex, rrf_k, zscore)
+            values, missing = _contributions(scores[start:end], convex, rrf_k, zscore, depth)
             base += weights[signal] * missing
-            extra[start:end] = weights[signal] * (values - missing)
+            for i in range(end - start):
+                if i < depth:
+                    extra[start + i] = weights[signal] * (values[i] - missing)
+                    in_head[start + i] = True
+                else:
+                    deeper[start + i] = weights[signal] * (values[i] - missing)
     fused_rows = np.empty(rows.size, dtype=np.int64)
     fused = np.empty(rows.size, dtype=np.float64)
+    tie_break = np.empty(rows.size, dtype=np.float64)
+    in_any_head = np.empty(rows.size, dtype=np.bool_)
     count = 0
     for i in np.argsort(rows, kind="mergesort"):
         if count and fused_rows[count - 1] == rows[i]:
             fused[count - 1] += extra[i]
+            tie_break[count - 1] += deeper[i]
+            in_any_head[count - 1] |= in_head[i]
         else:
             fused_rows[count] = rows[i]
             fused[count] = base + extra[i]
+            tie_break[count] = deeper[i]
+            in_any_head[count] = in_head[i]
             count += 1
-    # Rows are ascending, so a stable sort on the score breaks ties by lower row.
-    top = np.argsort(-fused[:count], kind="mergesort")[:k]
+    for i in range(count):
+        if in_any_head[i]:
+            tie_break[i] = 0.0  # ties among documents of some signal's top depth stay by lower row, as at depth
+    # Rows are ascending, so stable sorts by the tie-break and then by the score leave remaining ties by lower row.
+    by_tie_break = np.argsort(-tie_break[:count], kind="mergesort")
+    top = by_tie_break[np.argsort(-fused[:count][by_tie_break], kind="mergesort")][:k]
     return fused_rows[top], fused[top]
 
 
 def fuse_signals(rankings: Mapping[str, Ranking], fusion: Fusion, k: int) -> Ranking:
     """The top k of the fused ranking of signal → its candidates (best first); ties broken by lower row, like the
-    engines."""
+    engines. Each signal's top ``fusion.depth`` decide the fused scores (see ``_fuse``)."""
     signals = tuple(signal for signal in SIGNALS if signal in rankings)
     ordered = [rankings[signal] for signal in signals]
     rows, scores = _fuse(
@@ -208,6 +231,7 @@ def fuse_signals(rankings: Mapping[str, Ranking], fusion: Fusion, k: int) -> Ran
         fusion.method == "convex",
         fusion.rrf_k,
         fusion.normalization == "zscore",
+        fusion.depth,
         k,
     )
     return Ranking(doc_indices=rows, scores=scores)

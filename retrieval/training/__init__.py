@@ -8,13 +8,14 @@ from lsr.retrieval.training.data import (
     score_spread_ratio,
     teacher_scale,
 )
-from lsr.retrieval.training.pseudo_queries import PseudoQuerySettings, pseudo_queries
+from lsr.retrieval.training.pseudo_queries import PseudoQuerySettings, learn_from_other_documents, pseudo_queries
 from lsr.retrieval.training.trainer import TrainingConfig, train
 
 __all__ = [
     "PseudoQuerySettings",
     "TrainingConfig",
     "TrainingData",
+    "learn_from_other_documents",
     "load_training_data",
     "mine_hard_negatives",
     "negatives_from_run",

@@ -1,6 +1,7 @@
 """Training pairs from a corpus alone: each pseudo-query is one sentence (or the title) of a document, inverse-cloze
 style (Lee et al. 2019), paired with that document. No generator model is packaged, and a sentence of a document
-is the query-like text every corpus has; a teacher's ranking (not the pairing) is what a student then learns from.
+is the query-like text every corpus has. The pairing only makes the query: a student learns from the teacher's ranking of
+the other documents (``learn_from_other_documents``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from lsr import defaults
 from lsr.datasets import Document
 from lsr.errors import LsrError
 from lsr.retrieval.training.data import TrainingData
+from lsr.runs import Run
 
 # A sentence ends at . ! or ? followed by white space; abbreviations split too often to matter for a query.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -64,3 +66,22 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
     if not queries:
         raise LsrError(f"no document has a title or sentence of {settings.min_words} or more words to make a query from")
     return TrainingData(queries=queries, documents={doc.id: doc.contents for doc in documents}, positives=positives)
+
+
+def learn_from_other_documents(data: TrainingData, teacher: Run) -> Run:
+    """The teacher's ranking without each pseudo-query's own document, whose best remaining document becomes the
+    positive; returns that ranking. A sentence matches its own document word for word, so with the source kept the
+    teacher's softmax is one-hot on it and distillation is only the (trivial) pairing; what the hybrid knows and the
+    sparse encoder lacks is which *other* documents are about the same thing. A query whose teacher ranked nothing
+    else is dropped."""
+    others: Run = {}
+    for query_id, [source] in list(data.positives.items()):
+        ranked = {doc_id: score for doc_id, score in teacher.get(query_id, {}).items() if doc_id != source}
+        if ranked:
+            others[query_id] = ranked
+            data.positives[query_id] = [max(ranked, key=ranked.__getitem__)]
+        else:
+            del data.queries[query_id], data.positives[query_id]
+    if not others:
+        raise LsrError("the teacher ranked no document besides the pseudo-queries' own: the corpus is too small to adapt to")
+    return others
