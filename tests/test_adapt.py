@@ -11,7 +11,7 @@ import pytest
 
 from lsr.datasets import Document, read_corpus
 from lsr.errors import LsrError
-from lsr.retrieval.training import PseudoQuerySettings, pseudo_queries
+from lsr.retrieval.training import PseudoQuerySettings, TrainingData, learn_from_other_documents, pseudo_queries
 from lsr.retrieval.training.pseudo_queries import QUERY_ID_PREFIX, candidate_queries
 
 
@@ -49,6 +49,20 @@ def test_short_spans_are_not_queries():
         PseudoQuerySettings(min_words=10, max_words=5)
 
 
+def test_training_learns_the_teachers_ranking_of_the_other_documents():
+    data = TrainingData(
+        queries={"pseudo-0": "a sentence", "pseudo-1": "another", "pseudo-2": "alone"},
+        documents={"a": "A", "b": "B", "c": "C"},
+        positives={"pseudo-0": ["a"], "pseudo-1": ["b"], "pseudo-2": ["c"]},
+    )
+    teacher = {"pseudo-0": {"a": 9.0, "c": 2.0, "b": 3.0}, "pseudo-1": {"b": 5.0, "a": 1.0}, "pseudo-2": {"c": 4.0}}
+    others = learn_from_other_documents(data, teacher)
+    assert others == {"pseudo-0": {"c": 2.0, "b": 3.0}, "pseudo-1": {"a": 1.0}}
+    assert data.positives == {"pseudo-0": ["b"], "pseudo-1": ["a"]} and set(data.queries) == {"pseudo-0", "pseudo-1"}
+    with pytest.raises(LsrError, match="ranked no document besides"):
+        learn_from_other_documents(TrainingData({"pseudo-0": "q"}, {"a": "A"}, {"pseudo-0": ["a"]}), {"pseudo-0": {"a": 1.0}})
+
+
 @pytest.mark.slow
 def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_path, small_dataset):
     index, model = tmp_path / "index", tmp_path / "adapted"
@@ -58,10 +72,10 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
 
     adapted = lsr("adapt", str(index), "--out", str(model), "--queries", "40", "--steps", "3", "--batch-size", "4")
     assert adapted.returncode == 0, adapted.stderr
-    assert "40 pseudo-queries; the teacher ranks their source document first for" in adapted.stdout
+    assert "40 pseudo-queries (the teacher ranks their own document first for" in adapted.stdout
     summary = json.loads((model / "training.json").read_text())
     config = summary["config"]
-    assert summary["training_queries"] == 40
+    assert 0 < summary["training_queries"] <= 40
     assert (config["distillation"], config["ranking_weight"], config["base"]) == ("kl", 0.0, "splade-tiny")
     assert config["teacher_scale"] > 0
     log = [json.loads(line) for line in (model / "training_log.jsonl").read_text().splitlines()]
