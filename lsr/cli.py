@@ -684,7 +684,14 @@ def adapt(
     from lsr.eval.runner import run_queries
     from lsr.retrieval.encoders import read_architecture, resolve_model
     from lsr.retrieval.search import Searcher
-    from lsr.retrieval.training import PseudoQuerySettings, TrainingConfig, negatives_from_run, pseudo_queries, teacher_scale
+    from lsr.retrieval.training import (
+        PseudoQuerySettings,
+        TrainingConfig,
+        learn_from_other_documents,
+        negatives_from_run,
+        pseudo_queries,
+        teacher_scale,
+    )
     from lsr.retrieval.training import train as train_model
 
     searcher = Searcher.open(index_path, device=device)
@@ -703,11 +710,12 @@ def adapt(
         searcher, data.queries, k=negatives_depth, remove_identical_ids=False, mode="sparse", desc="student (sparse)"
     )
     source_first = sum(next(iter(teacher[q]), None) == data.positives[q][0] for q in data.queries) / len(data.queries)
+    teacher = learn_from_other_documents(data, teacher)
     negatives_from_run(data, teacher, depth=negatives_depth)
     scale = teacher_scale(teacher, student, None, negatives_depth)
     console.print(
-        f"{len(data.queries)} pseudo-queries; the teacher ranks their source document first for {source_first:.1%}; "
-        f"teacher scale {scale}"
+        f"{len(data.queries)} pseudo-queries (the teacher ranks their own document first for {source_first:.1%}; "
+        f"training learns its ranking of the others); teacher scale {scale}"
     )
     config = TrainingConfig(
         base=base,
@@ -720,7 +728,7 @@ def adapt(
         lambda_warmup_steps=steps // 4,
         distillation="kl",
         teacher_scale=scale,
-        ranking_weight=0.0,  # the pairing is a sentence and its own document: the teacher's ranking is the signal
+        ranking_weight=0.0,  # no qrels: the teacher's ranking is the only signal
         checkpoint_every=checkpoint_every,
         seed=seed,
     )
