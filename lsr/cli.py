@@ -45,6 +45,11 @@ FeedbackOption = Annotated[
 DeviceOption = Annotated[
     str, typer.Option("--device", help="Where the models run: auto (CUDA when torch sees a GPU), cpu or cuda.")
 ]
+CheckpointEveryOption = Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")]
+OverwriteModelOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")]
+ResumeTrainingOption = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")
+]
 ModeOption = Annotated[
     str | None,
     typer.Option(
@@ -575,13 +580,11 @@ def train(
         bool, typer.Option("--inference-free", help="SPLADE: queries are the tokenizer's bag of word-pieces.")
     ] = False,
     idf: Annotated[bool, typer.Option("--idf", help="Inference-free: weight query word-pieces by the corpus IDF.")] = False,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")] = 0,
+    checkpoint_every: CheckpointEveryOption = 0,
     seed: Annotated[int, typer.Option()] = 0,
     device: DeviceOption = defaults.DEVICE,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")
-    ] = False,
+    overwrite: OverwriteModelOption = False,
+    resume: ResumeTrainingOption = False,
 ) -> None:
     """Train a SPLADE or UHD encoder (contrastive loss + FLOPS regularization) on a dataset's qrels."""
     from lsr.retrieval.encoders import Architecture, UhdSettings
@@ -671,13 +674,11 @@ def adapt(
     lambda_flops: Annotated[
         float, typer.Option(min=0.0, help="FLOPS regularization weight on documents and queries.")
     ] = defaults.Adaptation.lambda_flops,
-    checkpoint_every: Annotated[int, typer.Option(min=0, help="Save a checkpoint every N steps (0: none).")] = 0,
+    checkpoint_every: CheckpointEveryOption = 0,
     seed: Annotated[int, typer.Option()] = 0,
     device: DeviceOption = defaults.DEVICE,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model folder at --out.")] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run (same arguments) from its last checkpoint.")
-    ] = False,
+    overwrite: OverwriteModelOption = False,
+    resume: ResumeTrainingOption = False,
 ) -> None:
     """Adapt an index's sparse encoder to its corpus without any qrels: pseudo-queries from the documents, ranked by
     the index's hybrid (the teacher), distilled into the sparse encoder (KL over each batch's documents)."""
