@@ -7,7 +7,7 @@ from lsr.errors import EncoderError
 from lsr.retrieval.encoders.arch import Architecture, UhdSettings, read_architecture
 from lsr.retrieval.encoders.base import DenseEncoder, EncoderSpec, SparseEncoder
 from lsr.retrieval.encoders.bow import BagOfWordPieces, InferenceFreeEncoder, load_idf
-from lsr.retrieval.encoders.dense import DEFAULT_DENSE_ENCODER, SentenceTransformerEncoder
+from lsr.retrieval.encoders.dense import DEFAULT_DENSE_ENCODER, DENSE_BACKENDS, SentenceTransformerEncoder, mean_pooled
 from lsr.retrieval.encoders.device import DEVICES, resolve_device
 from lsr.retrieval.encoders.registry import packaged_kind, resolve_model
 from lsr.retrieval.encoders.splade import DEFAULT_DOC_MAX_LENGTH, DEFAULT_QUERY_MAX_LENGTH, SpladeEncoder
@@ -75,14 +75,27 @@ def _native_bf16() -> bool:
         return False
 
 
+def index_dense_backend(name: str = DEFAULT_DENSE_ENCODER, device: str = defaults.DEVICE) -> str:
+    """The backend `lsr index` runs a dense encoder on unless told: defaults.DENSE_BACKEND on the CPU, for models
+    the ONNX backends can run (mean pooling); torch on a GPU and for any other model."""
+    if defaults.DENSE_BACKEND == "torch" or resolve_device(device).type == "cuda":
+        return "torch"
+    return defaults.DENSE_BACKEND if mean_pooled(resolve_model(name).path) else "torch"
+
+
 def load_dense_encoder(
-    name: str = DEFAULT_DENSE_ENCODER, *, max_length: int | None = None, device: str = defaults.DEVICE
+    name: str = DEFAULT_DENSE_ENCODER,
+    *,
+    max_length: int | None = None,
+    device: str = defaults.DEVICE,
+    backend: str = "torch",
 ) -> DenseEncoder:
-    """A dense encoder by name: a packaged model, a local sentence-transformers folder or a Hugging Face id."""
+    """A dense encoder by name: a packaged model, a local sentence-transformers folder or a Hugging Face id;
+    ``backend``: what runs its transformer (DENSE_BACKENDS)."""
     kind = packaged_kind(name)
     if kind not in (None, "dense"):
         raise EncoderError(f"encoder {name!r} is a {kind} encoder, not a dense one")
-    return SentenceTransformerEncoder(name, max_length=max_length, device=device)
+    return SentenceTransformerEncoder(name, max_length=max_length, device=device, backend=backend)
 
 
 __all__ = [
@@ -92,6 +105,8 @@ __all__ = [
     "UhdEncoder",
     "UhdSettings",
     "DEFAULT_DENSE_ENCODER",
+    "DENSE_BACKENDS",
+    "index_dense_backend",
     "DenseEncoder",
     "SentenceTransformerEncoder",
     "load_dense_encoder",

@@ -121,6 +121,7 @@ class Searcher:
                 dense_encoder or dense_spec.name,
                 max_length=dense_spec.query_max_length if dense_spec else None,
                 device=device,
+                backend=dense_spec.backend if dense_spec else "torch",  # queries on the backend the documents ran on
             )
         return cls(index, query_encoder, dense, feedback)
 
