@@ -21,13 +21,13 @@ run is built here from the packaged model folder without them:
               with the settings of sentence-transformers' export_dynamic_quantized_onnx_model(..., "avx512_vnni")
   openvino    lsr's ONNX export compiled by OpenVINO at f32 (INFERENCE_PRECISION_HINT=f32)
   openvino-default  the same at OpenVINO's default precision hint, which is bf16 on CPUs with AVX512-BF16 or AMX
-              (what sentence-transformers' openvino backend would run here)
+              (what lsr's `--dense-backend openvino` and sentence-transformers' openvino backend run here)
   openvino-int8     NNCF post-training static quantization (ModelType.TRANSFORMER), as
               export_static_quantized_openvino_model does, calibrated on --calibration documents of another
               corpus (cisi, so no evaluated text is seen)
-The OpenVINO rows need `pip install openvino nncf` (measured with openvino 2026.4.1, nncf 3.4.0; left out when
-nncf is missing); the ONNX ones `pip install "lsr[onnx]"`. Exports are cached in lsr's cache folder
-(retrieval/encoders/onnx.py), keyed by the model's content hash; no embedding is cached.
+openvino-int8 needs `pip install nncf` (measured with nncf 3.4.0, openvino 2026.4.1) and is left out without it.
+Exports are cached in lsr's cache folder (retrieval/encoders/onnx.py), keyed by the model's content hash; no
+embedding is cached.
 Machines here are shared: read the ratios, not the absolute numbers.
 """
 
@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=100, help="documents per interleaved timing chunk")
     parser.add_argument("--queries", type=int, default=300, help="scifact test queries timed one by one")
     parser.add_argument("--threads", type=int, default=1)
-    openvino = ["openvino", "openvino-default", "openvino-int8"] if importlib.util.find_spec("nncf") else []
+    openvino = ["openvino", "openvino-default", *(["openvino-int8"] if importlib.util.find_spec("nncf") else [])]
     parser.add_argument("--backends", nargs="+", default=[*DENSE_BACKENDS, *openvino])
     parser.add_argument("--quality", nargs="*", default=["scifact", "nfcorpus"], help="datasets for nDCG@10 (none: skip)")
     parser.add_argument("--quality-threads", type=int, default=2, help="threads while encoding the quality corpora")

@@ -150,8 +150,8 @@ def index(
         str | None,
         typer.Option(
             help=(
-                "What runs the dense encoder: torch, onnx or onnx-int8 (ONNX Runtime, CPU; default: "
-                f"{defaults.DENSE_BACKEND} on the CPU, torch on a GPU); recorded, queries use the index's."
+                "What runs the dense encoder: torch, onnx, onnx-int8 (ONNX Runtime) or openvino (bf16 where the CPU has it); "
+                "default: openvino on CPUs with native bf16, else onnx, torch on a GPU; recorded, queries use the index's."
             )
         ),
     ] = None,

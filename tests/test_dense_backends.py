@@ -70,6 +70,21 @@ def test_int8_stays_close_to_torch(minilm, int8_minilm):
     assert cosines.min() > 0.97  # measured ≥ 0.987 over scifact documents and queries
 
 
+def test_openvino_matches_torch_at_fp32_and_stays_close_at_its_default(minilm, export_cache):
+    from lsr.retrieval.encoders import _native_bf16
+
+    default = load_dense_encoder("all-minilm-l6-v2", backend="openvino", device="cpu")
+    # OpenVINO's own default precision: bf16 where the CPU computes it natively (AVX512-BF16, AMX), recorded.
+    assert (default.spec.backend, default.spec.precision) == ("openvino", "bf16" if _native_bf16() else "fp32")
+    full = load_dense_encoder("all-minilm-l6-v2", backend="openvino", precision="fp32", device="cpu")
+    torch_vectors = minilm.encode_documents(TEXTS)
+    np.testing.assert_allclose(full.encode_documents(TEXTS), torch_vectors, atol=1e-5)
+    cosines = np.sum(default.encode_documents(TEXTS) * torch_vectors, axis=1)
+    assert cosines.min() > 0.9995  # measured 1 − cos ≤ 3e-5 at bf16 over scifact documents and queries
+    copy = pickle.loads(pickle.dumps(default))
+    np.testing.assert_array_equal(copy.encode_queries(TEXTS[:2]), default.encode_queries(TEXTS[:2]))
+
+
 def test_rows_keep_their_order_whatever_the_batching(onnx_minilm):
     together = onnx_minilm.encode_documents(TEXTS[::-1])
     alone = np.vstack([onnx_minilm.encode_documents([text]) for text in TEXTS[::-1]])
@@ -95,8 +110,10 @@ def test_backend_is_recorded_and_torch_keeps_its_hash(minilm, onnx_minilm, int8_
 
 
 def test_unknown_backends_and_other_poolings_are_refused(tmp_path, export_cache):
-    with pytest.raises(EncoderError, match="dense backend must be one of torch, onnx, onnx-int8"):
-        load_dense_encoder("all-minilm-l6-v2", backend="openvino")
+    with pytest.raises(EncoderError, match="dense backend must be one of torch, onnx, onnx-int8, openvino"):
+        load_dense_encoder("all-minilm-l6-v2", backend="tensorrt")
+    with pytest.raises(EncoderError, match="the onnx dense backend runs at fp32, got precision 'bf16'"):
+        load_dense_encoder("all-minilm-l6-v2", backend="onnx", precision="bf16")
     source = resolve_model("all-minilm-l6-v2").path
     assert mean_pooled(source) and not mean_pooled(resolve_model("splade-tiny").path)
     cls = tmp_path / "minilm-cls"
@@ -132,12 +149,12 @@ def test_index_records_the_backend_and_queries_follow_it(tmp_path, small_dataset
     assert ranked[0] == ranked[1]
 
 
-def test_default_backend_is_onnx_on_the_cpu_for_mean_pooled_models(tmp_path):
+def test_default_backend_is_openvino_on_bf16_cpus_else_onnx(tmp_path):
     from lsr import defaults
-    from lsr.retrieval.encoders import index_dense_backend
+    from lsr.retrieval.encoders import _native_bf16, index_dense_backend
 
-    assert defaults.DENSE_BACKEND == "onnx"
-    assert index_dense_backend("all-minilm-l6-v2", "cpu") == "onnx"
+    assert defaults.DENSE_BACKEND == "openvino"
+    assert index_dense_backend("all-minilm-l6-v2", "cpu") == ("openvino" if _native_bf16() else "onnx")
     other = tmp_path / "cls-pooled"
     other.mkdir()
     (other / "config.json").write_text("{}")
@@ -155,11 +172,21 @@ def test_lsr_index_takes_a_dense_backend(tmp_path, small_index, small_dataset, e
 
     copy = tmp_path / "index"
     shutil.copytree(small_index, copy)
+    from lsr.retrieval.encoders import index_dense_backend
+    from lsr.retrieval.search import Searcher
+
     added = lsr("index", str(small_dataset), "--out", str(copy), "--add-dense", "--device", "cpu")
     assert added.returncode == 0, added.stderr
-    # ONNX Runtime by default on the CPU: faster than torch, the same vectors (docs/dense-backends.md).
-    assert json.loads((copy / "manifest.json").read_text())["dense_encoder"]["backend"] == "onnx"
+    # OpenVINO (bf16) or ONNX Runtime by default on the CPU: faster than torch (docs/dense-backends.md).
+    recorded = json.loads((copy / "manifest.json").read_text())["dense_encoder"]
+    assert recorded["backend"] == index_dense_backend("all-minilm-l6-v2", "cpu") != "torch"
+    opened = Searcher.open(copy, device="cpu").dense_encoder.spec  # queries on the index's backend and precision
+    assert (opened.backend, opened.precision, opened.config_hash) == (
+        recorded["backend"],
+        recorded["precision"],
+        recorded["config_hash"],
+    )
     refused = lsr("index", str(small_dataset), "--out", str(tmp_path / "other"), "--dense-backend", "onnx")
     assert refused.returncode == 2 and "give --dense-encoder (or --add-dense)" in refused.stderr
     unknown = lsr("index", str(small_dataset), "--out", str(copy), "--add-dense", "--dense-backend", "tensorrt")
-    assert unknown.returncode == 2 and "dense backend must be one of torch, onnx, onnx-int8" in unknown.stderr
+    assert unknown.returncode == 2 and "dense backend must be one of torch, onnx, onnx-int8, openvino" in unknown.stderr

@@ -1,10 +1,11 @@
 """Dense encoders through sentence-transformers: one normalized vector per text.
 
 ``backend`` is what runs the transformer: torch (sentence-transformers' model itself), onnx (its ONNX export run by
-ONNX Runtime: the same vectors to float rounding) or onnx-int8 (that export dynamically quantized). Tokenization,
-batching and pooling are sentence-transformers' in every case. bench/dense_backends.py measures them
-(docs/dense-backends.md); the ONNX backends run on the CPU whatever the device, and only for models that mean-pool
-the last hidden state (all-MiniLM-L6-v2 and most sentence-transformers retrievers).
+ONNX Runtime: the same vectors to float rounding), onnx-int8 (that export dynamically quantized) or openvino (the
+export compiled by OpenVINO, at bf16 where the CPU computes it natively, else fp32; recorded as the spec's precision).
+Tokenization, batching and pooling are sentence-transformers' in every case. bench/dense_backends.py measures them
+(docs/dense-backends.md); the exported backends run on the CPU whatever the device, and only for models that
+mean-pool the last hidden state (all-MiniLM-L6-v2 and most sentence-transformers retrievers).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import resolve_model
 
 DEFAULT_DENSE_ENCODER = defaults.DENSE_ENCODER
-DENSE_BACKENDS = ("torch", "onnx", "onnx-int8")
+DENSE_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 
 
 def mean_pooled(path: Path) -> bool:
@@ -49,12 +50,16 @@ class SentenceTransformerEncoder:
         batch_size: int = 16,
         device: str = "cpu",
         backend: str = "torch",
+        precision: str | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
         if backend not in DENSE_BACKENDS:
             raise EncoderError(f"dense backend must be one of {', '.join(DENSE_BACKENDS)}, got {backend!r}")
+        if precision not in (None, "fp32") and not (backend == "openvino" and precision == "bf16"):
+            allowed = "fp32 or bf16" if backend == "openvino" else "fp32"
+            raise EncoderError(f"the {backend} dense backend runs at {allowed}, got precision {precision!r}")
         resolved = resolve_model(model)
         transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         try:
@@ -69,23 +74,34 @@ class SentenceTransformerEncoder:
         self._model.max_seq_length = length
         self.batch_size = batch_size
         self.dim = int(self._model.get_embedding_dimension())
-        self.spec = EncoderSpec("dense", model, resolved.content_hash, length, length, backend=backend)
-        self._onnx_weights = None  # fp32 or int8 on the ONNX backends
-        self._session = None
+        if backend == "openvino" and precision is None:
+            from lsr.retrieval.encoders.onnx import openvino_precision
+
+            precision = openvino_precision()  # OpenVINO's own default: bf16 where the CPU computes it natively
+        self.spec = EncoderSpec(
+            "dense", model, resolved.content_hash, length, length, precision=precision or "fp32", backend=backend
+        )
+        self._onnx_weights = None  # fp32 or int8 on the ONNX Runtime and OpenVINO backends
+        self._session = None  # the exported transformer's runner: feeds → last hidden state
         if backend != "torch":
             if self._device.type != "cpu":
-                self._device = torch.device("cpu")  # ONNX Runtime runs here on the CPU; keep tokens there too
+                self._device = torch.device("cpu")  # ONNX Runtime and OpenVINO run here on the CPU; so do tokens
                 self._model.to(self._device)
             if not mean_pooled(resolved.path):
-                raise EncoderError(f"the ONNX backends run transformer → mean pooling models; {model!r} is not one: use torch")
+                raise EncoderError(f"the exported backends run transformer → mean pooling models; {model!r} is not: use torch")
             self._onnx_weights = "int8" if backend == "onnx-int8" else "fp32"
             self._open_session()
 
     def _open_session(self) -> None:
         """Exports the transformer first where this machine's cache lacks it (a Ray actor's may)."""
-        from lsr.retrieval.encoders.onnx import onnx_model, session
+        from lsr.retrieval.encoders.onnx import onnx_model, openvino_runner, session
 
-        self._session = session(onnx_model(self._model[0].auto_model, self.spec.content_hash, self._onnx_weights))
+        path = onnx_model(self._model[0].auto_model, self.spec.content_hash, self._onnx_weights)
+        if self.spec.backend == "openvino":
+            self._session = openvino_runner(path, self.spec.precision)
+        else:
+            runner = session(path)
+            self._session = lambda feeds: runner.run(None, feeds)[0]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)
@@ -119,13 +135,13 @@ class SentenceTransformerEncoder:
                 "attention_mask": features["attention_mask"].numpy(),
                 "token_type_ids": features["token_type_ids"].numpy() if "token_type_ids" in features else np.zeros_like(ids),
             }
-            hidden = self._session.run(None, feeds)[0]
+            hidden = self._session(feeds)
             mask = feeds["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
             vectors[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return vectors
 
-    # An ONNX Runtime session does not pickle (Ray ships encoders to its actors): the copy opens its own.
+    # An ONNX Runtime session or OpenVINO model does not pickle (Ray ships encoders to its actors): the copy opens its own.
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_session": None}
 

@@ -1,4 +1,5 @@
-"""ONNX exports of a dense encoder's transformer, for ONNX Runtime: built once per model, cached outside the model folder.
+"""ONNX exports of a dense encoder's transformer, for ONNX Runtime and OpenVINO: built once per model, cached outside
+the model folder.
 
 The model folder may be read-only package data, so exports go to lsr's cache folder (``$LSR_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/lsr``, else ``~/.cache/lsr``), under ``onnx/<model content hash>/``: a model changed in place
@@ -128,3 +129,26 @@ def session(path: Path, threads: int | None = None):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def openvino_precision() -> str:
+    """The precision OpenVINO runs at on this CPU unless told: bf16 where the CPU computes it natively, else fp32."""
+    import openvino as ov
+
+    hint = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    return "bf16" if "bf16" in hint.lower() or "bfloat16" in hint.lower() else "fp32"
+
+
+def openvino_runner(path: Path, precision: str, threads: int | None = None):
+    """The ONNX export compiled by OpenVINO for the CPU at ``precision``: feeds → last hidden state. A new infer
+    request per call, as the API's worker threads encode at once and one request serves one caller at a time."""
+    import openvino as ov
+    import torch
+
+    config = {
+        "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+    }
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    return lambda feeds: compiled.create_infer_request().infer(feeds)[0]
