@@ -44,7 +44,14 @@ from lsr.indexer.index_folder import (
 )
 from lsr.indexer.locks import index_lock, try_flock
 from lsr.indexer.quantization import Quantization
-from lsr.retrieval.encoders import DenseEncoder, SparseEncoder, index_precision, load_dense_encoder, load_sparse_encoder
+from lsr.retrieval.encoders import (
+    DenseEncoder,
+    SparseEncoder,
+    index_dense_backend,
+    index_precision,
+    load_dense_encoder,
+    load_sparse_encoder,
+)
 
 PROGRESS_STEP = 128  # documents encoded between progress-bar updates
 STATE = "state.json"
@@ -413,15 +420,20 @@ def index_corpus(
     doc_max_length: int = defaults.DOC_MAX_LENGTH,
     query_max_length: int = defaults.QUERY_MAX_LENGTH,
     precision: str | None = None,
+    dense_backend: str | None = None,
     device: str = defaults.DEVICE,
     **options,
 ) -> Manifest:
     """``build_index`` with the encoders named rather than loaded: a packaged name, a model folder or a Hugging Face
-    id; ``precision`` defaults as in ``lsr index`` (``index_precision``); ``device`` is where they run (auto: CUDA
-    when torch sees a GPU); ``options`` are ``build_index``'s (engine, chunk_size, resume, overwrite, progress, …)."""
+    id; ``precision`` and ``dense_backend`` default as in ``lsr index`` (``index_precision``, ``index_dense_backend``);
+    ``device`` is where they run (auto: CUDA when torch sees a GPU); ``options`` are ``build_index``'s (engine,
+    chunk_size, resume, overwrite, progress, …)."""
     precision = precision or index_precision(encoder, device)
     sparse = load_sparse_encoder(
         encoder, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision, device=device
     )
-    dense = load_dense_encoder(dense_encoder, device=device) if dense_encoder else None
+    dense = None
+    if dense_encoder:
+        backend = dense_backend or index_dense_backend(dense_encoder, device)
+        dense = load_dense_encoder(dense_encoder, device=device, backend=backend)
     return build_index(corpus, sparse, out, dense_encoder=dense, **options)

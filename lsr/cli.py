@@ -151,6 +151,15 @@ def index(
     dense_encoder: Annotated[
         str | None, typer.Option(help="Also store dense vectors from this sentence-transformers model (e.g. all-minilm-l6-v2).")
     ] = None,
+    dense_backend: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "What runs the dense encoder: torch, onnx, onnx-int8 (ONNX Runtime) or openvino (bf16 where the CPU has it); "
+                "default: openvino on CPUs with native bf16, else onnx, torch on a GPU; recorded, queries use the index's."
+            )
+        ),
+    ] = None,
     dense_index: Annotated[
         str, typer.Option(help="Dense index: flat (exact) or hnsw (approximate, for large corpora).")
     ] = "flat",
@@ -177,7 +186,10 @@ def index(
     from lsr.indexer.bm25 import Bm25Settings
     from lsr.indexer.dense import DenseIndexSettings
     from lsr.indexer.engines import BM25_KIND, DEFAULT_ENGINE, LuceneImpactEngine
-    from lsr.retrieval.encoders import index_precision, load_dense_encoder, load_sparse_encoder
+    from lsr.retrieval.encoders import index_dense_backend, index_precision, load_dense_encoder, load_sparse_encoder
+
+    def dense_encoder_named(name: str):
+        return load_dense_encoder(name, device=device, backend=dense_backend or index_dense_backend(name, device))
 
     dense_settings = DenseIndexSettings(kind=dense_index)
     engine_settings = _engine_settings(engine, uri, collection, out)
@@ -185,6 +197,8 @@ def index(
         raise LsrError("--ray encodes a new sparse index: it does not apply to --add-dense, --add-bm25 or bm25")
     if add_dense and add_bm25:
         raise LsrError("add one side at a time: --add-dense, then --add-bm25")
+    if dense_backend and not (dense_encoder or add_dense):
+        raise LsrError("--dense-backend runs a dense encoder: give --dense-encoder (or --add-dense)")
     if bm25 and (add_dense or add_bm25):
         raise LsrError("--bm25 builds a new index with a BM25 side; --add-bm25 adds one to an existing index")
     if (bm25 or add_bm25) and encoder == BM25_KIND:
@@ -202,7 +216,7 @@ def index(
     if add_bm25:
         manifest = add_bm25_side(out, corpus)
     elif add_dense:
-        dense = load_dense_encoder(dense_encoder or defaults.DENSE_ENCODER, device=device)
+        dense = dense_encoder_named(dense_encoder or defaults.DENSE_ENCODER)
         manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
     elif encoder == BM25_KIND:
         if (engine or LuceneImpactEngine.name) != LuceneImpactEngine.name:
@@ -218,7 +232,7 @@ def index(
             precision=precision or index_precision(encoder, device),
             device=device,
         )
-        dense = load_dense_encoder(dense_encoder, device=device) if dense_encoder else None
+        dense = dense_encoder_named(dense_encoder) if dense_encoder else None
         manifest = build_index(
             corpus,
             sparse_encoder,

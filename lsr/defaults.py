@@ -11,6 +11,7 @@ QUERY_MAX_LENGTH = 64  # tokens; recorded in the manifest as the index's query d
 CHUNK_SIZE = 1000  # documents per checkpointed chunk of an indexing run
 QUANTIZATION_SCALE = 100.0  # impact = round(weight × scale)
 DEVICE = "auto"  # where encoders run: auto (CUDA when torch sees a GPU), cpu or cuda
+DENSE_BACKEND = "openvino"  # what runs the dense encoder on the CPU at indexing time; see encoders.index_dense_backend
 PRECISION = "bf16"  # sparse encoder arithmetic at indexing time (UHD: fp32 only); see encoders.index_precision
 COMPACT_AFTER = 1000  # live updates (delta rows + tombstones) held in memory before a background compaction
 RUN_DEPTH = 1000  # hits per query in an evaluation run

@@ -27,6 +27,9 @@ class EncoderSpec:
     arch: dict | None = None
     # Document vectors were computed at this precision; searchers encode queries at the index's precision.
     precision: str = "fp32"
+    # What ran a dense encoder's transformer (torch, onnx, onnx-int8: encoders/dense.py); searchers encode queries
+    # with the index's backend, as with precision.
+    backend: str = "torch"
 
     @property
     def identity(self) -> dict[str, str]:
@@ -42,6 +45,8 @@ class EncoderSpec:
         settings = {"doc_max_length": self.doc_max_length}
         if self.precision != "fp32":  # fp32 hashes as before precision existed, so older indexes keep theirs
             settings["precision"] = self.precision
+        if self.backend != "torch":  # likewise torch, as before backends existed
+            settings["backend"] = self.backend
         payload = json.dumps({**self.identity, **settings}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -50,8 +55,8 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> EncoderSpec:
-        # "arch" and "precision" are optional: manifests written before they existed lack them.
-        optional = ("arch", "precision")
+        # "arch", "precision" and "backend" are optional: manifests written before they existed lack them.
+        optional = ("arch", "precision", "backend")
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data or key not in optional})
 
 

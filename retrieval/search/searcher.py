@@ -121,6 +121,9 @@ class Searcher:
                 dense_encoder or dense_spec.name,
                 max_length=dense_spec.query_max_length if dense_spec else None,
                 device=device,
+                # queries on the backend, and at the precision, the documents were encoded with
+                backend=dense_spec.backend if dense_spec else "torch",
+                precision=dense_spec.precision if dense_spec else None,
             )
         return cls(index, query_encoder, dense, feedback)
 
