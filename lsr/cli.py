@@ -679,6 +679,13 @@ def adapt(
     queries: Annotated[
         int, typer.Option(min=1, help="Pseudo-queries to make: a sentence or the title of as many documents.")
     ] = defaults.Adaptation.queries,
+    query_min_words: Annotated[
+        int, typer.Option(min=1, help="Shortest sentence or title a pseudo-query is made from, in words.")
+    ] = defaults.Adaptation.query_min_words,
+    query_max_words: Annotated[
+        int,
+        typer.Option(min=1, help="Longest pseudo-query, in words: a longer sentence gives a random window this long."),
+    ] = defaults.Adaptation.query_max_words,
     negatives_depth: Annotated[
         int, typer.Option(min=2, max=1000, help="Teacher hits per pseudo-query that the training documents come from.")
     ] = defaults.NEGATIVES_DEPTH,
@@ -709,6 +716,7 @@ def adapt(
     )
     from lsr.retrieval.training import train as train_model
 
+    settings = PseudoQuerySettings(count=queries, min_words=query_min_words, max_words=query_max_words, seed=seed)
     searcher = Searcher.open(index_path, device=device)
     if searcher.encoder is None or len(searcher.signals) < 2:
         raise LsrError(
@@ -719,7 +727,7 @@ def adapt(
     architecture = read_architecture(resolve_model(base).path)
     if architecture.arch != "splade":
         raise LsrError(f"adaptation continues SPLADE encoders; {base} is {architecture.arch}")
-    data = pseudo_queries(searcher.index.docs, PseudoQuerySettings(count=queries, seed=seed))
+    data = pseudo_queries(searcher.index.docs, settings)
     teacher = run_queries(searcher, data.queries, k=negatives_depth, remove_identical_ids=False, desc="teacher (hybrid)")
     student = run_queries(
         searcher, data.queries, k=negatives_depth, remove_identical_ids=False, mode="sparse", desc="student (sparse)"

@@ -70,7 +70,22 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
     built = lsr("index", str(small_dataset), "--out", str(index), "--bm25", "--doc-max-length", "64")
     assert built.returncode == 0, built.stderr
 
-    adapted = lsr("adapt", str(index), "--out", str(model), "--queries", "40", "--steps", "3", "--batch-size", "4")
+    adapted = lsr(
+        "adapt",
+        str(index),
+        "--out",
+        str(model),
+        "--queries",
+        "40",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--query-min-words",
+        "2",
+        "--query-max-words",
+        "6",
+    )
     assert adapted.returncode == 0, adapted.stderr
     assert "40 pseudo-queries (the teacher ranks their own document first for" in adapted.stdout
     summary = json.loads((model / "training.json").read_text())
@@ -89,3 +104,6 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith("error:") and "second signal" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "never").exists()
+    inverted = lsr("adapt", str(index), "--out", str(tmp_path / "never"), "--query-min-words", "6", "--query-max-words", "3")
+    assert inverted.returncode == 2 and "min words ≤ max words, got 6 and 3" in inverted.stderr
+    assert "Traceback" not in inverted.stderr and not (tmp_path / "never").exists()
