@@ -40,8 +40,10 @@ from lsr.retrieval.encoders.base import EncoderSpec
 FORMAT_VERSION = 1
 FORMAT_NAME = "lsr-index"  # the manifest's "format": what tells an lsr index from any folder with a manifest.json
 MANIFEST = "manifest.json"
-# Siblings of an index folder <index>: publish's backup, compaction's and one-shot builds' staging folders.
-LEFTOVER_SUFFIXES = ("previous", "compacting", "staging")
+# Siblings of an index folder <index>: publish's backup, compaction's and one-shot builds' staging folders, and a
+# replaced index being deleted.
+DISCARDED = "discarded"
+LEFTOVER_SUFFIXES = ("previous", "compacting", "staging", DISCARDED)
 log = logging.getLogger(__name__)
 
 
@@ -150,8 +152,8 @@ def is_lsr_index(folder: Path) -> bool:
 def recover_interrupted_publish(path: Path) -> None:
     """Puts an index back in place after a crash between publish's two renames (``<index>`` missing, the whole
     index at ``<index>.previous``), and removes what crashed builds, compactions and publishes left beside it
-    (``.previous`` once ``<index>`` is whole, ``.compacting``, ``.staging``); reports a ``.partial`` (a resumable
-    build). Does nothing while another process builds or publishes the index (it holds ``<index>.lock``)."""
+    (``.previous`` once ``<index>`` is whole, ``.compacting``, ``.staging``, ``.discarded``); reports a ``.partial``
+    (a resumable build). Does nothing while another process builds or publishes the index (it holds ``<index>.lock``)."""
     path = Path(path)
     siblings = {suffix: path.with_name(f"{path.name}.{suffix}") for suffix in (*LEFTOVER_SUFFIXES, "partial")}
     if not any(sibling.exists() for sibling in siblings.values()):
@@ -230,7 +232,12 @@ def publish(staging: Path, target: Path) -> None:
     staging.rename(target)
     _fsync_directory(target.parent)  # the renames themselves
     if previous is not None:
-        shutil.rmtree(previous)
+        # Renamed before it is deleted: a crash part-way through the delete leaves a folder that is no longer a whole
+        # index, and recovery keeps a .previous that is not one (it may be a user's), while a .discarded is always ours.
+        discarded = target.with_name(f"{target.name}.{DISCARDED}")
+        shutil.rmtree(discarded, ignore_errors=True)
+        previous.rename(discarded)
+        shutil.rmtree(discarded)
 
 
 def _fsync_directory(folder: Path) -> None:

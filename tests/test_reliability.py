@@ -26,8 +26,8 @@ from lsr.api.app import create_app
 from lsr.api.settings import Settings
 from lsr.datasets import read_corpus
 from lsr.errors import IndexFolderError
-from lsr.indexer import IndexFolder, build_index
-from lsr.indexer.index_folder import is_lsr_index
+from lsr.indexer import IndexFolder, build_index, index_folder
+from lsr.indexer.index_folder import is_lsr_index, publish
 from lsr.indexer.live import LiveIndex
 from lsr.retrieval.search import LiveSearcher
 
@@ -272,6 +272,30 @@ def test_leftovers_beside_an_index_are_cleaned_or_reported(tmp_path, small_index
     assert not Path(f"{index}.previous").exists() and not Path(f"{index}.compacting").exists()
     assert Path(f"{index}.partial").exists()
     assert "--resume" in caplog.text and "index.partial" in caplog.text
+
+
+def test_a_replaced_index_half_deleted_by_a_crash_is_removed_on_open(tmp_path, small_index, monkeypatch, caplog):
+    """A crash part-way through deleting the index a publish replaced leaves a folder that is no index any more."""
+    index, staging = tmp_path / "index", tmp_path / "index.staging"
+    shutil.copytree(small_index, index)
+    shutil.copytree(small_index, staging)
+    delete = shutil.rmtree
+
+    def crash_part_way(folder, *args, **kwargs):
+        if Path(folder).name == "index.discarded" and Path(folder).exists():
+            (Path(folder) / "manifest.json").unlink()
+            raise OSError("killed while deleting")
+        delete(folder, *args, **kwargs)
+
+    monkeypatch.setattr(index_folder.shutil, "rmtree", crash_part_way)
+    with pytest.raises(OSError, match="killed while deleting"):
+        publish(staging, index)
+    monkeypatch.undo()
+    discarded = Path(f"{index}.discarded")
+    assert discarded.is_dir() and not is_lsr_index(discarded) and not Path(f"{index}.previous").exists()
+    with caplog.at_level(logging.WARNING):
+        assert IndexFolder(index).manifest.doc_count == 120
+    assert not discarded.exists() and "removed index.discarded" in caplog.text
 
 
 def test_leftovers_of_a_build_under_way_are_left_alone(tmp_path, small_index):
