@@ -76,7 +76,7 @@ def _check_index_corpus(system: SystemSpec, index: IndexFolder, dataset: str, co
 def _evaluate_index(
     system: SystemSpec, path: Path, dataset: str, evaluation: EvaluationSet, comparison: Comparison, progress: bool | None
 ) -> SystemResult:
-    opened = Searcher.open(path)
+    opened = Searcher.open(path, live=True)  # what a server of the index searches, as `lsr eval`
     mode = system.mode or opened.default_mode
     signals = opened.check_mode(mode)
     # No sparse encoder: a BM25 index, whose engine analyses the query text itself (its latency is all retrieval).
@@ -103,7 +103,7 @@ def _evaluate_index(
         searcher, sample, timed, depth=depth, mode=mode, progress=progress, desc=f"{dataset} · {system.name}: timing"
     )
     efficiency = index_efficiency(
-        opened.index,
+        IndexFolder(path),  # the folder as built: its size, build rate and the statistics of its stored vectors
         signals,
         sparse_queries=sparse_queries,
         dense_dim=dense.dim if dense is not None else None,

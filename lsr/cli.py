@@ -644,7 +644,7 @@ def train(
     )
     data = load_training_data(dataset, split, max_queries=max_queries, seed=seed)
     if negatives_index:
-        mine_hard_negatives(data, Searcher.open(negatives_index, device=device), depth=negatives_depth)
+        mine_hard_negatives(data, Searcher.open(negatives_index, device=device, live=True), depth=negatives_depth)
     elif teacher is not None:
         negatives_from_run(data, teacher, depth=negatives_depth)
 

@@ -149,6 +149,16 @@ def test_eval_sees_live_updates(live_index, small_dataset, tmp_path):
     assert LIVE_ID in ranked and deleted not in ranked
 
 
+def test_report_sees_live_updates(live_index, small_dataset, tmp_path):
+    index, deleted, _ = live_index
+    out = tmp_path / "comparison"
+    result = lsr("report", "-s", f"live={index}", "-d", str(small_dataset), "-o", str(out), "--latency-queries", "0")
+    assert result.returncode == 0, result.stderr
+    run = out / "runs" / small_dataset.resolve().name / "live.trec"
+    ranked = {line.split()[2] for line in run.read_text().splitlines()}
+    assert LIVE_ID in ranked and deleted not in ranked
+
+
 def test_a_read_only_snapshot_replays_the_log_and_refuses_writes(live_index, splade):
     from lsr.indexer.live import LiveIndex, WriterLockError, read_snapshot
     from lsr.retrieval.search import Feedback, LiveSearcher
