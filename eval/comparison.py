@@ -103,7 +103,8 @@ def _evaluate_index(
         searcher, sample, timed, depth=depth, mode=mode, progress=progress, desc=f"{dataset} · {system.name}: timing"
     )
     efficiency = index_efficiency(
-        IndexFolder(path),  # the folder as built: its size, build rate and the statistics of its stored vectors
+        # The folder as built (its size, build rate, stored vectors' statistics); its engine is the searcher's to open.
+        IndexFolder(path, open_engine=False),
         signals,
         sparse_queries=sparse_queries,
         dense_dim=dense.dim if dense is not None else None,
@@ -140,7 +141,7 @@ def run_comparison(
         for system in systems:
             kind, path = located[system.name]
             if kind == INDEX:
-                _check_index_corpus(system, IndexFolder(path), name, corpus.sha256)
+                _check_index_corpus(system, IndexFolder(path, open_engine=False), name, corpus.sha256)
             else:
                 doc_ids = {doc.id for doc in corpus.documents}
                 runs[system.name] = cut_run(
