@@ -47,9 +47,8 @@ from lsr.indexer.quantization import Quantization
 from lsr.retrieval.encoders import (
     DenseEncoder,
     SparseEncoder,
-    index_dense_backend,
     index_precision,
-    load_dense_encoder,
+    load_indexing_dense_encoder,
     load_sparse_encoder,
 )
 
@@ -432,8 +431,5 @@ def index_corpus(
     sparse = load_sparse_encoder(
         encoder, query_max_length=query_max_length, doc_max_length=doc_max_length, precision=precision, device=device
     )
-    dense = None
-    if dense_encoder:
-        backend = dense_backend or index_dense_backend(dense_encoder, device)
-        dense = load_dense_encoder(dense_encoder, device=device, backend=backend)
+    dense = load_indexing_dense_encoder(dense_encoder, device=device, backend=dense_backend) if dense_encoder else None
     return build_index(corpus, sparse, out, dense_encoder=dense, **options)

@@ -186,10 +186,7 @@ def index(
     from lsr.indexer.bm25 import Bm25Settings
     from lsr.indexer.dense import DenseIndexSettings
     from lsr.indexer.engines import BM25_KIND, DEFAULT_ENGINE, LuceneImpactEngine
-    from lsr.retrieval.encoders import index_dense_backend, index_precision, load_dense_encoder, load_sparse_encoder
-
-    def dense_encoder_named(name: str):
-        return load_dense_encoder(name, device=device, backend=dense_backend or index_dense_backend(name, device))
+    from lsr.retrieval.encoders import index_precision, load_indexing_dense_encoder, load_sparse_encoder
 
     dense_settings = DenseIndexSettings(kind=dense_index)
     engine_settings = _engine_settings(engine, uri, collection, out)
@@ -216,7 +213,7 @@ def index(
     if add_bm25:
         manifest = add_bm25_side(out, corpus)
     elif add_dense:
-        dense = dense_encoder_named(dense_encoder or defaults.DENSE_ENCODER)
+        dense = load_indexing_dense_encoder(dense_encoder or defaults.DENSE_ENCODER, device=device, backend=dense_backend)
         manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
     elif encoder == BM25_KIND:
         if (engine or LuceneImpactEngine.name) != LuceneImpactEngine.name:
@@ -232,7 +229,7 @@ def index(
             precision=precision or index_precision(encoder, device),
             device=device,
         )
-        dense = dense_encoder_named(dense_encoder) if dense_encoder else None
+        dense = load_indexing_dense_encoder(dense_encoder, device=device, backend=dense_backend) if dense_encoder else None
         manifest = build_index(
             corpus,
             sparse_encoder,

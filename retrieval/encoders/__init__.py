@@ -104,6 +104,11 @@ def load_dense_encoder(
     return SentenceTransformerEncoder(name, max_length=max_length, device=device, backend=backend, precision=precision)
 
 
+def load_indexing_dense_encoder(name: str, *, device: str = defaults.DEVICE, backend: str | None = None) -> DenseEncoder:
+    """The dense encoder `lsr index` runs: on ``backend``, else on ``index_dense_backend``'s choice for it."""
+    return load_dense_encoder(name, device=device, backend=backend or index_dense_backend(name, device))
+
+
 __all__ = [
     "Architecture",
     "BagOfWordPieces",
@@ -116,6 +121,7 @@ __all__ = [
     "DenseEncoder",
     "SentenceTransformerEncoder",
     "load_dense_encoder",
+    "load_indexing_dense_encoder",
     "EncoderSpec",
     "SparseEncoder",
     "SpladeEncoder",
