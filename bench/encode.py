@@ -36,6 +36,7 @@ from lsr.retrieval.encoders import (  # noqa: E402
     resolve_model,
     splade,  # noqa: E402
 )
+from lsr.retrieval.encoders.base import PRECISIONS  # noqa: E402
 from lsr.retrieval.encoders.splade import splade_pool  # noqa: E402
 
 MAX_LENGTH = 256
@@ -85,11 +86,13 @@ def useful_flops(path, texts: list[str]) -> float:
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """G(FL)OP/s of a size³ matmul; int8 through torch._int_mm, the kernel lsr's int8 decoder runs on."""
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    torch.matmul(a, b)
+    multiply = torch._int_mm if dtype == torch.int8 else torch.matmul
+    multiply(a, b)
     started = time.perf_counter()
     for _ in range(repeats):
-        torch.matmul(a, b)
+        multiply(a, b)
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
@@ -108,7 +111,7 @@ def main() -> None:
     systems: dict[str, Callable[[list[str]], sp.csr_matrix]] = {
         "full logits (previous lsr)": full_logits_encoder(path),
         "sentence-transformers SparseEncoder": sentence_transformers_encoder(path),
-        **{f"lsr tiled, {p}": SpladeEncoder(doc_max_length=MAX_LENGTH, precision=p).encode_documents for p in ("fp32", "bf16")},
+        **{f"lsr tiled, {p}": SpladeEncoder(doc_max_length=MAX_LENGTH, precision=p).encode_documents for p in PRECISIONS},
     }
     print(f"{len(texts)} scifact documents, {MAX_LENGTH}-token cut, {flops / len(texts) / 1e9:.2f} useful GFLOP per document")
     for threads in args.threads:
@@ -137,7 +140,7 @@ def main() -> None:
                 f"| {rate / rates['full logits (previous lsr)']:.2f} | {peaks[name]:.1f} | {gflops / peaks[name]:.2f} "
                 f"| {delta.max():.1e} | {changed} of {baseline.nnz} |"
             )
-        print(f"bf16 matmul peak: {matmul_peak(torch.bfloat16):.1f} GFLOP/s")
+        print(f"bf16 matmul peak: {matmul_peak(torch.bfloat16):.1f} GFLOP/s; int8: {matmul_peak(torch.int8):.1f} GOP/s")
 
     if args.tile_sweep:
         # The decoder's logits per tile (tokens × columns): what must stay in cache until it is max-pooled.
@@ -161,7 +164,7 @@ def main() -> None:
         print(f"\nOne query at a time, 1 thread, {len(queries)} scifact test queries (64-token cut): p50 ms")
         encoders = {
             "full logits (previous lsr)": full_logits_encoder(path, 64),
-            **{f"lsr tiled, {p}": SpladeEncoder(precision=p).encode_queries for p in ("fp32", "bf16")},
+            **{f"lsr tiled, {p}": SpladeEncoder(precision=p).encode_queries for p in PRECISIONS},
         }
         for name, encode in encoders.items():
             seconds = []

@@ -28,6 +28,7 @@ from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
 from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import resolve_model
+from lsr.retrieval.encoders.screen import DecoderScreen
 
 DEFAULT_QUERY_MAX_LENGTH = defaults.QUERY_MAX_LENGTH
 DEFAULT_DOC_MAX_LENGTH = defaults.DOC_MAX_LENGTH
@@ -38,6 +39,9 @@ assert set(DTYPES) == set(PRECISIONS)
 # 2 MiB all ran at 19–20 docs/s, 8 MiB 18, the whole vocabulary per text 13. A lone query (~20 tokens)
 # takes nearly the whole vocabulary in one or two tiles, which measured fastest (fewer calls).
 TILE_ELEMENTS = 1 << 19
+# Fewer columns per matmul than this took another path in the CPU's fp32 GEMM with 2 threads, one whose last bit
+# differed from the full-logits matmul's (a 7-token text screened to 35 columns).
+MIN_TILE_COLUMNS = 256
 # GPU batches: padded tokens per batch. The (tokens × vocabulary) logits of one batch are then 2 GiB at bf16,
 # small for a data-centre GPU and large enough to keep it busy.
 GPU_BATCH_TOKENS = 1 << 15
@@ -113,6 +117,7 @@ class SpladeEncoder:
         self._weight = decoder.weight.detach()
         self._bias = decoder.bias.detach() if decoder.bias is not None else None
         self.dim = int(config.vocab_size)
+        self._screen = DecoderScreen(self._weight, self._bias) if self._device.type == "cpu" else None
 
     @property
     def tokenizer(self):
@@ -143,6 +148,8 @@ class SpladeEncoder:
         # SHORT_TEXT_TOKENS); long ones stay one by one, where the decoder runs near the matmul peak already.
         short = [i for i, row in enumerate(ids) if len(row) <= SHORT_TEXT_TOKENS]
         long = [i for i, row in enumerate(ids) if len(row) > SHORT_TEXT_TOKENS]
+        if not long or not short:  # one kind only (a query, a batch of summaries): no reordering to pay for
+            return self._encode_batches(ids, SHORT_BATCH_TOKENS, TILE_ELEMENTS) if short else self._encode_one_by_one(ids)
         parts = [
             self._encode_batches([ids[i] for i in short], SHORT_BATCH_TOKENS, TILE_ELEMENTS),
             self._encode_one_by_one([ids[i] for i in long]),
@@ -150,19 +157,16 @@ class SpladeEncoder:
         return sp.vstack(parts, format="csr")[np.argsort(short + long)]
 
     def _encode_one_by_one(self, ids: list[list[int]]) -> sp.csr_matrix:
-        rows = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
-        with torch.inference_mode():
-            for row in ids:  # sparse at once: a chunk of 1,000 dense rows would hold 122 MB
-                weights = activate(self._pool(self._features(row).unsqueeze(0), None, TILE_ELEMENTS))
-                rows.append(sp.csr_matrix(weights.numpy()))
-        return sp.vstack(rows, format="csr")
+        with torch.inference_mode():  # sparse at once: a chunk of 1,000 dense rows would hold 122 MB
+            rows = [activate(self._pool(self._features(row).unsqueeze(0), None, TILE_ELEMENTS)) for row in ids]
+        return _stack_sparse(rows, self.dim)
 
     def _encode_batches(self, ids: list[list[int]], batch_tokens: int, tile_elements: int) -> sp.csr_matrix:
         """Length-sorted, padded batches of at most ``batch_tokens`` tokens (or one longer text), decoded in vocabulary
         tiles of about ``tile_elements`` logits, max-pooled per tile and made sparse per batch; rows come back in
         the texts' order."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        blocks = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
+        blocks = []
         start = 0
         with torch.inference_mode():
             while start < len(order):
@@ -175,12 +179,10 @@ class SpladeEncoder:
                 input_ids = torch.tensor([row + [0] * (width - len(row)) for row in batch], device=self._device)
                 mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch], device=self._device)
                 features = self._model(input_ids=input_ids, attention_mask=mask).logits
-                weights = activate(self._pool(features, (mask == 0).unsqueeze(-1), tile_elements))
-                rows, columns = weights.nonzero(as_tuple=True)  # row-major, so the COO below is already CSR order
-                coo = (weights[rows, columns].cpu().numpy(), (rows.cpu().numpy(), columns.cpu().numpy()))
-                blocks.append(sp.csr_matrix(coo, shape=tuple(weights.shape)))
+                blocks.append(activate(self._pool(features, (mask == 0).unsqueeze(-1), tile_elements)))
                 start = end
-        return sp.vstack(blocks, format="csr")[np.argsort(order)]
+        stacked = _stack_sparse(blocks, self.dim)
+        return stacked if order == sorted(order) else stacked[np.argsort(order)]
 
     def _features(self, ids: list[int]) -> torch.Tensor:
         """One text's (tokens, hidden) output of the MLM head without its decoder.
@@ -196,23 +198,55 @@ class SpladeEncoder:
 
     def _pool(self, features: torch.Tensor, padding: torch.Tensor | None, tile_elements: int) -> torch.Tensor:
         """(texts, tokens, hidden) features → (texts, vocab): the max over each text's tokens of its MLM logits,
-        ``padding`` (texts, tokens, 1) marking padded tokens (None: there are none).
+        ``padding`` (texts, tokens, 1) marking padded tokens (None: there are none), or 0 where that max is ≤ 0
+        (the same weights once activated; such columns may also hold their negative max).
 
-        The decoder runs one vocabulary tile of about ``tile_elements`` logits at a time and each tile's logits are
-        max-pooled right after the matmul, while they are in cache. Every logit is the same dot product as in the
-        full (tokens × vocab) matmul and max is exact, so one text's result equals max-pooling its full logits bit
-        for bit (tested). Exact (fp32) texts are decoded one by one: stacking several short texts' tokens into one
-        matmul reads each tile once for all of them and measured ~2× faster on the decoder for batches of
-        12–40-token queries, but it changes the matmul's shape and with it the last bits of some logits; a lone
-        query (serving) gains nothing, and a document's 256 tokens already run the tiles near the matmul peak.
+        On the CPU an int8 screen (encoders/screen.py) first finds the columns whose max can be positive (~2% of the
+        vocabulary for a document), and only those are computed at the encoder's precision; on a GPU every column
+        is. Every computed logit is the same dot product as in the full (tokens × vocab) matmul and max is exact,
+        so at fp32 one text's result equals max-pooling its full logits bit for bit (tested). Exact (fp32) texts
+        are decoded one by one: stacking several texts' tokens into one matmul changes its shape and with it the
+        last bits of some logits.
         """
-        pooled = torch.empty(features.shape[0], self.dim, dtype=features.dtype, device=features.device)
-        width = max(256, tile_elements // (features.shape[0] * features.shape[1]))
-        for column in range(0, self.dim, width):
+        if self._screen is None:
+            return self._max_logits(features, padding, self._weight, self._bias, tile_elements)
+        columns = self._screen.columns(features, padding, tile_elements)
+        if len(columns) < MIN_TILE_COLUMNS:  # any other columns will do: their max is ≤ 0, so they activate to 0
+            others = torch.ones(self.dim, dtype=torch.bool)
+            others[columns] = False
+            columns = torch.cat([columns, torch.nonzero(others).flatten()[: MIN_TILE_COLUMNS - len(columns)]])
+        bias = self._bias[columns] if self._bias is not None else None
+        pooled = torch.zeros(features.shape[0], self.dim, dtype=features.dtype)
+        pooled[:, columns] = self._max_logits(features, padding, self._weight[columns], bias, tile_elements)
+        return pooled
+
+    @staticmethod
+    def _max_logits(
+        features: torch.Tensor, padding: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor | None, tile_elements: int
+    ) -> torch.Tensor:
+        """The max over tokens of features × weight rows (+ bias), one tile of about ``tile_elements`` logits at a
+        time, each max-pooled right after its matmul while it is in cache."""
+        pooled = torch.empty(features.shape[0], weight.shape[0], dtype=features.dtype, device=features.device)
+        width = max(MIN_TILE_COLUMNS, tile_elements // (features.shape[0] * features.shape[1]))
+        for column in range(0, weight.shape[0], width):
             columns = slice(column, column + width)
-            bias = self._bias[columns] if self._bias is not None else None
-            logits = torch.nn.functional.linear(features, self._weight[columns], bias)
+            logits = torch.nn.functional.linear(features, weight[columns], bias[columns] if bias is not None else None)
             if padding is not None:
                 logits.masked_fill_(padding, 0.0)
             torch.amax(logits, 1, out=pooled[:, columns])
         return pooled
+
+
+def _stack_sparse(blocks: list[torch.Tensor], dim: int) -> sp.csr_matrix:
+    """(texts, dim) weight blocks → one CSR matrix, built from their non-zeros directly: scipy's dense → CSR
+    conversion and vstack cost 0.1–0.5 ms a call, a quarter of a lone query's encoding."""
+    counts, columns, values = [np.zeros(1, dtype=np.int64)], [], []
+    for weights in blocks:
+        rows, block_columns = weights.nonzero(as_tuple=True)  # row-major, as CSR stores them
+        counts.append(torch.bincount(rows, minlength=weights.shape[0]).cpu().numpy())
+        columns.append(block_columns.cpu().numpy())
+        values.append(weights[rows, block_columns].cpu().numpy())
+    if not columns:
+        return sp.csr_matrix((0, dim), dtype=np.float32)
+    indptr = np.cumsum(np.concatenate(counts))
+    return sp.csr_matrix((np.concatenate(values), np.concatenate(columns), indptr), shape=(len(indptr) - 1, dim))

@@ -1,0 +1,59 @@
+"""Which vocabulary columns of a SPLADE vector can be non-zero, found with int8 arithmetic, provably.
+
+A SPLADE weight is log(1 + ReLU(max over tokens of the MLM logit)), so a column whose max logit is ≤ 0 is 0, and for
+a 256-token document ~98% of the 30,522 columns are (splade-tiny: ~550 left). The screen computes every logit
+in int8 (one scale per text for the features, one per vocabulary row for the decoder, int32 accumulation, the max
+over tokens taken on the int32 products while a tile is in cache) together with a bound on its error, and keeps
+the columns whose approximate max plus the bound is above 0: a column it drops has a max logit ≤ 0 for certain.
+The caller computes the kept columns at full precision, so the vectors are those of the full computation.
+
+Why int8: torch._int_mm (oneDNN, AVX-512 VNNI here) ran the decoder's matmul ~3.5× faster than fp32 and ~1.9×
+faster than bf16 on 256-token scifact documents, one thread; an approximate int8 encoder without the recomputation
+moved cisi's nDCG@10 by −0.0030 (outside the 0.002 bound), while this one changes nothing.
+
+Bound: with x̂ = s·round(x/s) and ŵ = r·round(w/r), |x̂ − x| ≤ s/2 and |ŵ − w| ≤ r/2 elementwise, so
+|x·w − x̂·ŵ| = |x·(w − ŵ) + (x − x̂)·ŵ| ≤ (r/2)·‖x‖₁ + (s/2)·‖ŵ‖₁; the max over tokens moves by at most the largest
+token's bound. A relative slack covers the float rounding of the dequantization and of the full computation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+INT8_LEVELS = 127  # symmetric: values in [-127, 127], so products of two fit int32 for any hidden size < 133,000
+# Float rounding (fp32 accumulation of the full computation, the dequantization) is ~1e-6 relative: 1e-3 is ample.
+RELATIVE_SLACK = 1e-3
+
+
+class DecoderScreen:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """``weight``: (vocabulary, hidden) MLM decoder, at the precision the full computation uses."""
+        rows = weight.float()
+        self._row_scale = rows.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
+        self._rows = torch.round(rows / self._row_scale[:, None]).to(torch.int8)
+        self._row_norm = (self._rows.float() * self._row_scale[:, None]).abs().sum(dim=1)  # ‖ŵ‖₁ per row
+        self._bias = bias.float() if bias is not None else torch.zeros(rows.shape[0])
+
+    def columns(self, features: torch.Tensor, padding: torch.Tensor | None, tile_elements: int) -> torch.Tensor:
+        """The sorted columns whose max logit over tokens may be > 0 for at least one of the texts.
+
+        ``features``: (texts, tokens, hidden) decoder inputs; ``padding``: (texts, tokens, 1), True on padded tokens
+        (None: there are none); ``tile_elements``: int32 products per tile, so that a tile is max-pooled in cache.
+        """
+        texts, tokens, hidden = features.shape
+        real = features.float() if padding is None else features.float().masked_fill(padding, 0.0)
+        scale = real.abs().amax(dim=(1, 2)).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
+        quantized = torch.round(real / scale[:, None, None]).to(torch.int8).reshape(texts * tokens, hidden)
+        products = torch.empty(texts, self._rows.shape[0], dtype=torch.int32)
+        width = max(256, tile_elements // (texts * tokens))
+        for column in range(0, self._rows.shape[0], width):
+            columns = slice(column, column + width)
+            tile = torch._int_mm(quantized, self._rows[columns].t()).view(texts, tokens, -1)
+            if padding is not None:
+                tile.masked_fill_(padding, torch.iinfo(torch.int32).min)  # a padded token never wins the max
+            torch.amax(tile, 1, out=products[:, columns])
+        approximate = products.float() * scale[:, None] * self._row_scale + self._bias
+        largest_token_norm = real.abs().sum(dim=2).amax(dim=1)  # max over tokens of ‖x‖₁, per text
+        bound = self._row_scale / 2 * largest_token_norm[:, None] + scale[:, None] / 2 * self._row_norm
+        bound = bound * (1 + RELATIVE_SLACK) + RELATIVE_SLACK * approximate.abs()
+        return torch.nonzero((approximate + bound > 0).any(dim=0)).flatten()
