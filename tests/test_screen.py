@@ -56,3 +56,38 @@ def test_a_real_document_keeps_a_few_percent_of_the_vocabulary(splade):
         kept = splade._screen.columns(features, None, 1 << 19)
         nonzero = splade.encode_documents(scifact_texts(1)).nnz
     assert nonzero <= len(kept) < 0.05 * splade.dim  # measured: ~550 of 30,522 kept for ~240-token documents
+
+
+def test_screened_training_pool_equals_the_full_one_in_value_and_gradient():
+    """What `lsr train` runs on the CPU: only the screened columns are decoded, and the loss and every parameter's
+    gradient are those of pooling the full logits."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from lsr.retrieval.encoders import resolve_model
+    from lsr.retrieval.encoders.splade import decoder_removed, screened_splade_pool, splade_pool
+    from tests.test_encoders import scifact_texts
+
+    path = resolve_model("splade-tiny").path
+    tokens = AutoTokenizer.from_pretrained(path)(
+        [*scifact_texts(3), "a"], padding=True, truncation=True, max_length=64, return_tensors="pt"
+    )
+    coefficients = torch.randn(4, 30522, generator=torch.Generator().manual_seed(0))
+    results = []
+    for screened in (False, True):
+        model = AutoModelForMaskedLM.from_pretrained(path)  # dropout off, so both runs see the same function
+        if screened:
+            with decoder_removed(model) as decoder:
+                features = model(**tokens).logits
+            pooled = screened_splade_pool(features, tokens["attention_mask"], decoder)
+        else:
+            pooled = splade_pool(model(**tokens).logits, tokens["attention_mask"])
+        # A ranking-like term and a FLOPS-like term, so gradients reach every kept column in two ways.
+        ((pooled * coefficients).sum() + 1e-3 * pooled.sum(dim=0).pow(2).sum()).backward()
+        results.append((pooled.detach(), {name: p.grad for name, p in model.named_parameters()}))
+        assert model.get_output_embeddings() is not None and model.get_output_embeddings().bias is not None  # restored
+    (full, full_gradients), (ours, our_gradients) = results
+    assert torch.equal(full, ours) and (full > 0).sum() > 100
+    assert full_gradients.keys() == our_gradients.keys()
+    for name, gradient in full_gradients.items():
+        # Key biases have a gradient of exactly 0 in theory (softmax ignores a constant per query), ~1e-6 in float.
+        assert (our_gradients[name] - gradient).norm() <= 1e-5 * gradient.norm() + 1e-4, name

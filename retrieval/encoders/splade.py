@@ -14,7 +14,8 @@ one thread each, would not synchronize per tile (not done).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,18 +73,49 @@ def activate(pooled: torch.Tensor) -> torch.Tensor:
     return torch.log1p(torch.relu(pooled.float()))
 
 
-def _detach_decoder(model: nn.Module) -> nn.Linear:
-    """Replaces the MLM decoder (the last layer of every BERT-family MLM head) by the identity, so the
-    model returns the head's transformed hidden states, and returns the decoder."""
+def screened_splade_pool(features: torch.Tensor, attention_mask: torch.Tensor, decoder: nn.Linear) -> torch.Tensor:
+    """splade_pool of the logits ``decoder(features)`` without computing them all: only the columns the int8 screen
+    (encoders/screen.py) keeps, whose max logit may be positive. Equal to the full computation, gradients included
+    (training uses it): a dropped column's max logit is ≤ 0, where log1p∘ReLU is 0 with gradient 0."""
+    padding = attention_mask.unsqueeze(-1) == 0
+    with torch.no_grad():  # the decoder changes every training step, so it is quantized again each call (~ms)
+        screen = DecoderScreen(decoder.weight.detach(), decoder.bias.detach() if decoder.bias is not None else None)
+        columns = screen.columns(features.detach(), padding, TILE_ELEMENTS)
+    bias = decoder.bias[columns] if decoder.bias is not None else None
+    pooled = splade_pool(nn.functional.linear(features, decoder.weight[columns], bias), attention_mask)
+    return pooled.new_zeros(features.shape[0], decoder.weight.shape[0]).index_copy(1, columns, pooled)
+
+
+def _decoder_slot(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The MLM decoder (the last layer of every BERT-family MLM head), with the module and attribute holding it."""
     decoder = model.get_output_embeddings()
     if not isinstance(decoder, nn.Linear):
         raise EncoderError(f"the masked language model's output layer is a {type(decoder).__name__}, not a linear decoder")
     for parent in model.modules():
         for name, child in parent.named_children():
             if child is decoder:
-                setattr(parent, name, nn.Identity())
-                return decoder
+                return parent, name, decoder
     raise EncoderError("the masked language model's output layer is not one of its modules")
+
+
+def _detach_decoder(model: nn.Module) -> nn.Linear:
+    """Replaces the MLM decoder by the identity, so the model returns the head's transformed hidden states, and
+    returns the decoder."""
+    parent, name, decoder = _decoder_slot(model)
+    setattr(parent, name, nn.Identity())
+    return decoder
+
+
+@contextmanager
+def decoder_removed(model: nn.Module) -> Iterator[nn.Linear]:
+    """Inside, the model returns its MLM head's transformed hidden states; yields the decoder. Its parameters stay
+    the model's, so an optimizer built on the model still updates them and saving still writes them."""
+    parent, name, decoder = _decoder_slot(model)
+    setattr(parent, name, nn.Identity())
+    try:
+        yield decoder
+    finally:
+        setattr(parent, name, decoder)
 
 
 class SpladeEncoder:

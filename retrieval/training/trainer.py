@@ -30,7 +30,7 @@ from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architect
 from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import resolve_model
-from lsr.retrieval.encoders.splade import is_masked_lm, splade_pool
+from lsr.retrieval.encoders.splade import decoder_removed, is_masked_lm, screened_splade_pool, splade_pool
 from lsr.retrieval.encoders.uhd import UhdModel
 from lsr.retrieval.training import losses
 from lsr.retrieval.training.data import Batch, TrainingData
@@ -132,6 +132,10 @@ class Student:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             if self.config.architecture.uhd:
                 return self.model(**tokens).float()
+            if self.device.type == "cpu":  # the int8 screen runs on the CPU (torch._int_mm); equal loss and gradients
+                with decoder_removed(self.model) as decoder:
+                    features = self.model(**tokens).logits
+                return screened_splade_pool(features, tokens["attention_mask"], decoder)
             return splade_pool(self.model(**tokens).logits, tokens["attention_mask"])
 
     def encode_queries(self, texts: list[str]) -> torch.Tensor:
