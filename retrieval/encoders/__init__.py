@@ -57,8 +57,9 @@ def load_sparse_encoder(
 
 
 def index_precision(name: str, device: str = defaults.DEVICE) -> str:
-    """The precision `lsr index` encodes at unless told: bf16 for SPLADE, which ran about twice as fast as fp32
-    and moved nDCG@10 by at most 0.0017 on scifact, nfcorpus, cranfield and cisi (splade-tiny, test splits);
+    """The precision `lsr index` encodes at unless told: bf16 for SPLADE, which moved nDCG@10 by at most 0.0017 on
+    scifact, nfcorpus, cranfield and cisi (splade-tiny, test splits) and encodes short texts (≤ 64 tokens, batched)
+    ~1.7× faster than fp32 (256-token documents: alike, both decoding only the int8 screen's columns);
     fp32 for UHD, whose encoder has no reduced precision, and on CPUs without native bf16 arithmetic (there torch
     emulates it, slower than fp32). fp32 on a GPU too: on an H100 (bench/gpu_check.py, scifact) fp32 encoded faster
     than bf16 (2,708 vs 948 docs/s; splade-tiny is too small to be bound by arithmetic there) and its impacts stayed

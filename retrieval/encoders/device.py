@@ -1,9 +1,10 @@
 """Where encoders run: ``cpu``, ``cuda``, or ``auto`` (CUDA when torch sees a GPU, else the CPU).
 
 On CUDA, SPLADE encodes padded, length-sorted batches (a GPU is idle on one text at a time) at the index's precision
-(``lsr index`` picks bf16 there, as on CPUs with native bf16); impacts then differ from a CPU build of the same
-precision by at most a quantization step or so (``bench/gpu_check.py`` measures it), since batching and the GPU's
-kernels change the last bits. The CPU keeps the one-text-at-a-time exact path the tests pin down.
+(``lsr index`` picks fp32 there: see ``index_precision``) and decodes every vocabulary column (the int8 screen runs
+on the CPU only); impacts then differ from a CPU build of the same precision by at most a quantization step or so
+(``bench/gpu_check.py`` measures it), since batching and the GPU's kernels change the last bits. The CPU keeps the
+one-text-at-a-time exact path the tests pin down.
 """
 
 from __future__ import annotations

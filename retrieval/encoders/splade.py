@@ -2,9 +2,11 @@
 
 Written on transformers directly rather than through sentence-transformers' SparseEncoder (which the
 tests use as the reference it must match): the MLM decoder (vocabulary × hidden, 30,522 × 128 for
-splade-tiny) is nearly all the work, and applying it tile by tile with the max taken while a tile's
-logits are in cache, over each text's real tokens only, never writes the tokens × vocabulary logits that
-SparseEncoder (and our previous code) materialize. bench/encode.py measures both.
+splade-tiny) is nearly all the work. Here an int8 screen (screen.py) finds the ~2% of columns whose max logit
+can be positive, with a proven error bound, and only those are decoded at the encoder's precision, tile by tile
+with the max taken while a tile's logits are in cache, over each text's real tokens only; the tokens × vocabulary
+logits that SparseEncoder (and our first encoder) materialize are never written, and the vectors are those of the
+full computation. bench/encode.py measures all of them.
 
 Threads: each tile is a small op, and torch synchronizes its intra-op threads after every one. On this shared
 2-core machine, busy with other jobs, 2 threads ran slower than 1 for every system and the tiled path lost the
