@@ -190,3 +190,35 @@ def test_index_defaults_to_bf16_in_the_manifest_and_queries_follow_it(tmp_path, 
     assert Searcher.open(out).encoder.spec.precision == "bf16"
     refused = lsr("index", str(small_dataset), "--out", str(tmp_path / "fp16"), "--precision", "fp16")
     assert refused.returncode == 2 and "precision must be one of fp32, bf16" in refused.stderr + refused.stdout
+
+
+def test_the_traced_transformer_is_kept_only_where_it_computes_what_the_model_does():
+    from types import SimpleNamespace
+
+    from lsr.retrieval.encoders.splade import _unpadded_body
+
+    class LengthDependent(torch.nn.Module):  # a Python branch on the length: a trace records one side of it
+        def forward(self, input_ids, attention_mask):
+            scale = 2.0 if input_ids.shape[1] > 5 else 1.0
+            return SimpleNamespace(logits=input_ids.float().unsqueeze(-1) * scale)
+
+    class Plain(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            if torch.jit.is_tracing() and self.refuse_tracing:
+                raise RuntimeError("not traceable")
+            return SimpleNamespace(logits=(input_ids * attention_mask).float().unsqueeze(-1))
+
+    assert not isinstance(_unpadded_body(LengthDependent()), torch.jit.ScriptModule)
+    plain = Plain()
+    plain.refuse_tracing = False
+    assert isinstance(_unpadded_body(plain), torch.jit.ScriptModule)
+    plain.refuse_tracing = True
+    assert not isinstance(_unpadded_body(plain), torch.jit.ScriptModule)  # tracing failed: the eager model runs
+    splade = SpladeEncoder()
+    assert isinstance(splade._body, torch.jit.ScriptModule)  # splade-tiny traces, and the bit-exact tests use it
+    import pickle
+
+    shipped = pickle.loads(pickle.dumps(splade))  # as Ray ships an encoder: traced again on arrival
+    assert isinstance(shipped._body, torch.jit.ScriptModule)
+    text = ["vitamin d and bone density"]
+    assert (shipped.encode_documents(text) != splade.encode_documents(text)).nnz == 0
