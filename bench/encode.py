@@ -166,6 +166,10 @@ def main() -> None:
             "full logits (previous lsr)": full_logits_encoder(path, 64),
             **{f"lsr tiled, {p}": SpladeEncoder(precision=p).encode_queries for p in PRECISIONS},
         }
+        for precision in PRECISIONS:  # the same encoder with its transformer run eagerly, not TorchScript-traced
+            eager = SpladeEncoder(precision=precision)
+            eager._body = splade._Unpadded(eager._model).eval()
+            encoders[f"lsr tiled, {precision}, eager transformer"] = eager.encode_queries
         for name, encode in encoders.items():
             seconds = []
             for query in queries:
