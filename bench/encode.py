@@ -86,7 +86,7 @@ def useful_flops(path, texts: list[str]) -> float:
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """G(FL)OP/s of a size³ matmul; int8 through torch._int_mm, the kernel lsr's int8 decoder runs on."""
+    """G(FL)OP/s of a size³ matmul; int8 through torch._int_mm, the kernel lsr's decoder screen runs on."""
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     multiply = torch._int_mm if dtype == torch.int8 else torch.matmul
     multiply(a, b)

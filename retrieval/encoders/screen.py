@@ -42,7 +42,8 @@ class DecoderScreen:
         """
         texts, tokens, hidden = features.shape
         real = features.float() if padding is None else features.float().masked_fill(padding, 0.0)
-        scale = real.abs().amax(dim=(1, 2)).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
+        magnitude = real.abs()
+        scale = magnitude.amax(dim=(1, 2)).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
         quantized = torch.round(real / scale[:, None, None]).to(torch.int8).reshape(texts * tokens, hidden)
         products = torch.empty(texts, self._rows.shape[0], dtype=torch.int32)
         width = max(256, tile_elements // (texts * tokens))
@@ -53,7 +54,7 @@ class DecoderScreen:
                 tile.masked_fill_(padding, torch.iinfo(torch.int32).min)  # a padded token never wins the max
             torch.amax(tile, 1, out=products[:, columns])
         approximate = products.float() * scale[:, None] * self._row_scale + self._bias
-        largest_token_norm = real.abs().sum(dim=2).amax(dim=1)  # max over tokens of ‖x‖₁, per text
+        largest_token_norm = magnitude.sum(dim=2).amax(dim=1)  # max over tokens of ‖x‖₁, per text
         bound = self._row_scale / 2 * largest_token_norm[:, None] + scale[:, None] / 2 * self._row_norm
         bound = bound * (1 + RELATIVE_SLACK) + RELATIVE_SLACK * approximate.abs()
         return torch.nonzero((approximate + bound > 0).any(dim=0)).flatten()

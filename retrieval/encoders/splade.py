@@ -17,7 +17,7 @@ one thread each, would not synchronize per tile (not done).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -240,32 +240,34 @@ class SpladeEncoder:
         return sp.vstack(parts, format="csr")[np.argsort(short + long)]
 
     def _encode_one_by_one(self, ids: list[list[int]]) -> sp.csr_matrix:
-        with torch.inference_mode():  # sparse at once: a chunk of 1,000 dense rows would hold 122 MB
-            rows = [activate(self._pool(self._features(row).unsqueeze(0), None, TILE_ELEMENTS)) for row in ids]
-        return _stack_sparse(rows, self.dim)
+        rows = (activate(self._pool(self._features(row).unsqueeze(0), None, TILE_ELEMENTS)) for row in ids)
+        with torch.inference_mode():  # each row made sparse as it comes: 1,000 dense rows would hold 122 MB
+            return _stack_sparse(rows, self.dim)
 
     def _encode_batches(self, ids: list[list[int]], batch_tokens: int, tile_elements: int) -> sp.csr_matrix:
         """Length-sorted, padded batches of at most ``batch_tokens`` tokens (or one longer text), decoded in vocabulary
         tiles of about ``tile_elements`` logits, max-pooled per tile and made sparse per batch; rows come back in
         the texts' order."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        blocks = []
-        start = 0
-        with torch.inference_mode():
-            while start < len(order):
-                width = len(ids[order[start]])
-                end = start + 1
-                while end < len(order) and (end - start + 1) * max(width, len(ids[order[end]])) <= batch_tokens:
-                    width = max(width, len(ids[order[end]]))
-                    end += 1
-                batch = [ids[text] for text in order[start:end]]
-                input_ids = torch.tensor([row + [0] * (width - len(row)) for row in batch], device=self._device)
-                mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch], device=self._device)
-                features = self._model(input_ids=input_ids, attention_mask=mask).logits
-                blocks.append(activate(self._pool(features, (mask == 0).unsqueeze(-1), tile_elements)))
-                start = end
-        stacked = _stack_sparse(blocks, self.dim)
+        with torch.inference_mode():  # each batch made sparse as it comes, as in _encode_one_by_one
+            stacked = _stack_sparse(self._batch_weights([ids[text] for text in order], batch_tokens, tile_elements), self.dim)
         return stacked if order == sorted(order) else stacked[np.argsort(order)]
+
+    def _batch_weights(self, ids: list[list[int]], batch_tokens: int, tile_elements: int) -> Iterator[torch.Tensor]:
+        """(texts, dim) weights of consecutive padded batches of the (length-sorted) ``ids``."""
+        start = 0
+        while start < len(ids):
+            width = len(ids[start])
+            end = start + 1
+            while end < len(ids) and (end - start + 1) * max(width, len(ids[end])) <= batch_tokens:
+                width = max(width, len(ids[end]))
+                end += 1
+            batch = ids[start:end]
+            input_ids = torch.tensor([row + [0] * (width - len(row)) for row in batch], device=self._device)
+            mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch], device=self._device)
+            features = self._model(input_ids=input_ids, attention_mask=mask).logits
+            yield activate(self._pool(features, (mask == 0).unsqueeze(-1), tile_elements))
+            start = end
 
     def _features(self, ids: list[int]) -> torch.Tensor:
         """One text's (tokens, hidden) output of the MLM head without its decoder.
@@ -319,9 +321,10 @@ class SpladeEncoder:
         return pooled
 
 
-def _stack_sparse(blocks: list[torch.Tensor], dim: int) -> sp.csr_matrix:
-    """(texts, dim) weight blocks → one CSR matrix, built from their non-zeros directly: scipy's dense → CSR
-    conversion and vstack cost 0.1–0.5 ms a call, a quarter of a lone query's encoding."""
+def _stack_sparse(blocks: Iterable[torch.Tensor], dim: int) -> sp.csr_matrix:
+    """(texts, dim) weight blocks → one CSR matrix, built from their non-zeros directly (scipy's dense → CSR
+    conversion and vstack cost 0.1–0.5 ms a call, a quarter of a lone query's encoding); a block is dropped once
+    read, so from a generator at most two dense blocks are alive at a time."""
     counts, columns, values = [np.zeros(1, dtype=np.int64)], [], []
     for weights in blocks:
         rows, block_columns = weights.nonzero(as_tuple=True)  # row-major, as CSR stores them
