@@ -23,7 +23,7 @@ import numpy as np
 import Stemmer
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import Ranking, best_of
+from lsr.indexer.engines.base import Ranking, best_candidates
 
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET, which Anserini's default analyzer uses.
 LUCENE_STOPWORDS = frozenset(
@@ -126,6 +126,6 @@ class Bm25Side:
                 continue
             scores = self._retriever.get_scores_from_ids(ids).astype(np.float64)
             candidates = np.flatnonzero(scores > 0)
-            rows, found = best_of(candidates, scores[candidates], k)
+            rows, found = best_candidates(candidates, scores[candidates], k)
             rankings.append(Ranking(doc_indices=rows.astype(np.int64), scores=found))
         return rankings

@@ -80,3 +80,46 @@ def test_nothing_imports_back_up_the_flow():
             if order[other] > order[own] or frozenset((own, other)) in siblings:
                 upward.append(f"{module} ({own}) imports {imported} ({other})")
     assert not upward, "\n".join(sorted(set(upward)))
+
+
+def _is_compiled(function: ast.FunctionDef) -> bool:
+    """Decorated with numba's ``njit`` (called or bare, through the module or imported)."""
+    for decorator in function.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if (isinstance(target, ast.Attribute) and target.attr == "njit") or (
+            isinstance(target, ast.Name) and target.id == "njit"
+        ):
+            return True
+    return False
+
+
+def _called_names(nodes: list[ast.AST]) -> set[str]:
+    return {
+        node.func.id
+        for tree in nodes
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+
+
+def test_no_compiled_function_is_called_both_from_python_and_from_compiled_code():
+    """numba's cache gives each cached caller its own compilation of a callee, and a Python call of that callee can
+    then read another compilation's constants (see ``best_candidates`` in indexer/engines/base.py)."""
+    compiled, from_compiled, from_python = set(), set(), {}
+    for module, path in modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)]
+        kernels = [function for function in functions if _is_compiled(function)]
+        compiled.update(kernel.name for kernel in kernels)
+        from_compiled |= _called_names(kernels)
+        kernel_nodes = {id(node) for kernel in kernels for node in ast.walk(kernel)}
+        python_calls = [
+            node.func.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and id(node) not in kernel_nodes
+        ]
+        for name in python_calls:
+            from_python.setdefault(name, set()).add(module)
+    assert {"best_of", "best_candidates", "_top_k_rows"} <= compiled  # the scan sees the kernels it guards
+    both = {name: sorted(from_python[name]) for name in compiled & from_compiled if name in from_python}
+    assert not both, f"called from Python and from compiled code: {both}"

@@ -119,6 +119,19 @@ def best_of(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, n
 
 
 @numba.njit(cache=True, nogil=True)
+def best_candidates(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``best_of`` for Python callers; compiled functions call ``best_of`` itself.
+
+    A cached function must never be called both from Python and from other cached functions: each cached caller
+    carries its own compilation of the callee, and numba names a compilation's constants by function, signature and
+    a per-process counter, so two processes' compilations can share one name in a third process. The first loaded
+    wins, and a Python call then read the other's constants (CI: "'descr' is NULL", once a segfault).
+    tests/test_architecture.py keeps the two kinds of callers apart.
+    """
+    return best_of(rows, scores, k)
+
+
+@numba.njit(cache=True, nogil=True)
 def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     candidates = np.flatnonzero(scores > 0)
     return best_of(candidates, scores[candidates], k)

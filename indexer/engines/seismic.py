@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.errors import IndexFolderError
-from lsr.indexer.engines.base import BuildExtras, Capabilities, Ranking, best_of, search_rows
+from lsr.indexer.engines.base import BuildExtras, Capabilities, Ranking, best_candidates, search_rows
 
 INDEX_STEM = "seismic"  # Seismic's save() appends ".index.seismic"
 INDEX_FILE = f"{INDEX_STEM}.index.seismic"
@@ -119,7 +119,7 @@ class SeismicEngine:
             rows = np.array([int(doc) for _, _, doc in hits], dtype=np.int64)
             scores = np.rint([score for _, score, _ in hits]).astype(np.int64)
             positive = scores > 0
-            rows, scores = best_of(rows[positive], scores[positive], k)  # ties by lower row, as in every engine
+            rows, scores = best_candidates(rows[positive], scores[positive], k)  # ties by lower row, as in every engine
             return Ranking(rows, scores)
 
         return search_rows(queries, search_one)
