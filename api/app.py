@@ -19,7 +19,7 @@ from lsr.api.metrics import Metrics, MetricsMiddleware
 from lsr.api.routers import documents, explain, ops, page, search
 from lsr.api.routers.search import search_together
 from lsr.api.settings import Settings
-from lsr.api.work import Overloaded, WorkQueue
+from lsr.api.work import ModelThread, Overloaded, WorkQueue
 from lsr.errors import IndexFolderError, LsrError
 from lsr.indexer.live import WriterLockError
 from lsr.retrieval.search import LiveSearcher
@@ -74,9 +74,11 @@ def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
-def create_app(service: LiveSearcher, settings: Settings | None = None) -> FastAPI:
-    """``settings`` default to the environment (``Settings.from_env``): no LSR_API_KEY means no writes."""
+def create_app(service: LiveSearcher, settings: Settings | None = None, model: ModelThread | None = None) -> FastAPI:
+    """``settings`` default to the environment (``Settings.from_env``): no LSR_API_KEY means no writes. ``model``:
+    the thread that opened ``service`` (see ``ModelThread``; a new one by default)."""
     settings = settings or Settings.from_env()
+    model = model or ModelThread()
     if settings.api_key is None:  # writes are disabled (403): leave the index's write lock to a server that writes
         service.live.release_write_lock("writes are disabled on this server (no API key)")
     elif not service.live.writable:
@@ -106,9 +108,11 @@ def create_app(service: LiveSearcher, settings: Settings | None = None) -> FastA
         app.add_api_route("/docs", lambda: _local_docs(app), include_in_schema=False, response_class=HTMLResponse)
     app.state.service = service
     app.state.settings = settings
-    app.state.queue = WorkQueue(settings.workers, settings.max_queue)
+    app.state.queue = WorkQueue(settings.workers, settings.max_queue, model)
     app.state.batcher = Batcher(
-        functools.partial(search_together, service), window_s=settings.batch_window_ms / 1000, max_batch=settings.max_batch
+        functools.partial(model.call, search_together, service),
+        window_s=settings.batch_window_ms / 1000,
+        max_batch=settings.max_batch,
     )
     app.state.metrics = Metrics()
     app.state.ready = threading.Event()
@@ -146,5 +150,5 @@ def _local_docs(app: FastAPI) -> HTMLResponse:
 
 
 def _warm_up(app: FastAPI) -> None:
-    app.state.service.searcher().search(WARM_UP_QUERY, 1)
+    app.state.queue.model.call(lambda: app.state.service.searcher().search(WARM_UP_QUERY, 1))
     app.state.ready.set()

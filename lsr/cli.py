@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import sys
@@ -329,11 +330,13 @@ def serve(
 
     from lsr.api.app import create_app
     from lsr.api.settings import Settings
+    from lsr.api.work import ModelThread
     from lsr.retrieval.search import LiveSearcher
 
     settings = Settings.from_env()  # a bad setting fails here, before the models load
-    service = LiveSearcher.open(index_path, encoder, compact_after=compact_after, device=device)
-    uvicorn.run(create_app(service, settings), host=host, port=port)
+    model = ModelThread()  # opens the index too: torch is never called from another thread
+    service = model.call(functools.partial(LiveSearcher.open, index_path, encoder, compact_after=compact_after, device=device))
+    uvicorn.run(create_app(service, settings, model), host=host, port=port)
 
 
 @app.command(name="eval")

@@ -185,3 +185,30 @@ def test_overload_is_503_with_retry_after(small_index, splade):
 def test_page_is_served(client):
     response = client.get("/")
     assert response.status_code == 200 and 'id="query"' in response.text
+
+
+def test_every_model_call_runs_on_the_model_thread(tmp_path, small_index, splade, monkeypatch):
+    """torch is called from one thread only (``ModelThread``): searches, batches, /encode, /explain and upserts."""
+    from lsr.api.work import ModelThread
+    from lsr.retrieval.encoders import SpladeEncoder
+
+    threads = []
+    for name in ("encode_queries", "encode_documents"):
+        real = getattr(SpladeEncoder, name)
+
+        def recording(self, texts, *args, real=real, **kwargs):
+            threads.append(threading.current_thread().name)
+            return real(self, texts, *args, **kwargs)
+
+        monkeypatch.setattr(SpladeEncoder, name, recording)
+    shutil.copytree(small_index, tmp_path / "index")
+    model = ModelThread()
+    service = model.call(LiveSearcher, LiveIndex(tmp_path / "index"), splade)
+    with TestClient(create_app(service, Settings(api_key=KEY), model)) as client:
+        assert client.post("/search", json={"query": "heat transfer"}).status_code == 200
+        assert client.post("/search/batch", json={"queries": ["heat", "flow"]}).status_code == 200
+        assert client.post("/encode", json={"text": "boundary layer", "kind": "document"}).status_code == 200
+        assert client.get("/explain", params={"query": "heat", "id": "1"}).status_code == 200
+        upsert = {"documents": [{"id": "new", "title": "shock waves", "text": "a new document"}]}
+        assert client.post("/documents", json=upsert, headers=WRITE).status_code == 200
+    assert len(threads) >= 6 and set(threads) == {"lsr-model_0"}, threads

@@ -31,7 +31,7 @@ async def upsert(
     """Adds or replaces documents. Answered only once they are on disk (fsynced) and visible to search."""
     started = time.perf_counter()
     docs = [Document(d.id, d.title, d.text, d.metadata or {}) for d in body.documents]
-    await queue.run(service.upsert, docs)
+    await queue.run_model(service.upsert, docs)
     return UpsertResponse(upserted=[doc.id for doc in docs], took_ms=(time.perf_counter() - started) * 1000)
 
 

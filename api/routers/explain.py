@@ -51,7 +51,7 @@ async def explain_match(
 ) -> ExplanationOut:
     """The terms query and document share, each with query weight × document weight (summing to the sparse
     score), which are expansion terms (absent from the text), and the document's heaviest terms."""
-    return await queue.run(_explain, service, query, id)
+    return await queue.run_model(_explain, service, query, id)
 
 
 def _encode(service: LiveSearcher, body: EncodeRequest) -> EncodeResponse:
@@ -71,4 +71,4 @@ async def encode(
     body: EncodeRequest, service: LiveSearcher = Depends(get_service), queue: WorkQueue = Depends(get_queue)
 ) -> EncodeResponse:
     """A text's sparse vector decoded to terms (`in_text: false` marks expansion terms), and optionally its dense vector."""
-    return await queue.run(_encode, service, body)
+    return await queue.run_model(_encode, service, body)

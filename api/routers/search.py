@@ -85,5 +85,5 @@ async def search_batch(
         found = search_together(service, SearchSettings.of(body), body.queries)
         return [_response(body, query, one) for query, one in zip(body.queries, found, strict=True)]
 
-    results = await queue.run(searched)
+    results = await queue.run_model(searched)
     return BatchSearchResponse(results=results, took_ms=(time.perf_counter() - started) * 1000)
