@@ -589,6 +589,9 @@ def train(
     uhd_dim: Annotated[int, typer.Option(help="UHD: latent dimensions per bucket.")] = defaults.Training.uhd_dim,
     uhd_k: Annotated[int, typer.Option(help="UHD: dimensions each token keeps (winner-take-all).")] = defaults.Training.uhd_k,
     uhd_layers: Annotated[str, typer.Option(help="UHD: comma-separated hidden layers, one bucket each (-1: last).")] = "-1",
+    uhd_head: Annotated[
+        str, typer.Option(help="UHD: random, or mlm (start from the model's masked-LM head; --uhd-dim = its vocabulary).")
+    ] = "random",
     binarize: Annotated[bool, typer.Option("--binarize", help="UHD: 0/1 weights (straight-through in training).")] = False,
     inference_free: Annotated[
         bool, typer.Option("--inference-free", help="SPLADE: queries are the tokenizer's bag of word-pieces.")
@@ -612,7 +615,7 @@ def train(
         layers = tuple(int(layer) for layer in uhd_layers.split(","))
     except ValueError as exc:
         raise LsrError(f"--uhd-layers must be comma-separated integers, got {uhd_layers!r}") from exc
-    uhd = UhdSettings(uhd_dim, uhd_k, layers, binarize) if arch == "uhd" else None
+    uhd = UhdSettings(uhd_dim, uhd_k, layers, binarize, uhd_head) if arch == "uhd" else None
     architecture = Architecture(arch, "bow" if inference_free else "model", idf, uhd)
     teacher = read_run(teacher_run) if teacher_run else None
     student = read_run(student_run) if student_run else None

@@ -60,7 +60,7 @@ def test_higher_lambda_gives_fewer_active_terms(tmp_path, nfcorpus_pairs):
 def test_uhd_head_keeps_k_winners_per_token_and_binarizes():
     torch.manual_seed(0)
     settings = UhdSettings(dim=64, k=3, layers=(-1, -2), binarized=False)
-    head = UhdHead(hidden_size=8, settings=settings)
+    head = UhdHead.random(8, settings)
     hidden = [torch.randn(2, 5, 8, requires_grad=True) for _ in range(3)]
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
     vectors = head(hidden, mask)
@@ -70,7 +70,7 @@ def test_uhd_head_keeps_k_winners_per_token_and_binarizes():
         assert 0 < (vectors[1, bucket * 64 : (bucket + 1) * 64] > 0).sum() <= 3
     assert ((vectors[0, :64] > 0).sum()) <= 5 * 3
 
-    binarized = UhdHead(hidden_size=8, settings=UhdSettings(dim=64, k=3, layers=(-1, -2), binarized=True))
+    binarized = UhdHead.random(8, UhdSettings(dim=64, k=3, layers=(-1, -2), binarized=True))
     binarized.load_state_dict(head.state_dict())
     binary = binarized(hidden, mask)
     assert set(binary.unique().tolist()) <= {0.0, 1.0}
@@ -79,11 +79,42 @@ def test_uhd_head_keeps_k_winners_per_token_and_binarizes():
     assert binarized.projections[0].weight.grad.abs().sum() > 0
 
 
+def test_uhd_head_from_the_masked_lm_head_starts_as_splade(tmp_path):
+    """With every winner kept, log1p of its vector is SPLADE's; k caps each token's dimensions; it saves and loads."""
+    from lsr.retrieval.encoders import SpladeEncoder
+    from lsr.retrieval.encoders.registry import resolve_model
+    from lsr.retrieval.encoders.uhd import UhdModel
+
+    path = resolve_model("splade-tiny").path
+    splade = SpladeEncoder("splade-tiny", precision="fp32")
+    texts = ["vitamin D deficiency and bone health", "Statins lower cholesterol in adults at risk of heart disease."]
+    tokens = splade.tokenizer(texts, padding=True, return_tensors="pt")
+    everything = UhdModel.from_backbone(path, UhdSettings(dim=30522, k=30522, head="mlm")).eval()
+    with torch.no_grad():
+        vectors = torch.log1p(everything(**tokens)).numpy()
+    np.testing.assert_allclose(vectors, splade.encode_documents(texts).toarray(), atol=1e-4)
+
+    few = UhdSettings(dim=30522, k=8, head="mlm")
+    model = UhdModel.from_backbone(path, few).eval()
+    with torch.no_grad():
+        capped = model(**tokens)
+        assert ((capped[1] > 0).sum() <= 8 * tokens["attention_mask"][1].sum()).item()
+        model.save(tmp_path / "uhd")
+        assert torch.equal(UhdModel.load(tmp_path / "uhd", few).eval()(**tokens), capped)
+    with pytest.raises(EncoderError, match="vocabulary's 30522 dimensions"):
+        UhdModel.from_backbone(path, UhdSettings(dim=8192, k=8, head="mlm"))
+
+
 def test_uhd_settings_are_validated():
     with pytest.raises(EncoderError, match="k must be between 1 and the dimension"):
         UhdSettings(dim=16, k=32)
     with pytest.raises(EncoderError, match="need vocabulary dimensions"):
         Architecture(arch="uhd", query_encoder="bow", uhd=UhdSettings())
+    with pytest.raises(EncoderError, match="UHD head must be one of random, mlm"):
+        UhdSettings(head="tiled")
+    mlm = Architecture(arch="uhd", uhd=UhdSettings(dim=30522, k=8, head="mlm"))
+    assert Architecture.from_dict(mlm.to_dict()) == mlm and mlm.spec_params["head"] == "mlm"
+    assert "head" not in Architecture(arch="uhd", uhd=UhdSettings()).spec_params  # as recorded before the option
 
 
 def test_bag_of_word_pieces_queries(splade):

@@ -1,7 +1,7 @@
 """The architecture file that `lsr train` writes into a model folder, so loaders know what the folder holds.
 
     lsr_encoder.json  {"arch": "splade" | "uhd", "query_encoder": "model" | "bow", "idf": bool,
-                       and for UHD: "dim", "k", "layers", "binarized"}
+                       and for UHD: "dim", "k", "layers", "binarized", and "head": "mlm" where it is}
 
 A folder without the file is a plain masked-LM checkpoint: SPLADE on both sides.
 """
@@ -19,6 +19,7 @@ from lsr.errors import EncoderError
 ARCH_FILE = "lsr_encoder.json"
 ARCHS = ("splade", "uhd")
 QUERY_ENCODERS = ("model", "bow")
+UHD_HEADS = ("random", "mlm")
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,13 @@ class UhdSettings:
     k: int = defaults.Training.uhd_k  # winners kept per token: the sparsity knob
     layers: tuple[int, ...] = (-1,)  # hidden layers that each feed a head ("buckets"); -1 is the last
     binarized: bool = False
+    # "mlm": each bucket's head starts as the checkpoint's masked-LM head (dim = its vocabulary), which already
+    # retrieves; "random": a fresh projection (BERT's initialization)
+    head: str = "random"
 
     def __post_init__(self) -> None:
+        if self.head not in UHD_HEADS:
+            raise EncoderError(f"UHD head must be one of {', '.join(UHD_HEADS)}, got {self.head!r}")
         if self.dim < 1:
             raise EncoderError(f"UHD dimension must be positive, got {self.dim}")
         if not 1 <= self.k <= self.dim:
@@ -64,6 +70,8 @@ class Architecture:
         params = {"arch": self.arch, "query_encoder": self.query_encoder, "idf": self.idf}
         if self.uhd:
             params.update(asdict(self.uhd), layers=list(self.uhd.layers))
+            if self.uhd.head == "random":  # not recorded, so models and indexes from before the option still match
+                del params["head"]
         return params
 
     def to_dict(self) -> dict:
@@ -73,7 +81,8 @@ class Architecture:
     def from_dict(cls, data: dict) -> Architecture:
         uhd = None
         if data.get("arch") == "uhd":
-            uhd = UhdSettings(int(data["dim"]), int(data["k"]), tuple(int(i) for i in data["layers"]), bool(data["binarized"]))
+            layers = tuple(int(i) for i in data["layers"])
+            uhd = UhdSettings(int(data["dim"]), int(data["k"]), layers, bool(data["binarized"]), str(data.get("head", "random")))
         return cls(str(data["arch"]), str(data.get("query_encoder", "model")), bool(data.get("idf", False)), uhd)
 
 
