@@ -49,15 +49,14 @@ class UhdHead(nn.Module):
         return cls(projections, settings)
 
     @classmethod
-    def from_masked_lm(cls, path: Path, settings: UhdSettings) -> UhdHead:
-        """Each bucket's projection a copy of the checkpoint's masked-LM head (transform and decoder). Untrained,
-        splade-tiny's head with k = 8 already ranks nfcorpus at 97% of SPLADE's nDCG@10, where a random head
-        starts near 0 and stayed below 0.05 after 300 steps (docs/training.md)."""
-        masked_lm = AutoModelForMaskedLM.from_pretrained(path)
+    def from_masked_lm(cls, masked_lm: nn.Module, settings: UhdSettings) -> UhdHead:
+        """Each bucket's projection a copy of ``masked_lm``'s masked-LM head (transform and decoder). Untrained,
+        splade-tiny's head with k = 8 ranks nfcorpus test at nDCG@10 0.3049 against SPLADE's 0.3056
+        (bench/uhd_mlm_head.py), where a random head stayed below 0.05 after 300 steps (docs/training)."""
         heads = (getattr(masked_lm, name, None) for name in ("cls", "lm_head"))
         head = next((module for module in heads if isinstance(module, nn.Module)), None)
         if head is None:
-            raise EncoderError(f"{path}: a UHD head from the masked-LM head needs a BERT- or RoBERTa-style one (cls or lm_head)")
+            raise EncoderError("a UHD head from the masked-LM head needs a BERT- or RoBERTa-style one (cls or lm_head)")
         vocabulary = masked_lm.config.vocab_size
         if settings.dim != vocabulary:
             raise EncoderError(f"a masked-LM UHD head has the vocabulary's {vocabulary} dimensions, not {settings.dim}")
@@ -104,13 +103,15 @@ class UhdModel(nn.Module):
     def from_backbone(cls, path: Path, settings: UhdSettings) -> UhdModel:
         """New heads on a pretrained backbone (a masked-LM checkpoint's encoder is fine): random, or its MLM head."""
         transformers_logging.set_verbosity_error()  # the unused MLM head of a checkpoint is expected
-        backbone = AutoModel.from_pretrained(path)
+        # One load for an MLM head: the backbone is the masked-LM model's own encoder.
+        masked_lm = AutoModelForMaskedLM.from_pretrained(path) if settings.head == "mlm" else None
+        backbone = masked_lm.base_model if masked_lm is not None else AutoModel.from_pretrained(path)
         layer_count = backbone.config.num_hidden_layers
         for layer in settings.layers:
             if not -layer_count - 1 <= layer <= layer_count:
                 raise EncoderError(f"UHD layer {layer} does not exist: the backbone has {layer_count} layers (0 = embeddings)")
-        if settings.head == "mlm":
-            return cls(backbone, UhdHead.from_masked_lm(path, settings))
+        if masked_lm is not None:
+            return cls(backbone, UhdHead.from_masked_lm(masked_lm, settings))
         initializer_range = getattr(backbone.config, "initializer_range", 0.02)
         return cls(backbone, UhdHead.random(backbone.config.hidden_size, settings, initializer_range))
 
