@@ -23,6 +23,7 @@ import torch
 INT8_LEVELS = 127  # symmetric: values in [-127, 127], so products of two fit int32 for any hidden size < 133,000
 # Float rounding (fp32 accumulation of the full computation, the dequantization) is ~1e-6 relative: 1e-3 is ample.
 RELATIVE_SLACK = 1e-3
+SLACK_FACTOR = (1 + RELATIVE_SLACK) / (1 - RELATIVE_SLACK)
 
 
 class DecoderScreen:
@@ -31,8 +32,12 @@ class DecoderScreen:
         rows = weight.float()
         self._row_scale = rows.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
         self._rows = torch.round(rows / self._row_scale[:, None]).to(torch.int8)
-        self._row_norm = (self._rows.float() * self._row_scale[:, None]).abs().sum(dim=1)  # ‖ŵ‖₁ per row
-        self._bias = bias.float() if bias is not None else torch.zeros(rows.shape[0])
+        row_norm = (self._rows.float() * self._row_scale[:, None]).abs().sum(dim=1)  # ‖ŵ‖₁ per row
+        bias = bias.float() if bias is not None else torch.zeros(rows.shape[0])
+        # The test below in units of a row's int32 products (see columns()); float64, so that rearranging it adds
+        # no rounding of its own.
+        self._bias_per_scale = -(bias.double() / self._row_scale.double())
+        self._norm_per_scale = -(SLACK_FACTOR / 2) * (row_norm.double() / self._row_scale.double())
 
     def columns(self, features: torch.Tensor, padding: torch.Tensor | None, tile_elements: int) -> torch.Tensor:
         """The sorted columns whose max logit over tokens may be > 0 for at least one of the texts.
@@ -53,8 +58,13 @@ class DecoderScreen:
             if padding is not None:
                 tile.masked_fill_(padding, torch.iinfo(torch.int32).min)  # a padded token never wins the max
             torch.amax(tile, 1, out=products[:, columns])
-        approximate = products.float() * scale[:, None] * self._row_scale + self._bias
-        largest_token_norm = magnitude.sum(dim=2).amax(dim=1)  # max over tokens of ‖x‖₁, per text
-        bound = self._row_scale / 2 * largest_token_norm[:, None] + scale[:, None] / 2 * self._row_norm
-        bound = bound * (1 + RELATIVE_SLACK) + RELATIVE_SLACK * approximate.abs()
-        return torch.nonzero((approximate + bound > 0).any(dim=0)).flatten()
+        # Keep a column if approximate + bound > 0, where approximate = p·s·r + b (p: the int32 max, s: the text's
+        # scale, r: the row's) and bound = (1 + ε)·(r/2·L + s/2·‖ŵ‖₁) + ε·|approximate| (L: the largest token's
+        # ‖x‖₁). Where approximate ≥ 0 that holds; where it is < 0 it reads (1 − ε)·approximate + (1 + ε)·B > 0,
+        # i.e. p > −b/(s·r) − k·L/(2s) − k·‖ŵ‖₁/(2r) with k = (1 + ε)/(1 − ε), the same test for both signs. So
+        # the whole test is a threshold per text and column, compared with the int32 maxima as they are.
+        inverse_scale = 1 / scale.double()[:, None]
+        largest_token_norm = magnitude.sum(dim=2).amax(dim=1).double()[:, None]  # max over tokens of ‖x‖₁, per text
+        norm_term = self._norm_per_scale - SLACK_FACTOR / 2 * largest_token_norm * inverse_scale
+        threshold = self._bias_per_scale * inverse_scale + norm_term
+        return torch.nonzero((products > threshold).any(dim=0)).flatten()
