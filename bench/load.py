@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -38,29 +39,54 @@ def free_port() -> int:
 async def run_load(
     url: str, queries: list[str], requests: int, concurrency: int, k: int, mode: str
 ) -> tuple[list[float], int, float]:
+    """The load generator shares the cores with the server, so it is aiohttp, the leaner client (the last line this
+    script prints: its round trip against httpx's to the same server's GET /health)."""
     latencies: list[float] = []
     errors = 0
     next_index = 0
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal errors, next_index
         while next_index < requests:
             query = queries[next_index % len(queries)]
             next_index += 1
             started = time.perf_counter()
             try:
-                response = await client.post("/search", json={"query": query, "k": k, "mode": mode})
-                ok = response.status_code == 200
-            except httpx.HTTPError:
+                async with session.post("/search", json={"query": query, "k": k, "mode": mode}) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except aiohttp.ClientError:
                 ok = False
             latencies.append(time.perf_counter() - started)
             errors += not ok
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         return latencies, errors, time.perf_counter() - started
+
+
+async def health_round_trips(url: str, requests: int = 300) -> dict[str, float]:
+    """p50 ms of GET /health, one request at a time, from aiohttp and from httpx: each client's own cost plus the
+    least a server round trip costs."""
+    p50 = {}
+    async with aiohttp.ClientSession(url) as session:
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            async with session.get("/health") as response:
+                await response.read()
+            times.append(time.perf_counter() - started)
+        p50["aiohttp"] = float(np.median(times) * 1000)
+    async with httpx.AsyncClient(base_url=url) as client:
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            await client.get("/health")
+            times.append(time.perf_counter() - started)
+        p50["httpx"] = float(np.median(times) * 1000)
+    return p50
 
 
 BASELINE_ENV = {"LSR_MAX_BATCH": "1", "LSR_BATCH_WINDOW_MS": "0", "LSR_WORKERS": "4"}
@@ -147,6 +173,13 @@ def main() -> None:
                 )
     for mode, base in in_process.items():
         print(f"in-process {mode}, one query at a time: p50 {np.percentile(base, 50):.1f} ms = {1000 / base.mean():.1f} QPS")
+    server, url = start_server(args.index, {})
+    try:
+        round_trips = asyncio.run(health_round_trips(url))
+    finally:
+        server.terminate()
+        server.wait(30)
+    print("GET /health one at a time, p50: " + ", ".join(f"{client} {ms:.2f} ms" for client, ms in round_trips.items()))
 
 
 if __name__ == "__main__":
