@@ -1,4 +1,7 @@
-"""Dependencies shared by the routers: the service, settings, the work queue, and the write key check."""
+"""Dependencies shared by the routers: the service, settings, the work queue, and the write key check.
+
+The lookups are ``async def``: FastAPI runs a plain ``def`` dependency on its thread pool, a thread round trip
+(~0.2 ms here) per dependency per request for reading an attribute."""
 
 from __future__ import annotations
 
@@ -15,23 +18,23 @@ from lsr.retrieval.search.live import LiveSearcher
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required by write endpoints")
 
 
-def get_service(request: Request) -> LiveSearcher:
+async def get_service(request: Request) -> LiveSearcher:
     return request.app.state.service
 
 
-def get_batcher(request: Request) -> Batcher:
+async def get_batcher(request: Request) -> Batcher:
     return request.app.state.batcher
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_queue(request: Request) -> WorkQueue:
+async def get_queue(request: Request) -> WorkQueue:
     return request.app.state.queue
 
 
-def require_api_key(key: str | None = Security(_api_key_header), settings: Settings = Depends(get_settings)) -> None:
+async def require_api_key(key: str | None = Security(_api_key_header), settings: Settings = Depends(get_settings)) -> None:
     """No key configured means writes are disabled (403), never open; a wrong or missing key is 401."""
     if settings.api_key is None:
         raise HTTPException(403, "writes disabled: the server has no API key (set LSR_API_KEY or LSR_API_KEY_FILE)")
