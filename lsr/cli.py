@@ -731,6 +731,11 @@ def adapt(
     if architecture.arch != "splade":
         raise LsrError(f"adaptation continues SPLADE encoders; {base} is {architecture.arch}")
     data = pseudo_queries(searcher.index.docs, settings)
+    if len(data.queries) < queries:
+        console.print(
+            f"warning: {queries} pseudo-queries asked, {len(data.queries)} made: at most one per document, from the "
+            f"documents with a title or sentence of {query_min_words} or more words"
+        )
     teacher = run_queries(searcher, data.queries, k=negatives_depth, remove_identical_ids=False, desc="teacher (hybrid)")
     student = run_queries(
         searcher, data.queries, k=negatives_depth, remove_identical_ids=False, mode="sparse", desc="student (sparse)"

@@ -4,6 +4,7 @@ sparse encoder with the real splade-tiny and a real BM25 side."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -76,7 +77,7 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
         "--out",
         str(model),
         "--queries",
-        "40",
+        "500",
         "--steps",
         "3",
         "--batch-size",
@@ -87,10 +88,13 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
         "6",
     )
     assert adapted.returncode == 0, adapted.stderr
-    assert "40 pseudo-queries (the teacher ranks their own document first for" in adapted.stdout
+    # 120 documents give at most 120 pseudo-queries, and the user is told so rather than silently getting fewer.
+    made = re.search(r"warning: 500 pseudo-queries asked, (\d+) made: at most one per document", adapted.stdout)
+    assert made is not None and 40 < int(made.group(1)) <= 120, adapted.stdout
+    assert f"{made.group(1)} pseudo-queries (the teacher ranks their own document first for" in adapted.stdout
     summary = json.loads((model / "training.json").read_text())
     config = summary["config"]
-    assert 0 < summary["training_queries"] <= 40
+    assert 0 < summary["training_queries"] <= int(made.group(1))
     assert (config["distillation"], config["ranking_weight"], config["base"]) == ("kl", 0.0, "splade-tiny")
     assert config["teacher_scale"] > 0
     log = [json.loads(line) for line in (model / "training_log.jsonl").read_text().splitlines()]
