@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
@@ -70,23 +71,22 @@ async def run_load(
 async def health_round_trips(url: str, requests: int = 300) -> dict[str, float]:
     """p50 ms of GET /health, one request at a time, from aiohttp and from httpx: each client's own cost plus the
     least a server round trip costs."""
-    p50 = {}
-    async with aiohttp.ClientSession(url) as session:
+
+    async def p50_ms(get: Callable[[], Awaitable[object]]) -> float:
         times = []
         for _ in range(requests):
             started = time.perf_counter()
+            await get()
+            times.append(time.perf_counter() - started)
+        return float(np.median(times) * 1000)
+
+    async with aiohttp.ClientSession(url) as session, httpx.AsyncClient(base_url=url) as client:
+
+        async def with_aiohttp() -> bytes:
             async with session.get("/health") as response:
-                await response.read()
-            times.append(time.perf_counter() - started)
-        p50["aiohttp"] = float(np.median(times) * 1000)
-    async with httpx.AsyncClient(base_url=url) as client:
-        times = []
-        for _ in range(requests):
-            started = time.perf_counter()
-            await client.get("/health")
-            times.append(time.perf_counter() - started)
-        p50["httpx"] = float(np.median(times) * 1000)
-    return p50
+                return await response.read()
+
+        return {"aiohttp": await p50_ms(with_aiohttp), "httpx": await p50_ms(lambda: client.get("/health"))}
 
 
 BASELINE_ENV = {"LSR_MAX_BATCH": "1", "LSR_BATCH_WINDOW_MS": "0", "LSR_WORKERS": "4"}
