@@ -2,6 +2,7 @@
 sentence-transformers' SparseEncoder, all measured in the same run, with the machine's matmul peak.
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/encode.py --docs 1000 --threads 1 2
+    python bench/encode.py --docs 200 --queries 200 --uhd models/uhd-mlm-k8-kl  # a UHD model instead
 
 Every system encodes the same first --docs scifact documents cut at 256 tokens. GFLOP/s counts the useful
 work only (real tokens, no padding), the same count for every system, so it compares like with like:
@@ -33,6 +34,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer  # noqa
 from lsr.datasets import read_corpus, read_queries  # noqa: E402
 from lsr.retrieval.encoders import (  # noqa: E402
     SpladeEncoder,
+    load_sparse_encoder,
     resolve_model,
     splade,  # noqa: E402
 )
@@ -103,10 +105,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--queries", type=int, default=300, help="test queries timed one by one (0: skip)")
     parser.add_argument("--tile-sweep", type=int, default=100, help="documents to time tile sizes on, 1 thread (0: skip)")
+    parser.add_argument("--uhd", help="a UHD model folder (lsr train --arch uhd): time it instead of splade-tiny")
     args = parser.parse_args()
 
     path = resolve_model("splade-tiny").path
     texts = [doc.contents for doc in read_corpus(args.dataset).documents[: args.docs]]
+    if args.uhd:
+        compare_uhd(args.uhd, texts, list(read_queries(args.dataset, "test").values())[: args.queries])
+        return
     flops = useful_flops(path, texts)
     systems: dict[str, Callable[[list[str]], sp.csr_matrix]] = {
         "full logits (previous lsr)": full_logits_encoder(path),
@@ -177,6 +183,38 @@ def main() -> None:
                 encode([query])
                 seconds.append(time.perf_counter() - started)
             print(f"| {name} | {np.percentile(np.asarray(seconds) * 1000, 50):.2f} |")
+
+
+def compare_uhd(folder: str, texts: list[str], queries: list[str]) -> None:
+    """UHD's CPU encoder (only the screen's columns decoded) against the model's own forward pass on padded batches
+    of 16 (every latent dimension computed, lsr's UHD encoder before the screen), one thread, the same texts."""
+    torch.set_num_threads(1)
+    encoder = load_sparse_encoder(folder, doc_max_length=MAX_LENGTH)
+    systems = {
+        "full forward pass, batches of 16": lambda batch, length: encoder._encode_batches(batch, length),
+        "screened": lambda batch, length: encoder._encode(batch, length),
+    }
+    print(f"\nUHD {folder}, 1 thread: {len(texts)} documents ({MAX_LENGTH}-token cut) and {len(queries)} lone queries")
+    print("| encoder | docs/s | × full forward | query p50 ms | max abs Δ | active dimensions |")
+    print("|---|---|---|---|---|---|")
+    rates, vectors, query_p50 = {}, {}, {}
+    for name, encode in systems.items():
+        encode(texts[:8], MAX_LENGTH)  # warm-up
+        started = time.perf_counter()
+        vectors[name] = encode(texts, MAX_LENGTH)
+        rates[name] = len(texts) / (time.perf_counter() - started)
+        seconds = []
+        for query in queries:
+            started = time.perf_counter()
+            encode([query], encoder.spec.query_max_length)
+            seconds.append(time.perf_counter() - started)
+        query_p50[name] = np.percentile(np.asarray(seconds) * 1000, 50)
+    baseline = "full forward pass, batches of 16"
+    for name, rate in rates.items():
+        delta = abs(vectors[name] - vectors[baseline]).max()
+        print(
+            f"| {name} | {rate:.1f} | {rate / rates[baseline]:.2f} | {query_p50[name]:.2f} | {delta:.1e} | {vectors[name].nnz} |"
+        )
 
 
 if __name__ == "__main__":

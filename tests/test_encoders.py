@@ -195,7 +195,8 @@ def test_index_defaults_to_bf16_in_the_manifest_and_queries_follow_it(tmp_path, 
 def test_the_traced_transformer_is_kept_only_where_it_computes_what_the_model_does():
     from types import SimpleNamespace
 
-    from lsr.retrieval.encoders.splade import _unpadded_body
+    from lsr.retrieval.encoders.splade import _Unpadded
+    from lsr.retrieval.encoders.tracing import traced_body
 
     class LengthDependent(torch.nn.Module):  # a Python branch on the length: a trace records one side of it
         def forward(self, input_ids, attention_mask):
@@ -208,12 +209,12 @@ def test_the_traced_transformer_is_kept_only_where_it_computes_what_the_model_do
                 raise RuntimeError("not traceable")
             return SimpleNamespace(logits=(input_ids * attention_mask).float().unsqueeze(-1))
 
-    assert not isinstance(_unpadded_body(LengthDependent()), torch.jit.ScriptModule)
+    assert not isinstance(traced_body(_Unpadded(LengthDependent())), torch.jit.ScriptModule)
     plain = Plain()
     plain.refuse_tracing = False
-    assert isinstance(_unpadded_body(plain), torch.jit.ScriptModule)
+    assert isinstance(traced_body(_Unpadded(plain)), torch.jit.ScriptModule)
     plain.refuse_tracing = True
-    assert not isinstance(_unpadded_body(plain), torch.jit.ScriptModule)  # tracing failed: the eager model runs
+    assert not isinstance(traced_body(_Unpadded(plain)), torch.jit.ScriptModule)  # tracing failed: the eager model runs
     splade = SpladeEncoder()
     assert isinstance(splade._body, torch.jit.ScriptModule)  # splade-tiny traces, and the bit-exact tests use it
     import pickle

@@ -418,3 +418,44 @@ def test_resume_without_an_interrupted_run_is_one_line_error(tmp_path):
 def test_head_learning_rate_is_for_uhd_only():
     with pytest.raises(LsrError, match="head learning rate needs a UHD architecture"):
         TrainingConfig(head_learning_rate=1e-3)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        UhdSettings(dim=30522, k=8, layers=(-1, -2), binarized=True, head="mlm"),
+        UhdSettings(dim=30522, k=8, head="mlm"),
+        UhdSettings(dim=2048, k=16, layers=(-1, 1)),
+    ],
+    ids=["mlm-binarized-2-buckets", "mlm", "random-2-buckets"],
+)
+def test_uhd_encoder_on_cpu_equals_the_models_full_forward_pass(tmp_path, settings):
+    """The CPU encoder decodes only the screen's columns (uhd._ScreenedUhd); its vectors are the full forward pass's:
+    the same active dimensions, the same weights to float rounding. Real nfcorpus documents, padded batch."""
+    from conftest import shared_dataset
+    from transformers import AutoTokenizer
+
+    from lsr.datasets import read_corpus
+    from lsr.retrieval.encoders.arch import write_architecture
+    from lsr.retrieval.encoders.registry import resolve_model
+    from lsr.retrieval.encoders.uhd import UhdModel
+
+    base = resolve_model("splade-tiny").path
+    model = UhdModel.from_backbone(base, settings).eval()
+    with torch.no_grad():  # a trained head, not the one it starts from: the screen must hold for any weights
+        for projection in model.head.projections:
+            for parameter in projection.parameters():
+                if parameter.dim() == 2:
+                    parameter.add_(torch.randn_like(parameter) * parameter.std() * 0.05)
+    model.save(tmp_path)
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path)
+    write_architecture(tmp_path, Architecture(arch="uhd", uhd=settings))
+    encoder = load_sparse_encoder(str(tmp_path), doc_max_length=128)
+    texts = [document.contents for document in read_corpus(shared_dataset("nfcorpus")).documents[:12]]
+    tokens = encoder.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**tokens).numpy()
+    vectors = encoder.encode_documents(texts).toarray()
+    assert np.array_equal(vectors != 0, expected != 0)
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
+    assert (expected != 0).sum(axis=1).min() > settings.k  # not an empty comparison

@@ -16,10 +16,8 @@ one thread each, would not synchronize per tile (not done).
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,9 +29,11 @@ from transformers.utils import logging as transformers_logging
 from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
+from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import resolve_model
 from lsr.retrieval.encoders.screen import DecoderScreen
+from lsr.retrieval.encoders.tracing import traced_body
 
 DEFAULT_QUERY_MAX_LENGTH = defaults.QUERY_MAX_LENGTH
 DEFAULT_DOC_MAX_LENGTH = defaults.DOC_MAX_LENGTH
@@ -133,29 +133,6 @@ class _Unpadded(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
 
 
-def _unpadded_body(model: nn.Module) -> nn.Module:
-    """``_Unpadded(model)`` traced and frozen by TorchScript, where that gives the same numbers: a lone query's
-    transformer took 0.83–0.92 ms traced against 1.56–2.11 ms eager (200 scifact test queries, one thread; the eager
-    time is mostly Python dispatch of ~100 small ops), bit-identical on every one. A trace records one run's control
-    flow, so it is checked against the eager model on two texts of different lengths, and the eager model is kept
-    if they differ or if tracing fails (models whose code does not trace)."""
-    eager = _Unpadded(model).eval()
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # freezing reads every attribute, one of which logs a config remark
-    probes = [torch.tensor([[101, 7592, 102]]), torch.tensor([[101, *range(2000, 2017), 102]])]
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's warnings about Python values it records as constants
-            traced = torch.jit.freeze(torch.jit.trace(eager, probes[0], check_trace=False))
-            if all(torch.equal(traced(probe), eager(probe)) for probe in reversed(probes)):
-                return traced
-    except Exception:  # noqa: BLE001 — any failure to trace only means the eager model runs
-        pass
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-    return eager
-
-
 class SpladeEncoder:
     def __init__(
         self,
@@ -191,7 +168,8 @@ class SpladeEncoder:
         self._screen = DecoderScreen(self._weight, self._bias) if self._device.type == "cpu" else None
 
     def _unpadded_body(self) -> nn.Module:
-        return _unpadded_body(self._model) if self._device.type == "cpu" else _Unpadded(self._model)
+        eager = _Unpadded(self._model).eval()
+        return traced_body(eager) if self._device.type == "cpu" else eager
 
     def __getstate__(self) -> dict:
         """Pickled (Ray ships encoders to its actors) without the traced transformer, which does not pickle."""
@@ -243,7 +221,7 @@ class SpladeEncoder:
     def _encode_one_by_one(self, ids: list[list[int]]) -> sp.csr_matrix:
         rows = (self._weights(self._features(row).unsqueeze(0), None, TILE_ELEMENTS) for row in ids)
         with torch.inference_mode():  # each row made sparse as it comes
-            return _stack_sparse(rows, self.dim)
+            return stack_sparse(rows, self.dim)
 
     def _encode_batches(self, ids: list[list[int]], batch_tokens: int, tile_elements: int) -> sp.csr_matrix:
         """Length-sorted, padded batches of at most ``batch_tokens`` tokens (or one longer text), decoded in vocabulary
@@ -251,7 +229,7 @@ class SpladeEncoder:
         the texts' order."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         with torch.inference_mode():  # each batch made sparse as it comes, as in _encode_one_by_one
-            stacked = _stack_sparse(self._batch_weights([ids[text] for text in order], batch_tokens, tile_elements), self.dim)
+            stacked = stack_sparse(self._batch_weights([ids[text] for text in order], batch_tokens, tile_elements), self.dim)
         return stacked if order == sorted(order) else stacked[np.argsort(order)]
 
     def _batch_weights(self, ids: list[list[int]], batch_tokens: int, tile_elements: int) -> Iterator[ColumnBlock]:
@@ -324,27 +302,3 @@ class SpladeEncoder:
                 logits.masked_fill_(padding, 0.0)
             torch.amax(logits, 1, out=pooled[:, columns])
         return pooled
-
-
-class ColumnBlock(NamedTuple):
-    """Weights of some texts in some columns: ``weights`` (texts, len(columns)), ``columns`` sorted vocabulary
-    ids (None: every column, in order)."""
-
-    columns: torch.Tensor | None
-    weights: torch.Tensor
-
-
-def _stack_sparse(blocks: Iterable[ColumnBlock], dim: int) -> sp.csr_matrix:
-    """Weight blocks → one CSR matrix, built from their non-zeros directly (scipy's dense → CSR conversion and
-    vstack cost 0.1–0.5 ms a call, a quarter of a lone query's encoding); a block is dropped once read, so from a
-    generator at most two blocks are alive at a time."""
-    counts, columns, values = [np.zeros(1, dtype=np.int64)], [], []
-    for block in blocks:
-        rows, block_columns = block.weights.nonzero(as_tuple=True)  # row-major, as CSR stores them
-        counts.append(torch.bincount(rows, minlength=block.weights.shape[0]).cpu().numpy())
-        values.append(block.weights[rows, block_columns].cpu().numpy())
-        columns.append((block_columns if block.columns is None else block.columns[block_columns]).cpu().numpy())
-    if not columns:
-        return sp.csr_matrix((0, dim), dtype=np.float32)
-    indptr = np.cumsum(np.concatenate(counts))
-    return sp.csr_matrix((np.concatenate(values), np.concatenate(columns), indptr), shape=(len(indptr) - 1, dim))

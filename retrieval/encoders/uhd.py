@@ -25,7 +25,11 @@ from transformers.utils import logging as transformers_logging
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.arch import UhdSettings
 from lsr.retrieval.encoders.base import EncoderSpec
+from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
+from lsr.retrieval.encoders.screen import DecoderScreen
+from lsr.retrieval.encoders.splade import TILE_ELEMENTS
+from lsr.retrieval.encoders.tracing import traced_body
 
 HEADS_FILE = "uhd_heads.safetensors"
 
@@ -158,6 +162,7 @@ class UhdEncoder:
         self._device = resolve_device(device)
         self._model = UhdModel.load(path, settings).to(self._device).eval()
         self.dim = self._model.head.dim
+        self._screened = _ScreenedUhd(self._model) if self._device.type == "cpu" else None
 
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self._encode(texts, self.spec.query_max_length)
@@ -170,6 +175,16 @@ class UhdEncoder:
 
     def _encode(self, texts: Sequence[str], max_length: int) -> sp.csr_matrix:
         texts = list(texts)
+        if not texts:  # the tokenizer refuses an empty list
+            return sp.csr_matrix((0, self.dim), dtype=np.float32)
+        if self._screened is None:
+            return self._encode_batches(texts, max_length)
+        ids = self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        with torch.inference_mode():
+            return stack_sparse((self._screened.weights(row) for row in ids), self.dim)
+
+    def _encode_batches(self, texts: list[str], max_length: int) -> sp.csr_matrix:
+        """The model's own forward pass on padded batches: every latent dimension of every token computed."""
         blocks = [sp.csr_matrix((0, self.dim), dtype=np.float32)]
         for start in range(0, len(texts), self.batch_size):
             tokens = self.tokenizer(
@@ -178,3 +193,76 @@ class UhdEncoder:
             with torch.inference_mode():
                 blocks.append(sp.csr_matrix(self._model(**tokens.to(self._device)).cpu().numpy()))
         return sp.vstack(blocks, format="csr").astype(np.float32)
+
+
+class _BucketFeatures(nn.Module):
+    """(1, tokens) ids of one unpadded text → (buckets, tokens, hidden): each bucket's decoder input."""
+
+    def __init__(self, backbone: nn.Module, layers: Sequence[int], transforms: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.layers = list(layers)
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones_like(input_ids)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        return torch.stack([transform(hidden[layer])[0] for layer, transform in zip(self.layers, self.transforms, strict=True)])
+
+
+class _ScreenedUhd:
+    """UHD weights of one text without computing every latent dimension (CPU).
+
+    A token's winners that count are its k largest latent values that are > 0 (ReLU zeroes the rest), and every
+    latent value > 0 is in a column the SPLADE screen keeps (encoders/screen.py: a column it drops is ≤ 0 on every
+    token, provably). So each bucket's decoder runs on those columns only (~2% of 30,522 for an MLM head) and the k
+    winners are chosen among them: the same winners and weights as the full forward pass, up to the last bits of
+    the logits (the matmul is narrower) and so to which of two tied winners is kept. nfcorpus documents:
+    bench/encode.py --uhd measures the speed-up.
+    """
+
+    def __init__(self, model: UhdModel) -> None:
+        settings = model.head.settings
+        self.settings = settings
+        transforms, self.decoders = [], []
+        for projection in model.head.projections:
+            transform, decoder = _split_projection(projection, settings.dim)
+            transforms.append(transform)
+            weight, bias = decoder.weight.detach(), decoder.bias.detach() if decoder.bias is not None else None
+            self.decoders.append((DecoderScreen(weight, bias), weight, bias))
+        self.body = traced_body(_BucketFeatures(model.backbone, settings.layers, transforms).eval())
+
+    def weights(self, ids: list[int]) -> ColumnBlock:
+        features = self.body(torch.tensor([ids]))
+        columns, weights = [], []
+        for bucket, (screen, weight, bias) in enumerate(self.decoders):
+            kept = screen.columns(features[bucket : bucket + 1], None, TILE_ELEMENTS)
+            logits = nn.functional.linear(features[bucket], weight[kept], bias[kept] if bias is not None else None)
+            winners, positions = logits.topk(min(self.settings.k, len(kept)), dim=-1)
+            pooled = logits.new_zeros(len(kept)).scatter_reduce(0, positions.flatten(), torch.relu(winners).flatten(), "amax")
+            if self.settings.head == "mlm":
+                pooled = torch.log1p(pooled)  # as UhdHead.forward
+            if self.settings.binarized:
+                pooled = (pooled > 0).to(pooled.dtype)
+            columns.append(kept + bucket * self.settings.dim)
+            weights.append(pooled)
+        return ColumnBlock(torch.cat(columns), torch.cat(weights).unsqueeze(0))
+
+
+def _split_projection(projection: nn.Module, dim: int) -> tuple[nn.Module, nn.Linear]:
+    """A bucket's projection as (what runs before its last linear layer, that layer): for an MLM head, the
+    transform and the decoder; for a random head, the identity and itself."""
+    if isinstance(projection, nn.Linear):
+        return nn.Identity(), projection
+    transform = copy.deepcopy(projection)
+    decoders = [
+        (parent, name, child)
+        for parent in transform.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, nn.Linear) and child.out_features == dim
+    ]
+    if len(decoders) != 1:
+        raise EncoderError(f"a UHD head needs exactly one linear layer into its {dim} dimensions, found {len(decoders)}")
+    parent, name, decoder = decoders[0]
+    setattr(parent, name, nn.Identity())
+    return transform, decoder
