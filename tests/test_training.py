@@ -429,9 +429,10 @@ def test_head_learning_rate_is_for_uhd_only():
     ],
     ids=["mlm-binarized-2-buckets", "mlm", "random-2-buckets"],
 )
-def test_uhd_encoder_on_cpu_equals_the_models_full_forward_pass(tmp_path, settings):
-    """The CPU encoder decodes only the screen's columns (uhd._ScreenedUhd); its vectors are the full forward pass's:
-    the same active dimensions, the same weights to float rounding. Real nfcorpus documents, padded batch."""
+def test_uhd_screened_encoder_and_training_equal_the_models_full_forward_pass(tmp_path, settings):
+    """The CPU encoder and training decode only the screen's columns (uhd._ScreenedUhd); the vectors are the full
+    forward pass's (the same active dimensions, the same weights to float rounding), and so are training's
+    gradients. Real nfcorpus documents, padded batch."""
     from conftest import shared_dataset
     from transformers import AutoTokenizer
 
@@ -459,3 +460,16 @@ def test_uhd_encoder_on_cpu_equals_the_models_full_forward_pass(tmp_path, settin
     assert np.array_equal(vectors != 0, expected != 0)
     np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
     assert (expected != 0).sum(axis=1).min() > settings.k  # not an empty comparison
+
+    # Training's screened forward pass (UhdHead(screened=True)): the same values and the same gradients.
+    weights = torch.rand(expected.shape, generator=torch.Generator().manual_seed(0))
+    gradients = []
+    for screened in (False, True):
+        model.zero_grad()
+        vectors = model(**tokens, screened=screened)
+        (vectors * weights).sum().backward()
+        gradients.append([parameter.grad.clone() for parameter in model.parameters() if parameter.grad is not None])
+        np.testing.assert_allclose(vectors.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert len(gradients[0]) == len(gradients[1]) > 10
+    for full, screened in zip(*gradients, strict=True):
+        torch.testing.assert_close(screened, full, rtol=1e-4, atol=1e-5)  # sums over tokens in another order

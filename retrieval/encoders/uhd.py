@@ -70,25 +70,54 @@ class UhdHead(nn.Module):
     def dim(self) -> int:
         return self.settings.dim * len(self.settings.layers)
 
-    def forward(self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
-        """hidden_states: every layer's (batch, tokens, hidden) → (batch, buckets · dim), non-negative."""
+    def forward(
+        self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor, screened: bool = False
+    ) -> torch.Tensor:
+        """hidden_states: every layer's (batch, tokens, hidden) → (batch, buckets · dim), non-negative.
+
+        ``screened`` (CPU: the int8 screen runs on torch._int_mm): each bucket's last linear layer computes only the
+        columns DecoderScreen keeps, the union over the batch; equal values and gradients (see _ScreenedUhd), and
+        the (batch, tokens, dim) latent values, saved for the backward pass, are never all materialized."""
         padding = attention_mask.unsqueeze(-1) == 0
         buckets = []
         for layer, projection in zip(self.settings.layers, self.projections, strict=True):
-            latent = projection(hidden_states[layer])
-            winners, positions = latent.topk(self.settings.k, dim=-1)
-            # ReLU keeps the weights non-negative, as the index's unsigned impacts require.
-            sparse = torch.zeros_like(latent).scatter(-1, positions, torch.relu(winners))
-            pooled = sparse.masked_fill(padding, 0.0).amax(dim=1)
-            if self.settings.head == "mlm":
-                # SPLADE's saturation: raw MLM logits put scores in the hundreds, and training from them blew the
-                # ranking loss up to 11 within 30 steps and collapsed documents from 133 to 31 terms in 200 (nfcorpus).
-                pooled = torch.log1p(pooled)
-            if self.settings.binarized:
-                # Straight-through: the forward pass sees 0/1, the backward pass the identity.
-                pooled = pooled + ((pooled > 0).to(pooled.dtype) - pooled).detach()
-            buckets.append(pooled)
+            if screened:
+                pooled = self._screened_pool(projection, hidden_states[layer], padding)
+            else:
+                pooled = winners_pool(projection(hidden_states[layer]), padding, self.settings.k)
+            buckets.append(self.activate(pooled))
         return torch.cat(buckets, dim=-1)
+
+    def _screened_pool(self, projection: nn.Module, hidden: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        features, decoder = _decoder_input(projection, hidden, self.settings.dim)
+        bias = decoder.bias.detach() if decoder.bias is not None else None
+        with torch.no_grad():  # the decoder changes every training step, so it is quantized again each call (~ms)
+            kept = DecoderScreen(decoder.weight.detach(), bias).columns(features.detach(), padding, TILE_ELEMENTS)
+        latent = nn.functional.linear(features, decoder.weight[kept], decoder.bias[kept] if bias is not None else None)
+        pooled = winners_pool(latent, padding, self.settings.k)
+        return pooled.new_zeros(pooled.shape[0], self.settings.dim).index_copy(1, kept, pooled)
+
+    def activate(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Max-pooled winners → the bucket's weights."""
+        if self.settings.head == "mlm":
+            # SPLADE's saturation: raw MLM logits put scores in the hundreds, and training from them blew the
+            # ranking loss up to 11 within 30 steps and collapsed documents from 133 to 31 terms in 200 (nfcorpus).
+            pooled = torch.log1p(pooled)
+        if self.settings.binarized:
+            # Straight-through: the forward pass sees 0/1, the backward pass the identity.
+            pooled = pooled + ((pooled > 0).to(pooled.dtype) - pooled).detach()
+        return pooled
+
+
+def winners_pool(latent: torch.Tensor, padding: torch.Tensor | None, k: int) -> torch.Tensor:
+    """(texts, tokens, columns) latent values → (texts, columns): per token its k largest (winner-take-all), ReLU,
+    then the max over the texts' real tokens (``padding`` (texts, tokens, 1) True on padded ones; None: none)."""
+    winners, positions = latent.topk(min(k, latent.shape[-1]), dim=-1)
+    # ReLU keeps the weights non-negative, as the index's unsigned impacts require.
+    sparse = torch.zeros_like(latent).scatter(-1, positions, torch.relu(winners))
+    if padding is not None:
+        sparse = sparse.masked_fill(padding, 0.0)
+    return sparse.amax(dim=1)
 
 
 class UhdModel(nn.Module):
@@ -99,9 +128,9 @@ class UhdModel(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **tokens) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, screened: bool = False, **tokens) -> torch.Tensor:
         outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **tokens)
-        return self.head(outputs.hidden_states, attention_mask)
+        return self.head(outputs.hidden_states, attention_mask, screened)
 
     @classmethod
     def from_backbone(cls, path: Path, settings: UhdSettings) -> UhdModel:
@@ -217,52 +246,66 @@ class _ScreenedUhd:
     latent value > 0 is in a column the SPLADE screen keeps (encoders/screen.py: a column it drops is ≤ 0 on every
     token, provably). So each bucket's decoder runs on those columns only (~2% of 30,522 for an MLM head) and the k
     winners are chosen among them: the same winners and weights as the full forward pass, up to the last bits of
-    the logits (the matmul is narrower) and so to which of two tied winners is kept. nfcorpus documents:
-    bench/encode.py --uhd measures the speed-up.
+    the logits (the matmul is narrower) and so to which of two tied winners is kept. Gradients too (training's
+    UhdHead(screened=True)): a winner ≤ 0 gets none through ReLU either way. bench/encode.py --uhd measures it.
     """
 
     def __init__(self, model: UhdModel) -> None:
-        settings = model.head.settings
-        self.settings = settings
+        self.head = model.head
         transforms, self.decoders = [], []
         for projection in model.head.projections:
-            transform, decoder = _split_projection(projection, settings.dim)
+            transform, decoder = _split_projection(projection, model.head.settings.dim)
             transforms.append(transform)
             weight, bias = decoder.weight.detach(), decoder.bias.detach() if decoder.bias is not None else None
             self.decoders.append((DecoderScreen(weight, bias), weight, bias))
-        self.body = traced_body(_BucketFeatures(model.backbone, settings.layers, transforms).eval())
+        self.body = traced_body(_BucketFeatures(model.backbone, model.head.settings.layers, transforms))
 
     def weights(self, ids: list[int]) -> ColumnBlock:
         features = self.body(torch.tensor([ids]))
-        columns, weights = [], []
+        dim, columns, weights = self.head.settings.dim, [], []
         for bucket, (screen, weight, bias) in enumerate(self.decoders):
             kept = screen.columns(features[bucket : bucket + 1], None, TILE_ELEMENTS)
-            logits = nn.functional.linear(features[bucket], weight[kept], bias[kept] if bias is not None else None)
-            winners, positions = logits.topk(min(self.settings.k, len(kept)), dim=-1)
-            pooled = logits.new_zeros(len(kept)).scatter_reduce(0, positions.flatten(), torch.relu(winners).flatten(), "amax")
-            if self.settings.head == "mlm":
-                pooled = torch.log1p(pooled)  # as UhdHead.forward
-            if self.settings.binarized:
-                pooled = (pooled > 0).to(pooled.dtype)
-            columns.append(kept + bucket * self.settings.dim)
-            weights.append(pooled)
-        return ColumnBlock(torch.cat(columns), torch.cat(weights).unsqueeze(0))
+            latent = nn.functional.linear(features[bucket : bucket + 1], weight[kept], bias[kept] if bias is not None else None)
+            columns.append(kept + bucket * dim)
+            weights.append(self.head.activate(winners_pool(latent, None, self.head.settings.k)))
+        return ColumnBlock(torch.cat(columns), torch.cat(weights, dim=1))
 
 
-def _split_projection(projection: nn.Module, dim: int) -> tuple[nn.Module, nn.Linear]:
-    """A bucket's projection as (what runs before its last linear layer, that layer): for an MLM head, the
-    transform and the decoder; for a random head, the identity and itself."""
+def _decoder_slot(projection: nn.Module, dim: int) -> tuple[nn.Module, str, nn.Linear] | None:
+    """A bucket's last linear layer (into its ``dim`` dimensions) with the module and attribute holding it: an MLM
+    head's decoder. None for a random head, which is that layer alone."""
     if isinstance(projection, nn.Linear):
-        return nn.Identity(), projection
-    transform = copy.deepcopy(projection)
-    decoders = [
+        return None
+    slots = [
         (parent, name, child)
-        for parent in transform.modules()
+        for parent in projection.modules()
         for name, child in parent.named_children()
         if isinstance(child, nn.Linear) and child.out_features == dim
     ]
-    if len(decoders) != 1:
-        raise EncoderError(f"a UHD head needs exactly one linear layer into its {dim} dimensions, found {len(decoders)}")
-    parent, name, decoder = decoders[0]
+    if len(slots) != 1:
+        raise EncoderError(f"a UHD head needs exactly one linear layer into its {dim} dimensions, found {len(slots)}")
+    return slots[0]
+
+
+def _decoder_input(projection: nn.Module, hidden: torch.Tensor, dim: int) -> tuple[torch.Tensor, nn.Linear]:
+    """(what ``projection``'s last linear layer gets from ``hidden``, that layer); differentiable."""
+    slot = _decoder_slot(projection, dim)
+    if slot is None:
+        return hidden, projection
+    parent, name, decoder = slot
+    setattr(parent, name, nn.Identity())
+    try:
+        return projection(hidden), decoder
+    finally:
+        setattr(parent, name, decoder)
+
+
+def _split_projection(projection: nn.Module, dim: int) -> tuple[nn.Module, nn.Linear]:
+    """A copy of ``projection`` without its last linear layer (an MLM head's transform; a random head's identity),
+    and that layer."""
+    if _decoder_slot(projection, dim) is None:
+        return nn.Identity(), projection
+    transform = copy.deepcopy(projection)
+    parent, name, decoder = _decoder_slot(transform, dim)
     setattr(parent, name, nn.Identity())
     return transform, decoder

@@ -130,9 +130,10 @@ class Student:
         tokens = tokens.to(self.device)
         # On a GPU the forward pass runs in bf16 (tensor cores) with fp32 weights, gradients and pooled vectors.
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            # The int8 screen runs on the CPU (torch._int_mm); equal loss and gradients.
             if self.config.architecture.uhd:
-                return self.model(**tokens).float()
-            if self.device.type == "cpu":  # the int8 screen runs on the CPU (torch._int_mm); equal loss and gradients
+                return self.model(**tokens, screened=self.device.type == "cpu").float()
+            if self.device.type == "cpu":
                 with decoder_removed(self.model) as decoder:
                     features = self.model(**tokens).logits
                 return screened_splade_pool(features, tokens["attention_mask"], decoder)
