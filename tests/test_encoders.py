@@ -35,6 +35,13 @@ def test_unknown_encoder_names_are_refused_clearly():
         load_sparse_encoder("all-minilm-l6-v2")
 
 
+def test_a_model_folder_without_its_tokenizer_is_refused_clearly(tmp_path, masked_lm):
+    """transformers would load an empty vocabulary there (every word [UNK]): every text would encode alike."""
+    masked_lm.save_pretrained(tmp_path)
+    with pytest.raises(EncoderError, match="no usable tokenizer"):
+        load_sparse_encoder(str(tmp_path))
+
+
 def test_max_lengths_are_validated():
     with pytest.raises(EncoderError, match="document max length must be between 1 and 512"):
         SpladeEncoder(doc_max_length=4096)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+
 from lsr.errors import EncoderError
 
 
@@ -119,3 +121,17 @@ def resolve_model(name: str) -> ResolvedModel:
         known = ", ".join(PACKAGED_MODELS)
         raise EncoderError(f"unknown encoder {name!r}: not a packaged model ({known}) nor a model folder")
     return ResolvedModel(name=name, path=path, content_hash=_content_hash(path))
+
+
+def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with the model at ``path``. A folder without tokenizer files still loads one in
+    transformers (an empty BERT vocabulary: every word [UNK], so every text encodes alike, silently), so one with
+    fewer than half the model's vocabulary is refused."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    vocabulary = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
+    if vocabulary and len(tokenizer) < vocabulary // 2:
+        raise EncoderError(
+            f"{path} has no usable tokenizer ({len(tokenizer)} tokens for a {vocabulary}-token model): "
+            "copy the base model's tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt) into it"
+        )
+    return tokenizer

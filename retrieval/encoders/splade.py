@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForMaskedLM
 from transformers.utils import logging as transformers_logging
 
 from lsr import defaults
@@ -31,7 +31,7 @@ from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
 from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import resolve_model
+from lsr.retrieval.encoders.registry import load_tokenizer, resolve_model
 from lsr.retrieval.encoders.screen import DecoderScreen
 from lsr.retrieval.encoders.tracing import traced_body
 
@@ -154,7 +154,7 @@ class SpladeEncoder:
         if precision not in DTYPES:
             raise EncoderError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         self.spec = EncoderSpec("splade", model, resolved.content_hash, query_max_length, doc_max_length, precision=precision)
-        self._tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        self._tokenizer = load_tokenizer(resolved.path)
         transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         dtype = DTYPES[precision]
         # bf16 runs every matmul on the CPU's AVX-512 BF16 (or AMX) units with fp32 accumulation.

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 from transformers.utils import logging as transformers_logging
 
 from lsr.errors import EncoderError
@@ -27,6 +27,7 @@ from lsr.retrieval.encoders.arch import UhdSettings
 from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
+from lsr.retrieval.encoders.registry import load_tokenizer
 from lsr.retrieval.encoders.screen import DecoderScreen
 from lsr.retrieval.encoders.splade import TILE_ELEMENTS
 from lsr.retrieval.encoders.tracing import traced_body
@@ -187,7 +188,7 @@ class UhdEncoder:
         self.spec = EncoderSpec("uhd", name, content_hash, query_max_length, doc_max_length, arch=arch_params)
         self.batch_size = batch_size
         self.settings = settings
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(path)
         self._device = resolve_device(device)
         self._model = UhdModel.load(path, settings).to(self._device).eval()
         self.dim = self._model.head.dim

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForMaskedLM, get_linear_schedule_with_warmup
 from transformers.utils import logging as transformers_logging
 
 from lsr import defaults
@@ -29,7 +29,7 @@ from lsr.errors import EncoderError, LsrError
 from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architecture
 from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import resolve_model
+from lsr.retrieval.encoders.registry import load_tokenizer, resolve_model
 from lsr.retrieval.encoders.splade import decoder_removed, is_masked_lm, screened_splade_pool, splade_pool
 from lsr.retrieval.encoders.uhd import UhdModel
 from lsr.retrieval.training import losses
@@ -110,7 +110,7 @@ class Student:
         self.device = device
         transformers_logging.disable_progress_bar()
         self.config = config
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(path)
         architecture = config.architecture
         if architecture.uhd:
             self.model = UhdModel.from_backbone(path, architecture.uhd)
@@ -303,9 +303,7 @@ def train(
     torch.manual_seed(config.seed)
     idf = None
     if config.architecture.idf:
-        idf = compute_idf(
-            AutoTokenizer.from_pretrained(resolve_model(config.base).path), list(data.documents.values()), config.doc_max_length
-        )
+        idf = compute_idf(load_tokenizer(resolve_model(config.base).path), list(data.documents.values()), config.doc_max_length)
     student = Student(config, idf, on)
     optimizer = torch.optim.AdamW(_parameter_groups(student.model, config), lr=config.learning_rate)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, config.steps // 10), config.steps)
