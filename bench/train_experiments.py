@@ -635,6 +635,9 @@ def report(results: dict) -> str:
         "",
         "Reproduce: `HF_HUB_OFFLINE=1 nice -n 10 python bench/train_experiments.py` (writes this folder).",
         "",
+        "UHD started from the masked-LM head and distilled from the hybrid ranker, the UHD models that retrieve (k, "
+        "binarization and buckets against nDCG@10 and FLOPS): [uhd.md](uhd.md).",
+        "",
         f"Recipe (every trained model, unless its name says otherwise): {recipe['steps']} steps, batch {recipe['batch_size']} "
         "queries × (1 positive + 1 mined hard "
         f"negative) with in-batch negatives, lr {recipe['learning_rate']}, training lengths query {recipe['query_max_length']} / "
