@@ -190,10 +190,7 @@ def compare_uhd(folder: str, texts: list[str], queries: list[str]) -> None:
     of 16 (every latent dimension computed, lsr's UHD encoder before the screen), one thread, the same texts."""
     torch.set_num_threads(1)
     encoder = load_sparse_encoder(folder, doc_max_length=MAX_LENGTH)
-    systems = {
-        "full forward pass, batches of 16": lambda batch, length: encoder._encode_batches(batch, length),
-        "screened": lambda batch, length: encoder._encode(batch, length),
-    }
+    systems = {"full forward pass, batches of 16": encoder._encode_batches, "screened": encoder._encode}
     print(f"\nUHD {folder}, 1 thread: {len(texts)} documents ({MAX_LENGTH}-token cut) and {len(queries)} lone queries")
     print("| encoder | docs/s | × full forward | query p50 ms | max abs Δ | active dimensions |")
     print("|---|---|---|---|---|---|")

@@ -81,18 +81,27 @@ def screened_splade_pool(features: torch.Tensor, attention_mask: torch.Tensor, d
     """splade_pool of the logits ``decoder(features)`` without computing them all: only the columns the int8 screen
     (encoders/screen.py) keeps, whose max logit may be positive. Equal to the full computation, gradients included
     (training uses it): a dropped column's max logit is ≤ 0, where log1p∘ReLU is 0 with gradient 0."""
-    padding = attention_mask.unsqueeze(-1) == 0
+    columns, logits = screened_logits(features, attention_mask.unsqueeze(-1) == 0, decoder)
+    pooled = splade_pool(logits, attention_mask)
+    return pooled.new_zeros(features.shape[0], decoder.weight.shape[0]).index_copy(1, columns, pooled)
+
+
+def screened_logits(
+    features: torch.Tensor, padding: torch.Tensor | None, decoder: nn.Linear
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the columns the int8 screen keeps, ``decoder(features)`` in those columns only), differentiable in the
+    features and the decoder; ``padding`` (texts, tokens, 1) True on padded tokens (None: none)."""
     with torch.no_grad():  # the decoder changes every training step, so it is quantized again each call (~ms)
         screen = DecoderScreen(decoder.weight.detach(), decoder.bias.detach() if decoder.bias is not None else None)
         columns = screen.columns(features.detach(), padding, TILE_ELEMENTS)
     bias = decoder.bias[columns] if decoder.bias is not None else None
-    pooled = splade_pool(nn.functional.linear(features, decoder.weight[columns], bias), attention_mask)
-    return pooled.new_zeros(features.shape[0], decoder.weight.shape[0]).index_copy(1, columns, pooled)
+    return columns, nn.functional.linear(features, decoder.weight[columns], bias)
 
 
-def _decoder_slot(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
-    """The MLM decoder (the last layer of every BERT-family MLM head), with the module and attribute holding it."""
-    decoder = model.get_output_embeddings()
+def _decoder_slot(model: nn.Module, decoder: nn.Linear | None) -> tuple[nn.Module, str, nn.Linear]:
+    """``decoder`` (None: the model's output layer, the MLM decoder of every BERT-family MLM head), with the module
+    and attribute holding it."""
+    decoder = model.get_output_embeddings() if decoder is None else decoder
     if not isinstance(decoder, nn.Linear):
         raise EncoderError(f"the masked language model's output layer is a {type(decoder).__name__}, not a linear decoder")
     for parent in model.modules():
@@ -102,19 +111,20 @@ def _decoder_slot(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     raise EncoderError("the masked language model's output layer is not one of its modules")
 
 
-def _detach_decoder(model: nn.Module) -> nn.Linear:
-    """Replaces the MLM decoder by the identity, so the model returns the head's transformed hidden states, and
-    returns the decoder."""
-    parent, name, decoder = _decoder_slot(model)
+def detach_decoder(model: nn.Module, decoder: nn.Linear | None = None) -> nn.Linear:
+    """Replaces the MLM decoder (or ``decoder``, one of the model's layers) by the identity, so the model returns the
+    head's transformed hidden states, and returns the decoder."""
+    parent, name, decoder = _decoder_slot(model, decoder)
     setattr(parent, name, nn.Identity())
     return decoder
 
 
 @contextmanager
-def decoder_removed(model: nn.Module) -> Iterator[nn.Linear]:
-    """Inside, the model returns its MLM head's transformed hidden states; yields the decoder. Its parameters stay
-    the model's, so an optimizer built on the model still updates them and saving still writes them."""
-    parent, name, decoder = _decoder_slot(model)
+def decoder_removed(model: nn.Module, decoder: nn.Linear | None = None) -> Iterator[nn.Linear]:
+    """Inside, the model returns its MLM head's transformed hidden states (``decoder``: which layer is the decoder,
+    as in detach_decoder); yields the decoder. Its parameters stay the model's, so an optimizer built on the model
+    still updates them and saving still writes them."""
+    parent, name, decoder = _decoder_slot(model, decoder)
     setattr(parent, name, nn.Identity())
     try:
         yield decoder
@@ -160,7 +170,7 @@ class SpladeEncoder:
         # bf16 runs every matmul on the CPU's AVX-512 BF16 (or AMX) units with fp32 accumulation.
         self._device = resolve_device(device)
         self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(self._device, dtype).eval()
-        decoder = _detach_decoder(self._model)
+        decoder = detach_decoder(self._model)
         self._body = self._unpadded_body()
         self._weight = decoder.weight.detach()
         self._bias = decoder.bias.detach() if decoder.bias is not None else None

@@ -29,7 +29,7 @@ from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import load_tokenizer
 from lsr.retrieval.encoders.screen import DecoderScreen
-from lsr.retrieval.encoders.splade import TILE_ELEMENTS
+from lsr.retrieval.encoders.splade import TILE_ELEMENTS, decoder_removed, detach_decoder, screened_logits
 from lsr.retrieval.encoders.tracing import traced_body
 
 HEADS_FILE = "uhd_heads.safetensors"
@@ -90,11 +90,12 @@ class UhdHead(nn.Module):
         return torch.cat(buckets, dim=-1)
 
     def _screened_pool(self, projection: nn.Module, hidden: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        features, decoder = _decoder_input(projection, hidden, self.settings.dim)
-        bias = decoder.bias.detach() if decoder.bias is not None else None
-        with torch.no_grad():  # the decoder changes every training step, so it is quantized again each call (~ms)
-            kept = DecoderScreen(decoder.weight.detach(), bias).columns(features.detach(), padding, TILE_ELEMENTS)
-        latent = nn.functional.linear(features, decoder.weight[kept], decoder.bias[kept] if bias is not None else None)
+        if isinstance(projection, nn.Linear):  # a random head is its decoder alone
+            features, decoder = hidden, projection
+        else:
+            with decoder_removed(projection, _head_decoder(projection, self.settings.dim)) as decoder:
+                features = projection(hidden)
+        kept, latent = screened_logits(features, padding, decoder)
         pooled = winners_pool(latent, padding, self.settings.k)
         return pooled.new_zeros(pooled.shape[0], self.settings.dim).index_copy(1, kept, pooled)
 
@@ -272,41 +273,18 @@ class _ScreenedUhd:
         return ColumnBlock(torch.cat(columns), torch.cat(weights, dim=1))
 
 
-def _decoder_slot(projection: nn.Module, dim: int) -> tuple[nn.Module, str, nn.Linear] | None:
-    """A bucket's last linear layer (into its ``dim`` dimensions) with the module and attribute holding it: an MLM
-    head's decoder. None for a random head, which is that layer alone."""
-    if isinstance(projection, nn.Linear):
-        return None
-    slots = [
-        (parent, name, child)
-        for parent in projection.modules()
-        for name, child in parent.named_children()
-        if isinstance(child, nn.Linear) and child.out_features == dim
-    ]
-    if len(slots) != 1:
-        raise EncoderError(f"a UHD head needs exactly one linear layer into its {dim} dimensions, found {len(slots)}")
-    return slots[0]
-
-
-def _decoder_input(projection: nn.Module, hidden: torch.Tensor, dim: int) -> tuple[torch.Tensor, nn.Linear]:
-    """(what ``projection``'s last linear layer gets from ``hidden``, that layer); differentiable."""
-    slot = _decoder_slot(projection, dim)
-    if slot is None:
-        return hidden, projection
-    parent, name, decoder = slot
-    setattr(parent, name, nn.Identity())
-    try:
-        return projection(hidden), decoder
-    finally:
-        setattr(parent, name, decoder)
+def _head_decoder(head: nn.Module, dim: int) -> nn.Linear:
+    """An MLM head's decoder: its one linear layer into the bucket's ``dim`` dimensions."""
+    decoders = [module for module in head.modules() if isinstance(module, nn.Linear) and module.out_features == dim]
+    if len(decoders) != 1:
+        raise EncoderError(f"a UHD head needs exactly one linear layer into its {dim} dimensions, found {len(decoders)}")
+    return decoders[0]
 
 
 def _split_projection(projection: nn.Module, dim: int) -> tuple[nn.Module, nn.Linear]:
-    """A copy of ``projection`` without its last linear layer (an MLM head's transform; a random head's identity),
-    and that layer."""
-    if _decoder_slot(projection, dim) is None:
+    """A copy of ``projection`` without its decoder (an MLM head's transform; a random head's identity), and the
+    decoder."""
+    if isinstance(projection, nn.Linear):  # a random head is its decoder alone
         return nn.Identity(), projection
     transform = copy.deepcopy(projection)
-    parent, name, decoder = _decoder_slot(transform, dim)
-    setattr(parent, name, nn.Identity())
-    return transform, decoder
+    return transform, detach_decoder(transform, _head_decoder(transform, dim))
