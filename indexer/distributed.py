@@ -43,6 +43,10 @@ class _EncodingActor:
 
 
 def _ray():
+    # Ray's C++ failure handler would replace the JVM's SIGSEGV handler, which the JVM needs for its implicit null
+    # checks: a Lucene search later in the same process then dies of SIGSEGV (it did in the test suite, Lucene
+    # tests before the Ray one). Ray reads the switch when it is first imported.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
     except ImportError as exc:
