@@ -29,7 +29,6 @@ from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.eval.metrics import score_run  # noqa: E402
 from lsr.eval.runner import keep_hits  # noqa: E402
 from lsr.eval.tuning import RRF_KS, fusion_grid  # noqa: E402
-from lsr.indexer import IndexFolder  # noqa: E402
 from lsr.retrieval.search import SIGNALS, Fusion, Searcher, fuse_signals  # noqa: E402
 
 MEASURE = "nDCG@10"
@@ -121,11 +120,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=100, help="candidates fused from each signal")
     args = parser.parse_args()
 
-    first = Searcher.open(args.indexes / args.dataset[0].name)
-    # The same encoders search every index (each index checks they are the models that built it): loaded once.
-    rest = (IndexFolder(args.indexes / folder.name) for folder in args.dataset[1:])
-    searchers = [first, *(Searcher(index, first.encoder, first.dense_encoder) for index in rest)]
-    datasets = [Dataset(folder, searcher, args.depth) for folder, searcher in zip(args.dataset, searchers, strict=True)]
+    # Each index with the encoders that built it (adapted indexes each have their own sparse encoder).
+    datasets = [Dataset(folder, Searcher.open(args.indexes / folder.name), args.depth) for folder in args.dataset]
     print(f"{MEASURE} on each dataset's test queries; the top {args.depth} of each signal fused.\n")
     defaults = {"+".join(signals): choose(datasets, signals, args.depth).to_dict() for signals in INDEX_SIGNALS}
     print(f"UNTUNED_FUSION = {json.dumps(defaults, indent=4)}")
