@@ -531,7 +531,12 @@ def train(
         typer.Option(min=1, max=1000, help="Hits per query (of the index or the teacher run) the hard negatives are drawn from."),
     ] = defaults.NEGATIVES_DEPTH,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Train on at most this many queries (sampled).")] = None,
-    steps: Annotated[int, typer.Option(min=1)] = defaults.Training.steps,
+    steps: Annotated[
+        int,
+        typer.Option(
+            min=0, help="0 keeps the base model's weights and fits only the query side (--inference-free --idf: the IDF)."
+        ),
+    ] = defaults.Training.steps,
     batch_size: Annotated[
         int, typer.Option(min=2, help="Queries per step, each with a positive and a hard negative.")
     ] = defaults.Training.batch_size,
@@ -654,7 +659,10 @@ def train(
     summary = train_model(
         config, data, out, teacher=teacher, overwrite=overwrite, resume=resume, on_log=_training_progress(steps), device=device
     )
-    console.print(f"trained {arch} on {summary['training_queries']} queries in {summary['wall_seconds']:.0f}s; model: {out}")
+    if steps == 0:
+        console.print(f"0 steps: the base model's weights with the query side fitted; model: {out}")
+    else:
+        console.print(f"trained {arch} on {summary['training_queries']} queries in {summary['wall_seconds']:.0f}s; model: {out}")
 
 
 def _training_progress(steps: int) -> Callable[[dict], None]:

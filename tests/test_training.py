@@ -297,6 +297,19 @@ def test_trained_uhd_model_indexes_serves_and_evaluates(tmp_path, small_dataset,
         Searcher(IndexFolder(small_index), load_sparse_encoder(str(model)))
 
 
+def test_zero_steps_keep_the_base_weights_and_fit_only_the_query_side(tmp_path, nfcorpus_pairs, splade):
+    """`lsr train --inference-free --idf --steps 0`: splade-tiny's documents, queries weighted by the corpus IDF."""
+    config = TrainingConfig(architecture=Architecture(query_encoder="bow", idf=True), steps=0)
+    summary = train(config, nfcorpus_pairs, tmp_path / "model")
+    assert summary["last_step"] is None
+    encoder = load_sparse_encoder(str(tmp_path / "model"))
+    texts = list(nfcorpus_pairs.documents.values())[:8]
+    found, base = encoder.encode_documents(texts), splade.encode_documents(texts)
+    assert found.nnz > 0 and (found != base).nnz == 0
+    idf = compute_idf(splade.tokenizer, list(nfcorpus_pairs.documents.values()), config.doc_max_length)
+    np.testing.assert_array_equal(np.load(tmp_path / "model" / "idf.npy"), idf)
+
+
 @pytest.mark.slow
 def test_inference_free_model_with_distillation(tmp_path, nfcorpus_pairs, small_dataset):
     """Queries need no model call: their vectors are the IDF-weighted word-pieces the folder records."""

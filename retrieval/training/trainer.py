@@ -69,7 +69,7 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "query_max_length", "doc_max_length"):
+        for name in ("batch_size", "query_max_length", "doc_max_length"):
             if getattr(self, name) < 1:
                 raise LsrError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
         if not self.learning_rate > 0:
@@ -86,6 +86,7 @@ class TrainingConfig:
             "l1_q",
             "distillation_weight",
             "ranking_weight",
+            "steps",  # 0: the base weights unchanged, only the query side (an inference-free model's IDF) fitted
             "lambda_warmup_steps",
             "checkpoint_every",
         ):
@@ -307,7 +308,7 @@ def train(
     student = Student(config, idf, on)
     optimizer = torch.optim.AdamW(_parameter_groups(student.model, config), lr=config.learning_rate)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, config.steps // 10), config.steps)
-    done, elapsed = 0, 0.0
+    done, elapsed, entry = 0, 0.0, None
     if resumed is not None:
         done, elapsed = _restore(resumed, staging, student, optimizer, schedule)
     learns_queries = config.architecture.query_encoder == "model"
