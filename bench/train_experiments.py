@@ -638,6 +638,9 @@ def report(results: dict) -> str:
         "UHD started from the masked-LM head and distilled from the hybrid ranker, the UHD models that retrieve (k, "
         "binarization and buckets against nDCG@10 and FLOPS): [uhd.md](uhd.md).",
         "",
+        "Inference-free models at full length, untrained (`--steps 0`) against distilled: "
+        "[inference-free.md](inference-free.md).",
+        "",
         f"Recipe (every trained model, unless its name says otherwise): {recipe['steps']} steps, batch {recipe['batch_size']} "
         "queries × (1 positive + 1 mined hard "
         f"negative) with in-batch negatives, lr {recipe['learning_rate']}, training lengths query {recipe['query_max_length']} / "
