@@ -72,12 +72,21 @@ def masked_lm():
 
 
 def full_logits_vectors(model, tokenizer, texts, max_length):
-    """The previous encoder, one text at a time: all (tokens × vocab) logits, masked max, then log1p∘ReLU."""
+    """The previous encoder, one text at a time: all (tokens × vocab) logits, masked max, then log1p∘ReLU.
+
+    On one thread: on two, the CPU's fp32 GEMM of a 4-token text by the whole 30,522-column decoder took a path
+    whose last bits differed from one thread's and from every narrower GEMM's (an AMX Xeon; "vitamin D", 1 ulp), so
+    the reference sums each dot product in the one order a single thread does."""
     rows = []
-    for text in texts:
-        tokens = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
-        with torch.inference_mode():
-            rows.append(splade_pool(model(**tokens).logits, tokens["attention_mask"]).numpy()[0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for text in texts:
+            tokens = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
+            with torch.inference_mode():
+                rows.append(splade_pool(model(**tokens).logits, tokens["attention_mask"]).numpy()[0])
+    finally:
+        torch.set_num_threads(threads)
     return sp.csr_matrix(np.array(rows, dtype=np.float32))
 
 
@@ -230,3 +239,28 @@ def test_the_traced_transformer_is_kept_only_where_it_computes_what_the_model_do
     assert isinstance(shipped._body, torch.jit.ScriptModule)
     text = ["vitamin d and bone density"]
     assert (shipped.encode_documents(text) != splade.encode_documents(text)).nnz == 0
+
+
+def test_a_lone_bf16_query_runs_the_fp32_transformer_on_onnx_runtime(splade, tmp_path, monkeypatch):
+    """A served query at bf16: its transformer is the fp32 model exported to ONNX (cached, built once), so its decoder
+    input is the fp32 torch model's to float rounding, and only the decoder runs at bf16; a batch of queries and every
+    document keep the torch transformer."""
+    monkeypatch.setenv("LSR_CACHE_DIR", str(tmp_path))
+    bf16 = SpladeEncoder(precision="bf16")
+    exports = list(tmp_path.rglob("*.onnx"))
+    assert [path.name for path in exports] == ["unpadded.onnx"]
+    built = exports[0].stat().st_mtime_ns
+    query = "does vitamin D prevent fractures in older women"
+    ids = bf16.tokenizer([query])["input_ids"][0]
+    with torch.inference_mode():
+        fp32_features = splade._features(ids)
+    onnx_features = bf16._lone_query_body(ids)
+    assert onnx_features.dtype == torch.bfloat16
+    # bf16 rounding of the fp32 output only (the torch bf16 transformer is off by more: up to 0.16 here, outside these bounds).
+    torch.testing.assert_close(onnx_features.float(), fp32_features, rtol=8e-3, atol=0.05)
+    lone = bf16.encode_queries([query]).toarray()[0]
+    exact = splade.encode_queries([query]).toarray()[0]
+    assert set(np.flatnonzero(lone)) ^ set(np.flatnonzero(exact)) <= set(np.flatnonzero(np.abs(exact) < 0.05))
+    np.testing.assert_allclose(lone, exact, atol=0.05)
+    SpladeEncoder(precision="bf16")  # a second encoder reuses the export
+    assert exports[0].stat().st_mtime_ns == built and list(tmp_path.rglob("*.onnx")) == exports

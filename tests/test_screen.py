@@ -27,7 +27,7 @@ def test_no_positive_column_is_dropped_even_with_outliers_and_near_zero_logits()
         bias_near_zero = bias - logits.amax(dim=1).amax(dim=0) + torch.randn(vocabulary, generator=generator) * 1e-3
         near_zero = DecoderScreen(weight, bias_near_zero)
         for candidate, b in ((screen, bias), (near_zero, bias_near_zero)):
-            kept = set(candidate.columns(features, None, 1 << 16).tolist())
+            kept = set(candidate.columns(features, None).tolist())
             positive = exact_positive_columns(features, weight, b)
             assert positive <= kept
         assert 100 < len(positive) < vocabulary - 100  # the near-zero case really has columns on both sides of 0
@@ -35,13 +35,13 @@ def test_no_positive_column_is_dropped_even_with_outliers_and_near_zero_logits()
 
 def test_padded_tokens_neither_add_columns_nor_hide_them():
     generator = torch.Generator().manual_seed(1)
-    weight, bias = torch.randn(3000, 32, generator=generator) * 0.2, torch.full((3000,), -3.0)
-    features = torch.randn(3, 10, 32, generator=generator)
-    padding = torch.zeros(3, 10, 1, dtype=torch.bool)
-    padding[1, 4:] = True
+    weight, bias = torch.randn(3000, 32, generator=generator) * 0.2, torch.full((3000,), -4.0)
+    features = torch.randn(3, 100, 32, generator=generator)  # 300 tokens: the 3,000 columns span several tiles
+    padding = torch.zeros(3, 100, 1, dtype=torch.bool)
+    padding[1, 40:] = True
     padding[2, 1:] = True
     features[padding.expand_as(features)] = 1000.0  # padded positions hold garbage that would win every max
-    kept = set(DecoderScreen(weight, bias).columns(features, padding, 1 << 14).tolist())
+    kept = set(DecoderScreen(weight, bias).columns(features, padding).tolist())
     positive = exact_positive_columns(features, weight, bias, padding)
     assert positive <= kept
     assert len(kept) < 3000 // 2  # the garbage was not counted: with it nearly every column would be positive
@@ -53,7 +53,7 @@ def test_a_real_document_keeps_a_few_percent_of_the_vocabulary(splade):
     ids = splade.tokenizer(scifact_texts(1), truncation=True, max_length=256)["input_ids"][0]
     with torch.inference_mode():
         features = splade._features(ids).unsqueeze(0)
-        kept = splade._screen.columns(features, None, 1 << 19)
+        kept = splade._screen.columns(features, None)
         nonzero = splade.encode_documents(scifact_texts(1)).nnz
     assert nonzero <= len(kept) < 0.05 * splade.dim  # measured: ~550 of 30,522 kept for ~240-token documents
 

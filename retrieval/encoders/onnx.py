@@ -1,4 +1,4 @@
-"""ONNX exports of a dense encoder's transformer, for ONNX Runtime and OpenVINO: built once per model, cached outside
+"""ONNX exports of an encoder's transformer, for ONNX Runtime and OpenVINO: built once per model, cached outside
 the model folder.
 
 The model folder may be read-only package data, so exports go to lsr's cache folder (``$LSR_CACHE_DIR``, else
@@ -6,8 +6,10 @@ The model folder may be read-only package data, so exports go to lsr's cache fol
 rehashes and gets a new export. Each file is written in a fresh temporary folder beside it and renamed into place,
 so a reader never sees half a file and two processes exporting at once both end with a whole one.
 
-The graph maps (input_ids, attention_mask, token_type_ids) to the last hidden state; tokenization and pooling stay
-in sentence-transformers' hands (retrieval/encoders/dense.py). ``int8`` is that graph dynamically quantized with the
+The dense graph maps (input_ids, attention_mask, token_type_ids) to the last hidden state; tokenization and pooling
+stay in sentence-transformers' hands (retrieval/encoders/dense.py). A SPLADE encoder's graph maps one unpadded
+text's input_ids to its MLM transform's output, for lone queries (retrieval/encoders/splade.py). ``int8`` is the
+dense graph dynamically quantized with the
 settings of sentence-transformers' ``export_dynamic_quantized_onnx_model(model, "avx512_vnni", ...)`` (optimum's
 ``AutoQuantizationConfig.avx512_vnni(is_static=False)``): u8 activations, s8 symmetric per-channel weights, full
 range, every operator ONNX Runtime quantizes dynamically. sentence-transformers' own ONNX backend needs
@@ -24,8 +26,9 @@ from pathlib import Path
 from lsr.errors import EncoderError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-EXPORT_VERSION = 1  # part of the cache path: bump when the export below changes
+EXPORT_VERSION = 1  # part of the cache path: bump when the exports below change
 FILES = {"fp32": "model.onnx", "int8": "model_qint8_avx512_vnni.onnx"}
+UNPADDED_FILE = "unpadded.onnx"
 
 
 def cache_dir() -> Path:
@@ -38,15 +41,27 @@ def cache_dir() -> Path:
 def onnx_model(transformer, content_hash: str, weights: str = "fp32") -> Path:
     """The cached export of ``transformer`` (a transformers model whose weights hash to ``content_hash``), building it
     first if it is missing."""
-    folder = cache_dir() / "onnx" / f"v{EXPORT_VERSION}" / content_hash[:32]
-    target = folder / FILES[weights]
-    if target.is_file():
-        return target
     if weights == "int8":
         source = onnx_model(transformer, content_hash, "fp32")
-        _atomically(target, lambda partial: _quantize(source, partial))
-    else:
-        _atomically(target, lambda partial: _export(transformer, partial))
+        return _cached(content_hash, FILES["int8"], lambda partial: _quantize(source, partial))
+    return _cached(content_hash, FILES["fp32"], lambda partial: _export_last_hidden_state(transformer, partial))
+
+
+def unpadded_onnx_model(build_module, content_hash: str) -> Path:
+    """The cached export of the module ``build_module()`` returns, which maps one unpadded text's (1, tokens) ids to
+    a (1, tokens, …) tensor (a SPLADE encoder's transformer and MLM transform: retrieval/encoders/splade.py) and
+    whose weights hash to ``content_hash``; built only if the cache lacks it."""
+    import torch
+
+    example = (torch.tensor([[101, 1037, 2460, 3793, 102]]),)
+    dynamic = {"input_ids": {1: "tokens"}, "output": {1: "tokens"}}
+    return _cached(content_hash, UNPADDED_FILE, lambda partial: _export(build_module(), example, "output", dynamic, partial))
+
+
+def _cached(content_hash: str, name: str, write) -> Path:
+    target = cache_dir() / "onnx" / f"v{EXPORT_VERSION}" / content_hash[:32] / name
+    if not target.is_file():
+        _atomically(target, write)
     return target
 
 
@@ -61,13 +76,8 @@ def _atomically(target: Path, write) -> None:
         raise EncoderError(f"cannot write the ONNX export {target} (set LSR_CACHE_DIR to a writable folder): {exc}") from exc
 
 
-def _export(transformer, path: Path) -> None:
+def _export_last_hidden_state(transformer, path: Path) -> None:
     import torch
-
-    try:
-        import onnx  # noqa: F401  (torch's exporter serializes with it)
-    except ImportError as exc:
-        raise EncoderError('the ONNX backends need the onnx and onnxruntime packages: pip install "lsr[onnx]"') from exc
 
     class LastHiddenState(torch.nn.Module):  # keyword arguments: transformers 5 reordered BertModel.forward's
         def __init__(self) -> None:
@@ -86,17 +96,29 @@ def _export(transformer, path: Path) -> None:
         torch.zeros(2, 5, dtype=torch.long),
     )
     dynamic = {name: {0: "batch", 1: "tokens"} for name in (*INPUTS, "last_hidden_state")}
+    _export(LastHiddenState(), example, "last_hidden_state", dynamic, path)
+
+
+def _export(module, example: tuple, output: str, dynamic: dict, path: Path) -> None:
+    """``module`` traced on ``example`` (its inputs, named as INPUTS in order) and written to ``path``, its output
+    named ``output``; ``dynamic``: the inputs' and the output's dynamic axes by name."""
+    import torch
+
+    try:
+        import onnx  # noqa: F401  (torch's exporter serializes with it)
+    except ImportError as exc:
+        raise EncoderError('the ONNX backends need the onnx and onnxruntime packages: pip install "lsr[onnx]"') from exc
     # The tracer warns of Python booleans it freezes: transformers' mask padding (always 0 when the mask covers the
     # text, as here) and its is-causal test (false for an encoder given a mask); the test suite checks every length.
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The TorchScript exporter: a second here, where the torch.export one takes ten and needs onnxscript too.
         torch.onnx.export(
-            LastHiddenState().eval(),
+            module.eval(),
             example,
             str(path),
-            input_names=list(INPUTS),
-            output_names=["last_hidden_state"],
+            input_names=list(INPUTS[: len(example)]),
+            output_names=[output],
             dynamic_axes=dynamic,
             opset_version=17,
             dynamo=False,

@@ -24,6 +24,10 @@ INT8_LEVELS = 127  # symmetric: values in [-127, 127], so products of two fit in
 # Float rounding (fp32 accumulation of the full computation, the dequantization) is ~1e-6 relative: 1e-3 is ample.
 RELATIVE_SLACK = 1e-3
 SLACK_FACTOR = (1 + RELATIVE_SLACK) / (1 - RELATIVE_SLACK)
+# int32 products per tile (512 KiB), max-pooled while in cache: fastest of 2^15–2^19 for 12 to 256 tokens (one
+# thread, e.g. 256 tokens: 5.0 ms at 2^17 against 6.6 at 2^19).
+TILE_PRODUCTS = 1 << 17
+MIN_TILE_ROWS = 256
 
 
 class DecoderScreen:
@@ -39,32 +43,36 @@ class DecoderScreen:
         self._bias_per_scale = -(bias.double() / self._row_scale.double())
         self._norm_per_scale = -(SLACK_FACTOR / 2) * (row_norm.double() / self._row_scale.double())
 
-    def columns(self, features: torch.Tensor, padding: torch.Tensor | None, tile_elements: int) -> torch.Tensor:
+    def columns(self, features: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         """The sorted columns whose max logit over tokens may be > 0 for at least one of the texts.
 
         ``features``: (texts, tokens, hidden) decoder inputs; ``padding``: (texts, tokens, 1), True on padded tokens
-        (None: there are none); ``tile_elements``: int32 products per tile, so that a tile is max-pooled in cache.
+        (None: there are none).
         """
         texts, tokens, hidden = features.shape
         real = features.float() if padding is None else features.float().masked_fill(padding, 0.0)
         magnitude = real.abs()
         scale = magnitude.amax(dim=(1, 2)).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
         quantized = torch.round(real / scale[:, None, None]).to(torch.int8).reshape(texts * tokens, hidden)
-        products = torch.empty(texts, self._rows.shape[0], dtype=torch.int32)
-        width = max(256, tile_elements // (texts * tokens))
+        # Vocabulary rows × tokens, not tokens × rows: the same int32 products, and oneDNN's int8 matmul ran 15–60%
+        # faster this way round (one thread; 12 to 256 tokens), the max over tokens then reading contiguous rows.
+        tokens_by_hidden = quantized.t().contiguous()
+        products = torch.empty(self._rows.shape[0], texts, dtype=torch.int32)
+        padded = padding.reshape(1, texts, tokens) if padding is not None else None
+        width = max(MIN_TILE_ROWS, TILE_PRODUCTS // (texts * tokens))
         for column in range(0, self._rows.shape[0], width):
-            columns = slice(column, column + width)
-            tile = torch._int_mm(quantized, self._rows[columns].t()).view(texts, tokens, -1)
-            if padding is not None:
-                tile.masked_fill_(padding, torch.iinfo(torch.int32).min)  # a padded token never wins the max
-            torch.amax(tile, 1, out=products[:, columns])
+            rows = slice(column, column + width)
+            tile = torch._int_mm(self._rows[rows], tokens_by_hidden).view(-1, texts, tokens)
+            if padded is not None:
+                tile.masked_fill_(padded, torch.iinfo(torch.int32).min)  # a padded token never wins the max
+            torch.amax(tile, 2, out=products[rows])
         # Keep a column if approximate + bound > 0, where approximate = p·s·r + b (p: the int32 max, s: the text's
         # scale, r: the row's) and bound = (1 + ε)·(r/2·L + s/2·‖ŵ‖₁) + ε·|approximate| (L: the largest token's
         # ‖x‖₁). Where approximate ≥ 0 that holds; where it is < 0 it reads (1 − ε)·approximate + (1 + ε)·B > 0,
         # i.e. p > −b/(s·r) − k·L/(2s) − k·‖ŵ‖₁/(2r) with k = (1 + ε)/(1 − ε), the same test for both signs. So
-        # the whole test is a threshold per text and column, compared with the int32 maxima as they are.
-        inverse_scale = 1 / scale.double()[:, None]
-        largest_token_norm = magnitude.sum(dim=2).amax(dim=1).double()[:, None]  # max over tokens of ‖x‖₁, per text
-        norm_term = self._norm_per_scale - SLACK_FACTOR / 2 * largest_token_norm * inverse_scale
-        threshold = self._bias_per_scale * inverse_scale + norm_term
-        return torch.nonzero((products > threshold).any(dim=0)).flatten()
+        # the whole test is a threshold per column and text, compared with the int32 maxima as they are.
+        inverse_scale = 1 / scale.double()[None, :]
+        largest_token_norm = magnitude.sum(dim=2).amax(dim=1).double()[None, :]  # max over tokens of ‖x‖₁, per text
+        norm_term = self._norm_per_scale[:, None] - SLACK_FACTOR / 2 * largest_token_norm * inverse_scale
+        threshold = self._bias_per_scale[:, None] * inverse_scale + norm_term
+        return torch.nonzero((products > threshold).any(dim=1)).flatten()

@@ -29,7 +29,7 @@ from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
 from lsr.retrieval.encoders.registry import load_tokenizer
 from lsr.retrieval.encoders.screen import DecoderScreen
-from lsr.retrieval.encoders.splade import TILE_ELEMENTS, decoder_removed, detach_decoder, screened_logits
+from lsr.retrieval.encoders.splade import decoder_removed, detach_decoder, screened_logits
 from lsr.retrieval.encoders.tracing import traced_body
 
 HEADS_FILE = "uhd_heads.safetensors"
@@ -266,7 +266,7 @@ class _ScreenedUhd:
         features = self.body(torch.tensor([ids]))
         dim, columns, weights = self.head.settings.dim, [], []
         for bucket, (screen, weight, bias) in enumerate(self.decoders):
-            kept = screen.columns(features[bucket : bucket + 1], None, TILE_ELEMENTS)
+            kept = screen.columns(features[bucket : bucket + 1], None)
             latent = nn.functional.linear(features[bucket : bucket + 1], weight[kept], bias[kept] if bias is not None else None)
             columns.append(kept + bucket * dim)
             weights.append(self.head.activate(winners_pool(latent, None, self.head.settings.k)))
