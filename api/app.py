@@ -110,7 +110,8 @@ def create_app(service: LiveSearcher, settings: Settings | None = None, model: M
     app.state.settings = settings
     app.state.queue = WorkQueue(settings.workers, settings.max_queue, model)
     app.state.batcher = Batcher(
-        functools.partial(model.call, search_together, service),
+        functools.partial(search_together, service),
+        start=model.submit,
         window_s=settings.batch_window_ms / 1000,
         max_batch=settings.max_batch,
     )

@@ -60,8 +60,8 @@ def _api_key() -> str | None:
 class Settings:
     api_key: str | None = None  # None: write endpoints answer 403, they are never open
     max_body_bytes: int = 1 << 20
-    # Threads that run requests off the event loop. Searches wait in them for their batch (see lsr.api.batching),
-    # so there are enough to let every admitted request join one; model calls of searches never overlap.
+    # Threads that run blocking work that needs no model off the event loop (deletes). Searches wait for their batch
+    # without a thread (see lsr.api.batching), and model calls run on the one model thread.
     workers: int = 32
     max_queue: int = 64  # requests admitted (running + waiting); more are answered 503
     retry_after_s: int = 1

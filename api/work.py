@@ -1,7 +1,7 @@
-"""A bounded work queue: requests wait in a thread pool off the event loop, at most ``workers`` at once, and at
-most ``max_queue`` requests are admitted; the rest are answered 503 with Retry-After at once, so an overload shows
-as fast refusals rather than unbounded latency. The model and engine calls themselves run on one thread
-(``ModelThread``).
+"""A bounded work queue: blocking work waits in a thread pool off the event loop, at most ``workers`` at once, model
+calls run on one thread (``ModelThread``), and at most ``max_queue`` requests are admitted (searches waiting for
+their batch included); the rest are answered 503 with Retry-After at once, so an overload shows as fast refusals
+rather than unbounded latency.
 
 A plain thread pool rather than anyio's limiter: it does not belong to one event loop, so the same app
 also works under test clients that run each request on its own loop.
@@ -14,7 +14,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -37,9 +37,13 @@ class ModelThread:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lsr-model")
 
+    def submit(self, function: Callable[..., T], *args) -> Future[T]:
+        """``function(*args)`` queued on the model thread."""
+        return self._executor.submit(function, *args)
+
     def call(self, function: Callable[..., T], *args) -> T:
         """``function(*args)`` on the model thread; blocks until it returns, raises what it raised."""
-        return self._executor.submit(function, *args).result()
+        return self.submit(function, *args).result()
 
     async def run(self, function: Callable[..., T], *args) -> T:
         """``function(*args)`` on the model thread, awaited without blocking the event loop."""
@@ -59,16 +63,17 @@ class WorkQueue:
 
     async def run(self, function: Callable[..., T], *args) -> T:
         """``function(*args)`` on a pool thread: for work that waits (a batch's turn) or needs no model."""
-        with self._admitted():
+        with self.admission():
             return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(function, *args))
 
     async def run_model(self, function: Callable[..., T], *args) -> T:
         """``function(*args)`` on the model thread, admitted like ``run``."""
-        with self._admitted():
+        with self.admission():
             return await self.model.run(function, *args)
 
     @contextlib.contextmanager
-    def _admitted(self) -> Iterator[None]:
+    def admission(self) -> Iterator[None]:
+        """Counts as admitted inside; raises Overloaded when ``max_queue`` requests are in already."""
         with self._lock:
             if self.admitted >= self._max_queue:
                 raise Overloaded

@@ -40,7 +40,8 @@ def test_a_failing_group_fails_only_its_own_requests():
             raise ValueError("bad settings")
         return [query.upper() for query in queries]
 
-    batcher: Batcher[str] = Batcher(run, window_s=0.05, max_batch=8)
+    model_thread = ThreadPoolExecutor(1)
+    batcher: Batcher[str] = Batcher(run, start=model_thread.submit, window_s=0.05, max_batch=8)
     results: dict[str, object] = {}
 
     def search(key: str, query: str) -> None:
@@ -60,6 +61,34 @@ def test_a_failing_group_fails_only_its_own_requests():
         else:
             assert results[f"q{i}"] == f"Q{i}"
     assert batcher.requests == 20 and batcher.batches < 20
+    model_thread.shutdown()
+
+
+def test_other_model_calls_take_turns_between_batches():
+    """A batch is one task on the model thread: a write queued while a batch runs goes before the next batch, so
+    steady search load cannot starve it."""
+    model_thread = ThreadPoolExecutor(1)
+    order: list[tuple] = []
+    first_running, release = threading.Event(), threading.Event()
+
+    def run(key: str, queries: list[str]) -> list[str]:
+        order.append(("batch", *queries))
+        if queries == ["first"]:
+            first_running.set()
+            release.wait(5)
+        return queries
+
+    batcher: Batcher[str] = Batcher(run, start=model_thread.submit, window_s=0, max_batch=8)
+    first = batcher.submit("k", "first")
+    assert first_running.wait(5)
+    second = batcher.submit("k", "second")  # waits for the running batch
+    write = model_thread.submit(order.append, ("write",))
+    release.set()
+    assert (first.result(5), second.result(5)) == ("first", "second")
+    write.result(5)
+    model_thread.shutdown()
+    assert order == [("batch", "first"), ("write",), ("batch", "second")]
+    assert (batcher.batches, batcher.requests) == (2, 2)
 
 
 @pytest.mark.parametrize("window", ["-1", "soon"])

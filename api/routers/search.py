@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -67,11 +68,11 @@ async def search(
     body: SearchRequest, queue: WorkQueue = Depends(get_queue), batcher: Batcher = Depends(get_batcher)
 ) -> SearchResponse:
     """Ranked hits for one query; `filter` restricts them to documents whose metadata matches."""
-
-    def searched() -> SearchResponse:
-        return _response(body, body.query, batcher.search(SearchSettings.of(body), body.query))
-
-    return await queue.run(searched)
+    with queue.admission():
+        searched = await asyncio.wrap_future(batcher.submit(SearchSettings.of(body), body.query))
+    if body.explain:  # explanations encode the query again: a model call
+        return await queue.run_model(_response, body, body.query, searched)
+    return _response(body, body.query, searched)
 
 
 @router.post("/search/batch", response_model=BatchSearchResponse, responses=ERRORS)
