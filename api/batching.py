@@ -3,11 +3,12 @@
 A request that finds no batch running or queued starts one on the model thread (``ModelThread``): under concurrent
 load (the last batch held more than one request) that batch first waits ``window_s`` for others to join; then it
 runs every pending request (up to ``max_batch``), grouped by the settings a search call shares (filter, mode, fusion,
-depth), one ``search_many`` per group. Requests that arrive meanwhile wait for that batch to end, and the next batch,
-queued on the model thread behind it, takes them all. So model calls never run two at a time (each uses all of
-torch's threads, which are not oversubscribed), other model calls (writes) take turns between batches, and under
-load a batch holds whatever queued while the previous one ran: the encoder's matrix products and the engine's
-batched search pay their fixed costs once per batch, not once per request.
+depth), one ``search_many`` per group. Requests that arrive meanwhile wait for that batch to end, and the next
+batch, queued on the model thread behind it (waiting the window again, as the load is concurrent), takes them all.
+So model calls never run two at a time (each uses all of torch's threads, which are not oversubscribed), other
+model calls (writes) take turns between batches, and under load a batch holds whatever queued while the previous
+one ran: the encoder's matrix products and the engine's batched search pay their fixed costs once per batch, not
+once per request.
 
 A request is a future resolved on the model thread, so an async route awaits it with no thread of its own: a lone
 query crosses threads twice (event loop → model thread → event loop), where a worker thread waiting on the batch
@@ -63,7 +64,7 @@ class Batcher(Generic[Result]):
             first = not self._running
             self._running = True
         if first:
-            self._queue(self._first_batch)
+            self._queue(self._windowed_batch)
         return request.result
 
     def search(self, key: Hashable, query: str) -> Result:
@@ -80,7 +81,7 @@ class Batcher(Generic[Result]):
                 request.result.set_exception(exc)
             raise
 
-    def _first_batch(self) -> None:
+    def _windowed_batch(self) -> None:
         if self._last_batch > 1:  # alone (one client at a time) there is nobody to wait for
             time.sleep(self._window_s)
         self._batch()
@@ -106,5 +107,5 @@ class Batcher(Generic[Result]):
             self._last_batch = len(batch)
             more = bool(self._pending)
             self._running = more
-        if more:  # behind whatever else waits for the model thread, with no window: these requests waited already
-            self._queue(self._batch)
+        if more:  # behind whatever else waits for the model thread
+            self._queue(self._windowed_batch)
