@@ -16,6 +16,7 @@ one thread each, would not synchronize per tile (not done).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -173,7 +174,6 @@ class SpladeEncoder:
         self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(self._device, dtype).eval()
         decoder = detach_decoder(self._model)
         self._body = self._unpadded_body()
-        self._lone_query_body = self._onnx_lone_query_body()
         self._weight = decoder.weight.detach()
         self._bias = decoder.bias.detach() if decoder.bias is not None else None
         self.dim = int(config.vocab_size)
@@ -183,9 +183,11 @@ class SpladeEncoder:
         eager = _Unpadded(self._model).eval()
         return traced_body(eager) if self._device.type == "cpu" else eager
 
-    def _onnx_lone_query_body(self) -> Callable[[list[int]], torch.Tensor] | None:
+    @functools.cached_property
+    def _lone_query_body(self) -> Callable[[list[int]], torch.Tensor] | None:
         """A lone query's transformer on ONNX Runtime, fp32, one thread (None at fp32, whose vectors stay those of the
-        torch computation bit for bit, and off the CPU). A served query is a lone text, and its ~100 small ops cost
+        torch computation bit for bit, and off the CPU); built at the first lone query, so processes that never
+        encode one (indexing, Ray actors) neither export nor open it. A served query is a lone text, and its ~100 small ops cost
         per-op overhead more than arithmetic: 0.32–0.45 ms a scifact test query here against 0.79–0.98 ms
         traced by TorchScript, and 0.82–0.90 with OpenVINO (one thread, interleaved). fp32 arithmetic is at least as
         close to the model as the bf16 it replaces; the decoder still runs at the encoder's precision. Documents keep
@@ -211,14 +213,13 @@ class SpladeEncoder:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._body = self._unpadded_body()
-        self._lone_query_body = self._onnx_lone_query_body()
 
     @property
     def tokenizer(self):
         return self._tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return self._encode(texts, self.spec.query_max_length, self._lone_query_body)
+        return self._encode(texts, self.spec.query_max_length, queries=True)
 
     def encode_documents(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self._encode(texts, self.spec.doc_max_length)
@@ -230,10 +231,8 @@ class SpladeEncoder:
         """The vocabulary terms that occur in ``text``: a SPLADE weight on any other term is an expansion."""
         return set(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _encode(
-        self, texts: Sequence[str], max_length: int, lone_body: Callable[[list[int]], torch.Tensor] | None = None
-    ) -> sp.csr_matrix:
-        """``lone_body``: the transformer for a lone text (None: the torch one, as for every other text)."""
+    def _encode(self, texts: Sequence[str], max_length: int, *, queries: bool = False) -> sp.csr_matrix:
+        """A lone query's transformer is ``_lone_query_body`` where there is one; every other text's is torch's."""
         if not texts:  # the tokenizer refuses an empty list
             return sp.csr_matrix((0, self.dim), dtype=np.float32)
         ids = self._tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
@@ -246,7 +245,7 @@ class SpladeEncoder:
         short = [i for i, row in enumerate(ids) if len(row) <= SHORT_TEXT_TOKENS]
         long = [i for i, row in enumerate(ids) if len(row) > SHORT_TEXT_TOKENS]
         if len(ids) == 1:  # a lone text (a served query): a batch of one would only add a mask
-            return self._encode_one_by_one(ids, lone_body)
+            return self._encode_one_by_one(ids, self._lone_query_body if queries else None)
         if not short:
             return self._encode_one_by_one(ids)
         if not long:  # short texts only (a batch of queries or of summaries): no reordering to pay for
