@@ -62,7 +62,7 @@ class WorkQueue:
         self.admitted = 0
 
     async def run(self, function: Callable[..., T], *args) -> T:
-        """``function(*args)`` on a pool thread: for work that waits (a batch's turn) or needs no model."""
+        """``function(*args)`` on a pool thread: for blocking work that needs no model."""
         with self.admission():
             return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(function, *args))
 
