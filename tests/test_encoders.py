@@ -266,3 +266,18 @@ def test_a_lone_bf16_query_runs_the_fp32_transformer_on_onnx_runtime(splade, tmp
     np.testing.assert_allclose(lone, exact, atol=0.05)
     SpladeEncoder(precision="bf16").encode_queries([query])  # a second encoder reuses the export
     assert exports[0].stat().st_mtime_ns == built and list(tmp_path.rglob("*.onnx")) == exports
+
+
+@pytest.mark.parametrize("model", ["splade-tiny", "all-minilm-l6-v2"])
+def test_the_truncating_tokenizer_gives_the_ids_of_transformers_own_call(model):
+    import pickle
+
+    from lsr.retrieval.encoders.registry import TruncatingTokenizer, load_tokenizer
+
+    tokenizer = load_tokenizer(resolve_model(model).path)
+    ours = TruncatingTokenizer(tokenizer)
+    texts = [*scifact_texts(50), "", " ", "ü∂ 日本語 🙂 naïve", "word " * 600]
+    for max_length in (1, 2, 3, 32, 256, 512):
+        assert ours(texts, max_length) == tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    assert max(len(ids) for ids in ours(texts, 512)) == 512
+    assert pickle.loads(pickle.dumps(ours))(texts, 64) == ours(texts, 64)  # Ray ships encoders to its actors

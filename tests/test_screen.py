@@ -1,5 +1,6 @@
 """The int8 screen of the SPLADE decoder: it may keep extra columns, never drop one whose max logit is positive."""
 
+import pytest
 import torch
 
 from lsr.retrieval.encoders.screen import DecoderScreen
@@ -91,3 +92,37 @@ def test_screened_training_pool_equals_the_full_one_in_value_and_gradient():
     for name, gradient in full_gradients.items():
         # Key biases have a gradient of exactly 0 in theory (softmax ignores a constant per query), ~1e-6 in float.
         assert (our_gradients[name] - gradient).norm() <= 1e-5 * gradient.norm() + 1e-4, name
+
+
+def test_few_tokens_go_through_onednns_matmul_and_get_the_same_maxima():
+    """A query's few tokens take oneDNN's int8 matmul primitive, whose float32 products must be the int32 ones."""
+    from lsr.retrieval.encoders import screen
+
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randn(screen.PACKED_ROWS + 500, 128, generator=generator) * 0.1
+    bias = torch.full((len(weight),), -3.0)
+    decoder = DecoderScreen(weight, bias)
+    if decoder._packed_tiles is None:
+        pytest.skip("this CPU's oneDNN int8 matmul is missing or not exact; the int_mm path serves every text")
+    assert len(decoder._packed_tiles) == 2  # the rows span two prepacked tiles
+    features = torch.randn(2, 20, 128, generator=generator)
+    padding = torch.zeros(2, 20, 1, dtype=torch.bool)
+    padding[1, 12:] = True
+    features[padding.expand_as(features)] = 1000.0
+    quantized = torch.randint(-127, 128, (2, 20, 128), dtype=torch.int8, generator=generator)
+    for pad in (None, padding):
+        few, many = decoder._few_token_maxima(quantized, pad), decoder._maxima(quantized, pad)
+        assert few.dtype == torch.float32 and torch.equal(few.double(), many.double())
+    assert screen.FEW_TOKENS >= 2 * 20  # so columns() below takes the few-token path
+    kept = set(decoder.columns(features, padding).tolist())
+    positive = exact_positive_columns(features, weight, bias, padding)
+    assert positive <= kept and len(positive) > 100
+    assert len(kept) < len(weight) // 2  # the padded garbage was not counted
+
+
+def test_the_exactness_probe_of_onednns_int8_matmul_agrees_with_its_use():
+    from lsr.retrieval.encoders import screen
+
+    if screen._onednn_int8_matmul_is_exact():
+        assert DecoderScreen(torch.randn(300, 64), None)._packed_tiles is not None
+    assert DecoderScreen(torch.randn(300, 1100), None)._packed_tiles is None  # hidden · 127² ≥ 2^24: not exact

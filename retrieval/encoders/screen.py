@@ -18,6 +18,8 @@ token's bound. A relative slack covers the float rounding of the dequantization 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 INT8_LEVELS = 127  # symmetric: values in [-127, 127], so products of two fit int32 for any hidden size < 133,000
@@ -28,6 +30,11 @@ SLACK_FACTOR = (1 + RELATIVE_SLACK) / (1 - RELATIVE_SLACK)
 # thread, e.g. 256 tokens: 5.0 ms at 2^17 against 6.6 at 2^19).
 TILE_PRODUCTS = 1 << 17
 MIN_TILE_ROWS = 256
+# A query's few tokens go through oneDNN's int8 matmul primitive instead (see _few_token_maxima): up to 48 tokens in
+# all it ran 1.3–1.8× faster than _int_mm with its max (one thread, this AMX CPU), at 64 they were even. Its tiles
+# of vocabulary rows: 16,384 was the fastest of 8,192–30,522 for 8 to 48 tokens (≤ 3 MiB of float32 products).
+FEW_TOKENS = 48
+PACKED_ROWS = 16384
 
 
 class DecoderScreen:
@@ -43,6 +50,10 @@ class DecoderScreen:
         self._bias_per_scale = -(bias.double() / self._row_scale.double())
         self._norm_per_scale = -(SLACK_FACTOR / 2) * (row_norm.double() / self._row_scale.double())
 
+    def __getstate__(self) -> dict:
+        """Pickled (Ray ships encoders to its actors) without the prepacked tiles, oneDNN's opaque tensors."""
+        return {key: value for key, value in self.__dict__.items() if key != "_packed_tiles"}
+
     def columns(self, features: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         """The sorted columns whose max logit over tokens may be > 0 for at least one of the texts.
 
@@ -53,19 +64,11 @@ class DecoderScreen:
         real = features.float() if padding is None else features.float().masked_fill(padding, 0.0)
         magnitude = real.abs()
         scale = magnitude.amax(dim=(1, 2)).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
-        quantized = torch.round(real / scale[:, None, None]).to(torch.int8).reshape(texts * tokens, hidden)
-        # Vocabulary rows × tokens, not tokens × rows: the same int32 products, and oneDNN's int8 matmul ran 15–60%
-        # faster this way round (one thread; 12 to 256 tokens), the max over tokens then reading contiguous rows.
-        tokens_by_hidden = quantized.t().contiguous()
-        products = torch.empty(self._rows.shape[0], texts, dtype=torch.int32)
-        padded = padding.reshape(1, texts, tokens) if padding is not None else None
-        width = max(MIN_TILE_ROWS, TILE_PRODUCTS // (texts * tokens))
-        for column in range(0, self._rows.shape[0], width):
-            rows = slice(column, column + width)
-            tile = torch._int_mm(self._rows[rows], tokens_by_hidden).view(-1, texts, tokens)
-            if padded is not None:
-                tile.masked_fill_(padded, torch.iinfo(torch.int32).min)  # a padded token never wins the max
-            torch.amax(tile, 2, out=products[rows])
+        quantized = torch.round(real / scale[:, None, None]).to(torch.int8)
+        if texts * tokens <= FEW_TOKENS and self._packed_tiles is not None:
+            products = self._few_token_maxima(quantized, padding)
+        else:
+            products = self._maxima(quantized, padding)
         # Keep a column if approximate + bound > 0, where approximate = p·s·r + b (p: the int32 max, s: the text's
         # scale, r: the row's) and bound = (1 + ε)·(r/2·L + s/2·‖ŵ‖₁) + ε·|approximate| (L: the largest token's
         # ‖x‖₁). Where approximate ≥ 0 that holds; where it is < 0 it reads (1 − ε)·approximate + (1 + ε)·B > 0,
@@ -76,3 +79,91 @@ class DecoderScreen:
         norm_term = self._norm_per_scale[:, None] - SLACK_FACTOR / 2 * largest_token_norm * inverse_scale
         threshold = self._bias_per_scale[:, None] * inverse_scale + norm_term
         return torch.nonzero((products > threshold).any(dim=1)).flatten()
+
+    def _maxima(self, quantized: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        """(rows, texts) int32: each row's largest product with a text's tokens (``quantized``: (texts, tokens,
+        hidden) int8, ``padding`` as in columns()). Vocabulary rows × tokens, not tokens × rows: the same int32
+        products, and oneDNN's int8 GEMM ran 15–60% faster this way round (one thread; 12 to 256 tokens), the max
+        over tokens then reading contiguous rows."""
+        texts, tokens, hidden = quantized.shape
+        tokens_by_hidden = quantized.reshape(texts * tokens, hidden).t().contiguous()
+        products = torch.empty(self._rows.shape[0], texts, dtype=torch.int32)
+        padded = padding.reshape(1, texts, tokens) if padding is not None else None
+        width = max(MIN_TILE_ROWS, TILE_PRODUCTS // (texts * tokens))
+        for column in range(0, self._rows.shape[0], width):
+            rows = slice(column, column + width)
+            tile = torch._int_mm(self._rows[rows], tokens_by_hidden).view(-1, texts, tokens)
+            if padded is not None:
+                tile.masked_fill_(padded, torch.iinfo(torch.int32).min)  # a padded token never wins the max
+            torch.amax(tile, 2, out=products[rows])
+        return products
+
+    def _few_token_maxima(self, quantized: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+        """As _maxima, as float32 values that equal the int32 ones (see _packed_tiles), for a few tokens."""
+        texts, tokens, hidden = quantized.shape
+        products = torch.empty(texts, self._rows.shape[0])
+        for start, packed, unit_scales, zero_points in self._packed_tiles:
+            tile = torch.ops.onednn.qlinear_pointwise(
+                quantized.reshape(texts * tokens, hidden),
+                1.0,
+                0,
+                packed,
+                unit_scales,
+                zero_points,
+                None,
+                1.0,
+                0,
+                torch.float32,
+                "none",
+                [],
+                "",
+            ).view(texts, tokens, len(unit_scales))
+            if padding is not None:
+                tile.masked_fill_(padding, float("-inf"))
+            torch.amax(tile, 1, out=products[:, start : start + len(unit_scales)])
+        return products.t()
+
+    @functools.cached_property
+    def _packed_tiles(self) -> list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] | None:
+        """The int8 rows prepacked for oneDNN's matmul primitive in tiles of PACKED_ROWS, each with unit scales and
+        zero points, so that its float32 output is the int32 products themselves (exact while every |product sum|
+        < 2^24, i.e. hidden · 127² < 2^24); None where oneDNN's int8 matmul is missing or not exact (CPUs without
+        VNNI may saturate 16-bit pair sums) or the hidden size is too large. Built at the first few-token screen, so
+        a screen that never sees one (indexing, each training step's) does not pay for it."""
+        if self._rows.shape[1] * INT8_LEVELS**2 >= 1 << 24 or not _onednn_int8_matmul_is_exact():
+            return None
+        tiles = []
+        for start in range(0, self._rows.shape[0], PACKED_ROWS):
+            rows = self._rows[start : start + PACKED_ROWS].contiguous()
+            packed = torch.ops.onednn.qlinear_prepack(rows, None)
+            tiles.append((start, packed, torch.ones(len(rows)), torch.zeros(len(rows), dtype=torch.int64)))
+        return tiles
+
+
+@functools.cache
+def _onednn_int8_matmul_is_exact() -> bool:
+    """Whether oneDNN's int8 matmul (``torch.ops.onednn``, PyTorch's x86 quantization kernels) is available and
+    returns exact products for the worst operands: ±127 everywhere, the case where a 16-bit pair sum saturates."""
+    generator = torch.Generator().manual_seed(0)
+    extremes = lambda rows: (torch.randint(0, 2, (rows, 64), generator=generator) * 254 - 127).to(torch.int8)  # noqa: E731
+    tokens, rows = extremes(8), extremes(96)
+    try:
+        packed = torch.ops.onednn.qlinear_prepack(rows, None)
+        products = torch.ops.onednn.qlinear_pointwise(
+            tokens,
+            1.0,
+            0,
+            packed,
+            torch.ones(96),
+            torch.zeros(96, dtype=torch.int64),
+            None,
+            1.0,
+            0,
+            torch.float32,
+            "none",
+            [],
+            "",
+        )
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return torch.equal(products.double(), tokens.double() @ rows.double().t())

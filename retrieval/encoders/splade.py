@@ -32,7 +32,7 @@ from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
 from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import load_tokenizer, resolve_model
+from lsr.retrieval.encoders.registry import TruncatingTokenizer, load_tokenizer, resolve_model
 from lsr.retrieval.encoders.screen import DecoderScreen
 from lsr.retrieval.encoders.tracing import traced_body
 
@@ -166,6 +166,7 @@ class SpladeEncoder:
             raise EncoderError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
         self.spec = EncoderSpec("splade", model, resolved.content_hash, query_max_length, doc_max_length, precision=precision)
         self._tokenizer = load_tokenizer(resolved.path)
+        self._token_ids = TruncatingTokenizer(self._tokenizer)
         transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         dtype = DTYPES[precision]
         # bf16 runs every matmul on the CPU's AVX-512 BF16 (or AMX) units with fp32 accumulation.
@@ -235,7 +236,7 @@ class SpladeEncoder:
         """A lone query's transformer is ``_lone_query_body`` where there is one; every other text's is torch's."""
         if not texts:  # the tokenizer refuses an empty list
             return sp.csr_matrix((0, self.dim), dtype=np.float32)
-        ids = self._tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        ids = self._token_ids(list(texts), max_length)
         if self._device.type != "cpu":
             return self._encode_batches(ids, GPU_BATCH_TOKENS, self.dim * GPU_BATCH_TOKENS)
         if self.spec.precision == "fp32":
