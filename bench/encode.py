@@ -174,12 +174,12 @@ def main() -> None:
             **{f"lsr tiled, {p}": SpladeEncoder(precision=p).encode_queries for p in PRECISIONS},
         }
         traced = SpladeEncoder(precision="bf16")
-        traced._lone_query_body = None  # a lone bf16 query's transformer in torch, traced, as before ONNX Runtime
+        traced._query_body = None  # a lone bf16 query's transformer in torch, traced, as before ONNX Runtime
         encoders["lsr tiled, bf16, torch transformer"] = traced.encode_queries
         for precision in PRECISIONS:  # the same encoder with its transformer run eagerly in torch, not traced
             eager = SpladeEncoder(precision=precision)
             eager._body = splade._Unpadded(eager._model).eval()
-            eager._lone_query_body = None
+            eager._query_body = None
             encoders[f"lsr tiled, {precision}, eager transformer"] = eager.encode_queries
         for name, encode in encoders.items():
             seconds = []

@@ -2,9 +2,10 @@
 
     python bench/lone_query_quality.py --indexes indexes/bf16 cranfield cisi nfcorpus scifact
 
-(a) all at once, in padded batches, as `lsr eval` encodes them; (b) one at a time through the torch bf16 transformer
-(a lone query's path before ONNX Runtime); (c) one at a time as the service encodes a lone query now: the fp32
-transformer on ONNX Runtime, the decoder at bf16. Each index is ``<indexes>/<dataset>``, built with
+(a) in padded batches through the torch bf16 transformer, as `lsr eval` encoded them before ONNX Runtime; (b) one
+at a time through the torch bf16 transformer (a lone query's path before ONNX Runtime); (c) as lsr encodes every
+bf16 query now: one at a time, the fp32 transformer on ONNX Runtime, the decoder at bf16.
+Each index is ``<indexes>/<dataset>``, built with
 ``lsr index ../shared/data/<dataset> --out <indexes>/<dataset> --precision bf16``.
 """
 
@@ -38,18 +39,18 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| dataset | batched | lone, torch bf16 transformer | lone, ONNX Runtime fp32 transformer |")
+    print("| dataset | batched, torch bf16 transformer | lone, torch bf16 transformer | lone, ONNX Runtime fp32 transformer |")
     print("|---|---:|---:|---:|")
     for dataset in args.datasets:
         searcher = lsr.Searcher.open(args.indexes / dataset)
         evaluation = lsr.read_evaluation_set(args.data / dataset, "test")
         encoder = searcher.encoder
-        batched, onnx_body = encoder.encode_queries, encoder._lone_query_body
+        encode, onnx_body = encoder.encode_queries, encoder._query_body
+        encoder._query_body = None  # queries then take the documents' path: padded batches of short texts
         scores = [ndcg10(searcher, evaluation)]
-        encoder.encode_queries = one_at_a_time(batched)
-        encoder._lone_query_body = None
+        encoder.encode_queries = one_at_a_time(encode)
         scores.append(ndcg10(searcher, evaluation))
-        encoder._lone_query_body = onnx_body
+        encoder.encode_queries, encoder._query_body = encode, onnx_body
         scores.append(ndcg10(searcher, evaluation))
         print(f"| {dataset} | " + " | ".join(f"{score:.4f}" for score in scores) + " |", flush=True)
 

@@ -241,23 +241,26 @@ def test_the_traced_transformer_is_kept_only_where_it_computes_what_the_model_do
     assert (shipped.encode_documents(text) != splade.encode_documents(text)).nnz == 0
 
 
-def test_a_lone_bf16_query_runs_the_fp32_transformer_on_onnx_runtime(splade, tmp_path, monkeypatch):
-    """A served query at bf16: its transformer is the fp32 model exported to ONNX (cached, built once, at the first
-    lone query), so its decoder input is the fp32 torch model's to float rounding, and only the decoder runs at bf16;
-    a batch of queries and every document keep the torch transformer."""
+def test_bf16_queries_run_the_fp32_transformer_on_onnx_runtime_one_by_one(splade, tmp_path, monkeypatch):
+    """Queries at bf16: their transformer is the fp32 model exported to ONNX (cached, built once, at the first
+    query), so its decoder input is the fp32 torch model's to float rounding, and only the decoder runs at bf16;
+    each query is encoded alone, so a batch's rows are the lone queries' vectors; documents keep the torch
+    transformer."""
     monkeypatch.setenv("LSR_CACHE_DIR", str(tmp_path))
     bf16 = SpladeEncoder(precision="bf16")
     query = "does vitamin D prevent fractures in older women"
-    bf16.encode_queries([query, "vitamin D"])
-    assert not list(tmp_path.rglob("*.onnx"))  # a batch of queries needs no export
+    bf16.encode_documents([query, "vitamin D"])
+    assert not list(tmp_path.rglob("*.onnx"))  # construction and documents need no export
+    batch = bf16.encode_queries([query, "vitamin D"]).toarray()
     lone = bf16.encode_queries([query]).toarray()[0]
+    np.testing.assert_array_equal(batch, np.vstack([lone, bf16.encode_queries(["vitamin D"]).toarray()[0]]))
     exports = list(tmp_path.rglob("*.onnx"))
     assert [path.name for path in exports] == ["unpadded.onnx"]
     built = exports[0].stat().st_mtime_ns
     ids = bf16.tokenizer([query])["input_ids"][0]
     with torch.inference_mode():
         fp32_features = splade._features(ids)
-    onnx_features = bf16._lone_query_body(ids)
+    onnx_features = bf16._query_body(ids)
     assert onnx_features.dtype == torch.bfloat16
     # bf16 rounding of the fp32 output only (the torch bf16 transformer is off by more: up to 0.16 here, outside these bounds).
     torch.testing.assert_close(onnx_features.float(), fp32_features, rtol=8e-3, atol=0.05)

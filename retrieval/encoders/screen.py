@@ -9,7 +9,9 @@ The caller computes the kept columns at full precision, so the vectors are those
 
 Why int8: torch._int_mm (oneDNN, AVX-512 VNNI here) ran the decoder's matmul ~3.5× faster than fp32 and ~1.9×
 faster than bf16 on 256-token scifact documents, one thread; an approximate int8 encoder without the recomputation
-moved cisi's nDCG@10 by −0.0030 (outside the 0.002 bound), while this one changes nothing.
+moved cisi's nDCG@10 by −0.0030 (outside the 0.002 bound), while this one changes nothing. A query's few tokens
+take oneDNN's int8 matmul primitive instead (AMX here; the op PyTorch's x86 quantization lowers to), whose float32
+output with unit scales is the same int32 products; _int_mm's GEMM stays for documents and batches.
 
 Bound: with x̂ = s·round(x/s) and ŵ = r·round(w/r), |x̂ − x| ≤ s/2 and |ŵ − w| ≤ r/2 elementwise, so
 |x·w − x̂·ŵ| = |x·(w − ŵ) + (x − x̂)·ŵ| ≤ (r/2)·‖x‖₁ + (s/2)·‖ŵ‖₁; the max over tokens moves by at most the largest

@@ -185,14 +185,14 @@ class SpladeEncoder:
         return traced_body(eager) if self._device.type == "cpu" else eager
 
     @functools.cached_property
-    def _lone_query_body(self) -> Callable[[list[int]], torch.Tensor] | None:
-        """A lone query's transformer on ONNX Runtime, fp32, one thread (None at fp32, whose vectors stay those of the
-        torch computation bit for bit, and off the CPU); built at the first lone query, so processes that never
-        encode one (indexing, Ray actors) neither export nor open it. A served query is a lone text, and its ~100 small ops cost
-        per-op overhead more than arithmetic: 0.32–0.45 ms a scifact test query here against 0.79–0.98 ms
-        traced by TorchScript, and 0.82–0.90 with OpenVINO (one thread, interleaved). fp32 arithmetic is at least as
-        close to the model as the bf16 it replaces; the decoder still runs at the encoder's precision. Documents keep
-        the torch transformer, so a document's vector does not depend on whether it was encoded alone."""
+    def _query_body(self) -> Callable[[list[int]], torch.Tensor] | None:
+        """Queries' transformer on ONNX Runtime, fp32, one thread, one query at a time (None at fp32, whose vectors
+        stay those of the torch computation bit for bit, and off the CPU); built at the first query, so processes
+        that never encode one (indexing, Ray actors) neither export nor open it. A query's ~100 small ops cost per-op
+        overhead more than arithmetic: 0.32–0.45 ms a scifact test query here against 0.79–0.98 ms traced by
+        TorchScript, and 0.82–0.90 with OpenVINO (one thread, interleaved). fp32 arithmetic is at least as close to
+        the model as the bf16 it replaces; the decoder still runs at the encoder's precision. Documents keep the
+        torch transformer, so a document's vector does not depend on whether it was encoded alone."""
         if self._device.type != "cpu" or self.spec.precision == "fp32":
             return None
         from lsr.retrieval.encoders.onnx import session, unpadded_onnx_model
@@ -209,7 +209,7 @@ class SpladeEncoder:
     def __getstate__(self) -> dict:
         """Pickled (Ray ships encoders to its actors) without the traced transformer and the ONNX Runtime session,
         which do not pickle."""
-        return {key: value for key, value in self.__dict__.items() if key not in ("_body", "_lone_query_body")}
+        return {key: value for key, value in self.__dict__.items() if key not in ("_body", "_query_body")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -233,7 +233,7 @@ class SpladeEncoder:
         return set(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _encode(self, texts: Sequence[str], max_length: int, *, queries: bool = False) -> sp.csr_matrix:
-        """A lone query's transformer is ``_lone_query_body`` where there is one; every other text's is torch's."""
+        """Queries' transformer is ``_query_body`` where there is one; every other text's is torch's."""
         if not texts:  # the tokenizer refuses an empty list
             return sp.csr_matrix((0, self.dim), dtype=np.float32)
         ids = self._token_ids(list(texts), max_length)
@@ -241,15 +241,17 @@ class SpladeEncoder:
             return self._encode_batches(ids, GPU_BATCH_TOKENS, self.dim * GPU_BATCH_TOKENS)
         if self.spec.precision == "fp32":
             return self._encode_one_by_one(ids)
+        if queries and self._query_body is not None:
+            # One by one, as a served query comes: 2.1–2.6 ms a scifact test query against 2.5–3.4 in padded torch
+            # batches of 4 to 32 (one thread), and a query's vector does not depend on the queries beside it.
+            return self._encode_one_by_one(ids, self._query_body)
         # bf16 is not bit-exact anyway, so short texts, whose cost is per-call overhead, are batched (see
         # SHORT_TEXT_TOKENS); long ones stay one by one, where the decoder runs near the matmul peak already.
         short = [i for i, row in enumerate(ids) if len(row) <= SHORT_TEXT_TOKENS]
         long = [i for i, row in enumerate(ids) if len(row) > SHORT_TEXT_TOKENS]
-        if len(ids) == 1:  # a lone text (a served query): a batch of one would only add a mask
-            return self._encode_one_by_one(ids, self._lone_query_body if queries else None)
-        if not short:
+        if len(ids) == 1 or not short:  # a batch of one would only add a mask
             return self._encode_one_by_one(ids)
-        if not long:  # short texts only (a batch of queries or of summaries): no reordering to pay for
+        if not long:  # short texts only (a batch of summaries): no reordering to pay for
             return self._encode_batches(ids, SHORT_BATCH_TOKENS, TILE_ELEMENTS)
         parts = [
             self._encode_batches([ids[i] for i in short], SHORT_BATCH_TOKENS, TILE_ELEMENTS),
