@@ -21,6 +21,7 @@ token's bound. A relative slack covers the float rounding of the dequantization 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 
@@ -104,29 +105,16 @@ class DecoderScreen:
         """As _maxima, as float32 values that equal the int32 ones (see _packed_tiles), for a few tokens."""
         texts, tokens, hidden = quantized.shape
         products = torch.empty(texts, self._rows.shape[0])
-        for start, packed, unit_scales, zero_points in self._packed_tiles:
-            tile = torch.ops.onednn.qlinear_pointwise(
-                quantized.reshape(texts * tokens, hidden),
-                1.0,
-                0,
-                packed,
-                unit_scales,
-                zero_points,
-                None,
-                1.0,
-                0,
-                torch.float32,
-                "none",
-                [],
-                "",
-            ).view(texts, tokens, len(unit_scales))
+        for start, prepacked in self._packed_tiles:
+            width = len(prepacked.unit_scales)
+            tile = _onednn_products(quantized.reshape(texts * tokens, hidden), prepacked).view(texts, tokens, width)
             if padding is not None:
                 tile.masked_fill_(padding, float("-inf"))
-            torch.amax(tile, 1, out=products[:, start : start + len(unit_scales)])
+            torch.amax(tile, 1, out=products[:, start : start + width])
         return products.t()
 
     @functools.cached_property
-    def _packed_tiles(self) -> list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] | None:
+    def _packed_tiles(self) -> list[tuple[int, Prepacked]] | None:
         """The int8 rows prepacked for oneDNN's matmul primitive in tiles of PACKED_ROWS, each with unit scales and
         zero points, so that its float32 output is the int32 products themselves (exact while every |product sum|
         < 2^24, i.e. hidden · 127² < 2^24); None where oneDNN's int8 matmul is missing or not exact (CPUs without
@@ -134,12 +122,31 @@ class DecoderScreen:
         a screen that never sees one (indexing, each training step's) does not pay for it."""
         if self._rows.shape[1] * INT8_LEVELS**2 >= 1 << 24 or not _onednn_int8_matmul_is_exact():
             return None
-        tiles = []
-        for start in range(0, self._rows.shape[0], PACKED_ROWS):
-            rows = self._rows[start : start + PACKED_ROWS].contiguous()
-            packed = torch.ops.onednn.qlinear_prepack(rows, None)
-            tiles.append((start, packed, torch.ones(len(rows)), torch.zeros(len(rows), dtype=torch.int64)))
-        return tiles
+        return [
+            (start, Prepacked.of(self._rows[start : start + PACKED_ROWS].contiguous()))
+            for start in range(0, self._rows.shape[0], PACKED_ROWS)
+        ]
+
+
+class Prepacked(NamedTuple):
+    """int8 rows in oneDNN's matmul layout, with the unit scales and zero points that keep its products exact."""
+
+    packed: torch.Tensor
+    unit_scales: torch.Tensor
+    zero_points: torch.Tensor
+
+    @classmethod
+    def of(cls, rows: torch.Tensor) -> Prepacked:
+        packed = torch.ops.onednn.qlinear_prepack(rows, None)
+        return cls(packed, torch.ones(len(rows)), torch.zeros(len(rows), dtype=torch.int64))
+
+
+def _onednn_products(tokens: torch.Tensor, rows: Prepacked) -> torch.Tensor:
+    """(tokens, rows) float32 products of int8 ``tokens`` and prepacked int8 ``rows``: no bias, no zero point."""
+    scale, zero_point = 1.0, 0
+    return torch.ops.onednn.qlinear_pointwise(
+        tokens, scale, zero_point, *rows, None, scale, zero_point, torch.float32, "none", [], ""
+    )
 
 
 @functools.cache
@@ -150,22 +157,7 @@ def _onednn_int8_matmul_is_exact() -> bool:
     extremes = lambda rows: (torch.randint(0, 2, (rows, 64), generator=generator) * 254 - 127).to(torch.int8)  # noqa: E731
     tokens, rows = extremes(8), extremes(96)
     try:
-        packed = torch.ops.onednn.qlinear_prepack(rows, None)
-        products = torch.ops.onednn.qlinear_pointwise(
-            tokens,
-            1.0,
-            0,
-            packed,
-            torch.ones(96),
-            torch.zeros(96, dtype=torch.int64),
-            None,
-            1.0,
-            0,
-            torch.float32,
-            "none",
-            [],
-            "",
-        )
+        products = _onednn_products(tokens, Prepacked.of(rows))
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     return torch.equal(products.double(), tokens.double() @ rows.double().t())
