@@ -282,5 +282,7 @@ def test_the_truncating_tokenizer_gives_the_ids_of_transformers_own_call(model):
     texts = [*scifact_texts(50), "", " ", "ü∂ 日本語 🙂 naïve", "word " * 600]
     for max_length in (1, 2, 3, 32, 256, 512):
         assert ours(texts, max_length) == tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        plain = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+        assert ours(texts, max_length, special_tokens=False) == plain  # inference-free queries' word-pieces
     assert max(len(ids) for ids in ours(texts, 512)) == 512
     assert pickle.loads(pickle.dumps(ours))(texts, 64) == ours(texts, 64)  # Ray ships encoders to its actors

@@ -15,20 +15,20 @@ import scipy.sparse as sp
 
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import EncoderSpec
+from lsr.retrieval.encoders.registry import TruncatingTokenizer
 
 IDF_FILE = "idf.npy"
 
 
-def word_piece_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+def word_piece_ids(token_ids: TruncatingTokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """The distinct word-piece ids of each text, special tokens left out."""
-    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
-    return [sorted(set(ids)) for ids in encoded]
+    return [sorted(set(ids)) for ids in token_ids(list(texts), max_length, special_tokens=False)]
 
 
 def compute_idf(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
     """BM25's IDF, log(1 + (N − df + 0.5) / (df + 0.5)), per vocabulary entry: never negative."""
     document_frequency = np.zeros(len(tokenizer), dtype=np.float64)
-    for ids in word_piece_ids(tokenizer, texts, max_length):
+    for ids in word_piece_ids(TruncatingTokenizer(tokenizer), texts, max_length):
         document_frequency[ids] += 1
     count = len(texts)
     return np.log1p((count - document_frequency + 0.5) / (document_frequency + 0.5)).astype(np.float32)
@@ -48,13 +48,13 @@ class BagOfWordPieces:
     """Query vectors from the tokenizer alone: weight 1 (or the IDF) for each distinct word-piece."""
 
     def __init__(self, tokenizer, dim: int, max_length: int, idf: np.ndarray | None = None) -> None:
-        self._tokenizer = tokenizer
+        self._token_ids = TruncatingTokenizer(tokenizer)
         self.dim = dim
         self.max_length = max_length
         self.idf = idf
 
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
-        rows = word_piece_ids(self._tokenizer, texts, self.max_length)
+        rows = word_piece_ids(self._token_ids, texts, self.max_length)
         indptr = np.cumsum([0, *map(len, rows)])
         indices = np.fromiter((i for ids in rows for i in ids), dtype=np.int32, count=int(indptr[-1]))
         data = self.idf[indices] if self.idf is not None else np.ones(indices.size, dtype=np.float32)

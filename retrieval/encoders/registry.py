@@ -126,25 +126,27 @@ def resolve_model(name: str) -> ResolvedModel:
 
 
 class TruncatingTokenizer:
-    """Texts → token ids cut to ``max_length``, special tokens included: what ``tokenizer(texts, truncation=True,
-    max_length=max_length)["input_ids"]`` returns. A fast tokenizer's Rust backend is called directly, one copy
-    configured once per length: transformers' call sets the backend's truncation up again and wraps every result,
-    0.18–0.22 ms for a lone scifact test query against 0.06–0.07 ms here (one thread), ~6% of its encoding."""
+    """Texts → token ids cut to ``max_length``, special tokens included unless told: what ``tokenizer(texts,
+    add_special_tokens=…, truncation=True, max_length=max_length)["input_ids"]`` returns. A fast tokenizer's Rust
+    backend is called directly, one copy configured once per length: transformers' call sets the backend's
+    truncation up again and wraps every result, 0.18–0.22 ms for a lone scifact test query against 0.06–0.07 ms
+    here (one thread), ~6% of its encoding."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self._tokenizer = tokenizer
         self._backends: dict[int, Any] = {}
 
-    def __call__(self, texts: list[str], max_length: int) -> list[list[int]]:
+    def __call__(self, texts: list[str], max_length: int, *, special_tokens: bool = True) -> list[list[int]]:
         if not self._tokenizer.is_fast:
-            return self._tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+            encoded = self._tokenizer(texts, add_special_tokens=special_tokens, truncation=True, max_length=max_length)
+            return encoded["input_ids"]
         backend = self._backends.get(max_length)
         if backend is None:  # a race builds two alike copies, one of which is kept: harmless
             backend = Tokenizer.from_str(self._tokenizer.backend_tokenizer.to_str())
             backend.no_padding()
             backend.enable_truncation(max_length, strategy="longest_first", direction=self._tokenizer.truncation_side)
             self._backends[max_length] = backend
-        return [encoding.ids for encoding in backend.encode_batch(texts)]
+        return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=special_tokens)]
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
