@@ -27,7 +27,7 @@ from lsr.retrieval.encoders.arch import UhdSettings
 from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import load_tokenizer
+from lsr.retrieval.encoders.registry import TruncatingTokenizer, load_tokenizer
 from lsr.retrieval.encoders.screen import DecoderScreen
 from lsr.retrieval.encoders.splade import decoder_removed, detach_decoder, screened_logits
 from lsr.retrieval.encoders.tracing import traced_body
@@ -190,6 +190,7 @@ class UhdEncoder:
         self.batch_size = batch_size
         self.settings = settings
         self.tokenizer = load_tokenizer(path)
+        self._token_ids = TruncatingTokenizer(self.tokenizer)
         self._device = resolve_device(device)
         self._model = UhdModel.load(path, settings).to(self._device).eval()
         self.dim = self._model.head.dim
@@ -210,7 +211,7 @@ class UhdEncoder:
             return sp.csr_matrix((0, self.dim), dtype=np.float32)
         if self._screened is None:
             return self._encode_batches(texts, max_length)
-        ids = self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        ids = self._token_ids(texts, max_length)
         with torch.inference_mode():
             return stack_sparse((self._screened.weights(row) for row in ids), self.dim)
 
