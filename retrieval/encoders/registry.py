@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
@@ -134,7 +133,7 @@ class TruncatingTokenizer:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self._tokenizer = tokenizer
-        self._backends: dict[int, Any] = {}
+        self._backends: dict[int, Tokenizer] = {}
 
     def __call__(self, texts: list[str], max_length: int, *, special_tokens: bool = True) -> list[list[int]]:
         if not self._tokenizer.is_fast:

@@ -104,10 +104,11 @@ class DecoderScreen:
     def _few_token_maxima(self, quantized: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         """As _maxima, as float32 values that equal the int32 ones (see _packed_tiles), for a few tokens."""
         texts, tokens, hidden = quantized.shape
+        all_tokens = quantized.reshape(texts * tokens, hidden)
         products = torch.empty(texts, self._rows.shape[0])
         for start, prepacked in self._packed_tiles:
             width = len(prepacked.unit_scales)
-            tile = _onednn_products(quantized.reshape(texts * tokens, hidden), prepacked).view(texts, tokens, width)
+            tile = _onednn_products(all_tokens, prepacked).view(texts, tokens, width)
             if padding is not None:
                 tile.masked_fill_(padding, float("-inf"))
             torch.amax(tile, 1, out=products[:, start : start + width])
