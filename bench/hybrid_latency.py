@@ -19,7 +19,6 @@ from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.retrieval.search import Searcher  # noqa: E402
-from lsr.retrieval.search.fusion import fuse  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +38,8 @@ def main() -> None:
     dense_vectors = searcher.dense_encoder.encode_queries(queries)
 
     def hybrid(sparse_query, dense_query):
-        return fuse(index.engine.search(sparse_query, depth)[0], index.dense.search(dense_query, depth)[0], fusion, args.k)
+        sides = {"sparse": index.engine.search(sparse_query, depth)[0], "dense": index.dense.search(dense_query, depth)[0]}
+        return searcher.fuse(sides, fusion, args.k)
 
     times: dict[str, list[float]] = {"sparse": [], "dense": [], "hybrid": []}
     for row in range(len(queries)):

@@ -69,10 +69,11 @@ def real_index(args, scratch: Path) -> None:
         if mode == "sparse":
             pairs = zip(rankings["milvus"][0], rankings["memory"][0], strict=True)
         else:
-            from lsr.retrieval.search.fusion import fuse
-
-            fusion = memory.default_fusion
-            fused = {name: [fuse(s, d, fusion, args.k) for s, d in zip(*sides, strict=True)] for name, sides in rankings.items()}
+            fusion, searchers = memory.default_fusion, {"memory": memory, "milvus": milvus}
+            fused = {
+                name: [searchers[name].fuse({"sparse": s, "dense": d}, fusion, args.k) for s, d in zip(*sides, strict=True)]
+                for name, sides in rankings.items()
+            }
             pairs = zip(fused["milvus"], fused["memory"], strict=True)
         pairs = list(pairs)
         identical = sum(f.doc_indices.tolist() == e.doc_indices.tolist() for f, e in pairs)

@@ -14,7 +14,7 @@ from lsr.eval.metrics import score_run
 from lsr.eval.runner import run_entry
 from lsr.indexer.index_folder import write_manifest
 from lsr.retrieval.search import Searcher
-from lsr.retrieval.search.fusion import Fusion, fuse_signals
+from lsr.retrieval.search.fusion import Fusion
 
 STEPS = 10  # weights in steps of 0.1: 11 points for two signals, 66 for three
 RRF_KS = (10, 30, 60, 100)
@@ -100,7 +100,7 @@ def tune_fusion(
 
     k = TUNING_DEPTH + 1  # one spare for a dropped identical id
     per_query = [{signal: rankings[signal][number] for signal in signals} for number in range(len(ids))]
-    results = [(fusion, value([fuse_signals(r, fusion, k) for r in per_query])) for fusion in fusion_grid(signals, depth)]
+    results = [(fusion, value([searcher.fuse(r, fusion, k) for r in per_query])) for fusion in fusion_grid(signals, depth)]
     results.sort(key=lambda item: -item[1])  # stable: among equal values the grid's earlier point wins
     return Tuning(measure=measure, alone={signal: value(rankings[signal]) for signal in signals}, results=results)
 

@@ -148,3 +148,35 @@ def hybrid_searcher(small_hybrid_index, splade, minilm):
     from lsr.retrieval.search import Searcher
 
     return Searcher(IndexFolder(small_hybrid_index), splade, minilm)
+
+
+def reference_fuse(rankings: dict, fusion, k: int, documents: int) -> list[tuple[int, float]]:
+    """The textbook definitions over any number of signals, written out with dicts. Each ranking is its signal's top
+    ``fusion.depth``; a term-matching signal (sparse, bm25) that returned fewer has its top filled with the documents it
+    did not return, which score 0."""
+    signals = list(rankings)
+    named = dict(fusion.weights) if fusion.weights else dict.fromkeys(signals, 1.0)
+    total = sum(named.get(signal, 0.0) for signal in signals)
+    fused = {row: 0.0 for ranking in rankings.values() for row in ranking.doc_indices.tolist()}
+    for signal, ranking in rankings.items():
+        weight = named.get(signal, 0.0) / total
+        rows, scores = ranking.doc_indices.tolist(), ranking.scores.astype(float).tolist()
+        assert len(rows) <= fusion.depth
+        if not rows:
+            continue
+        if fusion.method == "rrf":
+            values, missing = {row: 1 / (fusion.rrf_k + rank) for rank, row in enumerate(rows, start=1)}, 0.0
+        else:
+            top = scores + [0.0] * (max(0, min(fusion.depth, documents) - len(rows)) if signal in ("sparse", "bm25") else 0)
+            if fusion.normalization == "minmax":
+                low, high = min(top), max(top)
+                normalized = lambda s, low=low, high=high: (s - low) / (high - low) if high > low else 1.0  # noqa: E731
+            else:
+                mean = sum(top) / len(top)
+                std = (sum((s - mean) ** 2 for s in top) / len(top)) ** 0.5
+                normalized = lambda s, mean=mean, std=std: (s - mean) / std if std > 0 else 0.0  # noqa: E731
+            values = {row: normalized(s) for row, s in zip(rows, scores, strict=True)}
+            missing = normalized(min(top))
+        for row in fused:
+            fused[row] += weight * values.get(row, missing)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]

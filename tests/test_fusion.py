@@ -1,39 +1,14 @@
+import math
+
 import numpy as np
 import pytest
+from conftest import reference_fuse
 
 from lsr.errors import LsrError
 from lsr.indexer.engines.base import Ranking
-from lsr.retrieval.search.fusion import Fusion, fuse
+from lsr.retrieval.search.fusion import Fusion, fuse_signals
 
 QUERIES = ["boundary layer transition at high mach numbers", "heat transfer to blunt bodies", "flutter of panels", "xyzzy"]
-
-
-def reference_fuse(sparse: Ranking, dense: Ranking, fusion: Fusion, k: int) -> list[tuple[int, float]]:
-    """The textbook definitions, written out with dicts."""
-    fused: dict[int, float] = {}
-    sides = [(sparse, fusion.weight), (dense, 1 - fusion.weight)]
-    for ranking, _ in sides:
-        for row in ranking.doc_indices.tolist():
-            fused.setdefault(row, 0.0)
-    for ranking, weight in sides:
-        rows, scores = ranking.doc_indices.tolist(), ranking.scores.astype(float).tolist()
-        if not rows:
-            continue
-        if fusion.method == "rrf":
-            values = {row: 1 / (fusion.rrf_k + rank) for rank, row in enumerate(rows, start=1)}
-            missing = 0.0
-        elif fusion.normalization == "minmax":
-            low, high = min(scores), max(scores)
-            values = {row: (s - low) / (high - low) if high > low else 1.0 for row, s in zip(rows, scores)}
-            missing = 0.0
-        else:
-            mean = sum(scores) / len(scores)
-            std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
-            values = {row: (s - mean) / std if std > 0 else 0.0 for row, s in zip(rows, scores)}
-            missing = min(values.values())
-        for row in fused:
-            fused[row] += weight * values.get(row, missing)
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
 @pytest.mark.parametrize(
@@ -47,11 +22,13 @@ def reference_fuse(sparse: Ranking, dense: Ranking, fusion: Fusion, k: int) -> l
     ],
 )
 def test_fusion_matches_the_reference_on_real_rankings(hybrid_searcher, fusion):
-    sparse = hybrid_searcher.rankings(QUERIES, "sparse", 30)
-    dense = hybrid_searcher.rankings(QUERIES, "dense", 30)
+    sparse = hybrid_searcher.rankings(QUERIES, "sparse", fusion.depth)
+    dense = hybrid_searcher.rankings(QUERIES, "dense", fusion.depth)
+    documents = len(hybrid_searcher.index.docs)
+    assert any(s.doc_indices.size < min(fusion.depth, documents) for s in sparse)  # the zero fill is exercised
     for s, d in zip(sparse, dense, strict=True):
-        got = fuse(s, d, fusion, 20)
-        expected = reference_fuse(s, d, fusion, 20)
+        got = hybrid_searcher.fuse({"sparse": s, "dense": d}, fusion, 20)
+        expected = reference_fuse({"sparse": s, "dense": d}, fusion, 20, documents)
         assert got.doc_indices.tolist() == [row for row, _ in expected]
         np.testing.assert_allclose(got.scores, [score for _, score in expected], rtol=1e-9, atol=1e-12)
 
@@ -59,7 +36,7 @@ def test_fusion_matches_the_reference_on_real_rankings(hybrid_searcher, fusion):
 def test_rrf_by_hand():
     sparse = Ranking(np.array([3, 1]), np.array([9.0, 5.0]))
     dense = Ranking(np.array([1, 2]), np.array([0.9, 0.8]))
-    fused = fuse(sparse, dense, Fusion("rrf", 0.5, rrf_k=0), 10)
+    fused = fuse_signals({"sparse": sparse, "dense": dense}, Fusion("rrf", 0.5, rrf_k=0), 10, documents=4)
     # doc 1: 0.5/2 + 0.5/1 = 0.75; doc 3: 0.5/1 = 0.5; doc 2: 0.5/2 = 0.25
     assert fused.doc_indices.tolist() == [1, 3, 2]
     np.testing.assert_allclose(fused.scores, [0.75, 0.5, 0.25])
@@ -67,8 +44,29 @@ def test_rrf_by_hand():
 
 def test_weight_one_keeps_the_sparse_order_and_zero_the_dense_order(hybrid_searcher):
     sparse, dense = hybrid_searcher.rankings(QUERIES[:1], "sparse", 50)[0], hybrid_searcher.rankings(QUERIES[:1], "dense", 50)[0]
-    assert fuse(sparse, dense, Fusion("convex", 1.0), 10).doc_indices.tolist() == sparse.doc_indices[:10].tolist()
-    assert fuse(sparse, dense, Fusion("rrf", 0.0), 10).doc_indices.tolist() == dense.doc_indices[:10].tolist()
+    sides = {"sparse": sparse, "dense": dense}
+    assert hybrid_searcher.fuse(sides, Fusion("convex", 1.0), 10).doc_indices.tolist() == sparse.doc_indices[:10].tolist()
+    assert hybrid_searcher.fuse(sides, Fusion("rrf", 0.0), 10).doc_indices.tolist() == dense.doc_indices[:10].tolist()
+
+
+def test_a_term_matching_signal_that_returns_few_documents_counts_the_rest_as_zeros():
+    """bm25 returned 2 of 10 documents: its z-scores are over its top 4 with two zeros, [4, 2, 0, 0] (mean 1.5); dense
+    scores every document, so its 2 are all it has (mean 0.7, deviation 0.2)."""
+    bm25 = Ranking(np.array([7, 3]), np.array([4.0, 2.0]))
+    dense = Ranking(np.array([3, 5]), np.array([0.9, 0.5]))
+    fusion = Fusion("convex", normalization="zscore", depth=4, weights={"dense": 1, "bm25": 1})
+    deviation = math.sqrt((2.5**2 + 0.5**2 + 2 * 1.5**2) / 4)
+    bm25_z = {7: 2.5 / deviation, 3: 0.5 / deviation, "missing": -1.5 / deviation}
+    dense_z = {3: 1.0, 5: -1.0, "missing": -1.0}
+    fused = fuse_signals({"bm25": bm25, "dense": dense}, fusion, 10, documents=10)
+    assert fused.doc_indices.tolist() == [3, 7, 5]
+    expected = [(bm25_z[3] + dense_z[3]) / 2, (bm25_z[7] + dense_z["missing"]) / 2, (bm25_z["missing"] + dense_z[5]) / 2]
+    np.testing.assert_allclose(fused.scores, expected)
+    # A corpus of 2 documents has no others to count: bm25's own two are its top (z-scores ±1, missing -1).
+    small = fuse_signals({"bm25": bm25, "dense": dense}, fusion, 10, documents=2)
+    np.testing.assert_allclose(small.scores, [0.0, 0.0, -1.0], atol=1e-12)
+    minmax = fuse_signals({"bm25": bm25}, Fusion("convex", depth=4, weights={"bm25": 1}), 10, documents=10)
+    np.testing.assert_allclose(minmax.scores, [1.0, 0.5])  # (s - 0) / (4 - 0): the zeros are its low
 
 
 @pytest.mark.parametrize(

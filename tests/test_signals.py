@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import reference_fuse
 from fastapi.testclient import TestClient
 from test_cli import assert_one_line_error, lsr
 
@@ -21,7 +22,7 @@ from lsr.indexer import IndexFolder, build_bm25_index
 from lsr.indexer.bm25 import Bm25Settings, Bm25Side
 from lsr.indexer.engines.base import Ranking
 from lsr.indexer.live import LiveUpdateError
-from lsr.retrieval.search import Fusion, LiveSearcher, Searcher, fuse_signals
+from lsr.retrieval.search import SIGNALS, Fusion, LiveSearcher, Searcher, fuse_signals
 
 QUERIES = ["boundary layer transition at high mach numbers", "heat transfer to blunt bodies", "flutter of panels", "xyzzy"]
 
@@ -39,33 +40,6 @@ def three_signal_index(tmp_path_factory, small_hybrid_index, small_dataset):
 @pytest.fixture(scope="module")
 def three_signal_searcher(three_signal_index, splade, minilm):
     return Searcher(IndexFolder(three_signal_index), splade, minilm)
-
-
-def reference_fuse(rankings: dict[str, Ranking], fusion: Fusion, k: int) -> list[tuple[int, float]]:
-    """The textbook definitions over any number of signals, written out with dicts."""
-    signals = list(rankings)
-    named = dict(fusion.weights) if fusion.weights else dict.fromkeys(signals, 1.0)
-    total = sum(named.get(signal, 0.0) for signal in signals)
-    fused = {row: 0.0 for ranking in rankings.values() for row in ranking.doc_indices.tolist()}
-    for signal, ranking in rankings.items():
-        weight = named.get(signal, 0.0) / total
-        rows, scores = ranking.doc_indices.tolist(), ranking.scores.astype(float).tolist()
-        if not rows:
-            continue
-        if fusion.method == "rrf":
-            values, missing = {row: 1 / (fusion.rrf_k + rank) for rank, row in enumerate(rows, start=1)}, 0.0
-        elif fusion.normalization == "minmax":
-            low, high = min(scores), max(scores)
-            values = {row: (s - low) / (high - low) if high > low else 1.0 for row, s in zip(rows, scores, strict=True)}
-            missing = min(values.values())
-        else:
-            mean = sum(scores) / len(scores)
-            std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
-            values = {row: (s - mean) / std if std > 0 else 0.0 for row, s in zip(rows, scores, strict=True)}
-            missing = min(values.values())
-        for row in fused:
-            fused[row] += weight * values.get(row, missing)
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
 def test_add_bm25_records_the_side_and_shares_the_other_files(three_signal_index, small_hybrid_index):
@@ -86,11 +60,12 @@ def test_add_bm25_records_the_side_and_shares_the_other_files(three_signal_index
     ],
 )
 def test_three_signal_fusion_matches_the_reference(three_signal_searcher, fusion):
-    per_signal = {signal: three_signal_searcher.rankings(QUERIES, signal, 30) for signal in ("sparse", "dense", "bm25")}
+    per_signal = {signal: three_signal_searcher.rankings(QUERIES, signal, fusion.depth) for signal in SIGNALS}
+    documents = len(three_signal_searcher.index.docs)
     for number in range(len(QUERIES)):
         rankings = {signal: per_signal[signal][number] for signal in per_signal}
-        got = fuse_signals(rankings, fusion, 20)
-        expected = reference_fuse(rankings, fusion, 20)
+        got = fuse_signals(rankings, fusion, 20, documents=documents)
+        expected = reference_fuse(rankings, fusion, 20, documents)
         assert got.doc_indices.tolist() == [row for row, _ in expected]
         np.testing.assert_allclose(got.scores, [score for _, score in expected], rtol=1e-9, atol=1e-12)
 
@@ -213,13 +188,14 @@ def test_an_index_with_a_bm25_side_refuses_live_updates(three_signal_searcher):
 def test_a_deeper_search_keeps_the_top_of_a_depth_search(three_signal_searcher, fusion):
     """`lsr eval` asks for 1000 hits, a user for 10: both must see the same top. Each signal's candidates past the
     fusion depth count as missing in the fused score and only order the documents below."""
-    deep = {signal: three_signal_searcher.rankings(QUERIES, signal, 60) for signal in ("sparse", "dense", "bm25")}
+    deep = {signal: three_signal_searcher.rankings(QUERIES, signal, 60) for signal in SIGNALS}
+    documents = len(three_signal_searcher.index.docs)
     for number in range(len(QUERIES)):
         rankings = {signal: deep[signal][number] for signal in deep}
         cut = {s: Ranking(r.doc_indices[: fusion.depth], r.scores[: fusion.depth]) for s, r in rankings.items()}
-        shallow = fuse_signals(cut, fusion, 10)
-        expected = reference_fuse(cut, fusion, 10)
-        deeper = fuse_signals(rankings, fusion, 60)
+        shallow = fuse_signals(cut, fusion, 10, documents=documents)
+        expected = reference_fuse(cut, fusion, 10, documents)
+        deeper = fuse_signals(rankings, fusion, 60, documents=documents)
         assert deeper.doc_indices[:10].tolist() == shallow.doc_indices.tolist() == [row for row, _ in expected]
         np.testing.assert_allclose(deeper.scores[:10], [score for _, score in expected], rtol=1e-9, atol=1e-12)
         assert np.all(np.diff(deeper.scores) <= 1e-12)

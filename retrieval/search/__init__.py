@@ -2,7 +2,7 @@
 built it → ranked hits by sparse, dense or bm25, or fused; fusion, explanations, metadata filters, live snapshots."""
 
 from lsr.retrieval.search.feedback import Feedback, expand_queries
-from lsr.retrieval.search.fusion import Fusion, fuse, fuse_signals
+from lsr.retrieval.search.fusion import Fusion, fuse_signals
 from lsr.retrieval.search.live import LiveSearcher
 from lsr.retrieval.search.modes import MODES, SIGNALS, parse_mode
 from lsr.retrieval.search.searcher import Hit, Searcher, check_k
@@ -17,7 +17,6 @@ __all__ = [
     "LiveSearcher",
     "Searcher",
     "check_k",
-    "fuse",
     "fuse_signals",
     "parse_mode",
 ]

@@ -10,6 +10,8 @@ from lsr.errors import LsrError
 
 # Fusion sums the signals in this order (sparse then dense, as two-signal fusion always did).
 SIGNALS = ("sparse", "dense", "bm25")
+# Signals that score by shared terms: a document with none of the query's terms scores 0 and is never returned.
+MATCHING_SIGNALS = ("sparse", "bm25")
 HYBRID = "hybrid"
 MODES = ("sparse", "dense", HYBRID, "bm25")
 

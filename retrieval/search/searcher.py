@@ -158,6 +158,10 @@ class Searcher:
             for r in self.index.engine.search(query_vectors, depth)
         ]
 
+    def fuse(self, rankings: dict[str, Ranking], fusion: Fusion, k: int) -> Ranking:
+        """The top k of one query's signal rankings (each of ``self.rankings``) fused."""
+        return fuse_signals(rankings, fusion, k, documents=len(self.index.docs))
+
     def hits(self, ranking: Ranking) -> list[Hit]:
         docs = self.index.docs
         return [
@@ -185,6 +189,6 @@ class Searcher:
         depth = max(k, fusion.depth)
         per_signal = {signal: self.rankings(queries, signal, depth) for signal in signals}
         return [
-            self.hits(fuse_signals({signal: per_signal[signal][number] for signal in signals}, fusion, k))
+            self.hits(self.fuse({signal: per_signal[signal][number] for signal in signals}, fusion, k))
             for number in range(len(queries))
         ]
