@@ -1,0 +1,59 @@
+"""What filling a term-matching signal's top with the zeros of the documents it did not return changes.
+
+    python bench/fusion_fill.py --indexes indexes/full --dataset ../shared/data/scifact --dataset ../shared/data/nfcorpus \
+        --dataset ../shared/data/cranfield --dataset ../shared/data/cisi
+
+Each index's default fusion on its dataset's test queries, nDCG@10, with the fill (what search does) and without it
+(``documents=0``: no document counted beyond those a signal returned, lsr's fusion before the fill), and the paired
+tests of the difference (lsr.eval.significance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from fusion_default import MEASURE, Dataset, K  # noqa: E402
+
+from lsr.eval.metrics import score_run  # noqa: E402
+from lsr.eval.runner import keep_hits  # noqa: E402
+from lsr.eval.significance import paired_test  # noqa: E402
+from lsr.retrieval.search import SIGNALS, Searcher, fuse_signals  # noqa: E402
+
+
+def per_query(dataset: Dataset, searcher: Searcher, documents: int) -> list[float]:
+    run = {}
+    for query_id, rankings in zip(dataset.ids, dataset.per_query, strict=True):
+        fused = fuse_signals({s: rankings[s] for s in SIGNALS}, searcher.default_fusion, K + 1, documents=documents)
+        hits = zip((dataset.doc_ids[row] for row in fused.doc_indices), fused.scores.tolist(), strict=True)
+        run[query_id] = keep_hits(query_id, hits, K, remove_identical_ids=True)
+    values = score_run(dataset.evaluation.qrels, run, [MEASURE]).per_query
+    return [values[query_id][MEASURE] for query_id in dataset.evaluation.qrels]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, action="append", required=True)
+    parser.add_argument("--indexes", type=Path, default=Path("indexes"))
+    args = parser.parse_args()
+    print(f"| dataset | fusion | {MEASURE} without the fill | with it | t-test p | permutation p | wins / ties / losses |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for folder in args.dataset:
+        searcher = Searcher.open(args.indexes / folder.name)
+        dataset = Dataset(folder, searcher, searcher.default_fusion.depth)
+        without = per_query(dataset, searcher, documents=0)
+        filled = per_query(dataset, searcher, documents=len(searcher.index.docs))
+        test = paired_test(filled, without)
+        print(
+            f"| {dataset.name} | {searcher.default_fusion.describe()} | {sum(without) / len(without):.4f} | "
+            f"{sum(filled) / len(filled):.4f} | {test.t_p:.4f} | {test.permutation_p:.4f} | "
+            f"{test.wins} / {test.ties} / {test.losses} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
