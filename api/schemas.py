@@ -90,6 +90,13 @@ class FusionRequest(BaseModel):
     rrf_k: int | None = Field(None, ge=0, le=10_000)
     normalization: Literal["minmax", "zscore"] | None = None
     depth: int | None = Field(None, ge=1, le=MAX_API_K, description="candidates taken from each signal")
+    dense_feedback: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_API_K,
+        description="add the mean dense vector of the first fused pass's top documents to the dense query, search again",
+    )
+    dense_feedback_weight: float | None = Field(None, gt=0.0, le=1000.0, description="that mean vector's weight")
 
     @model_validator(mode="after")
     def _one_kind_of_weight(self) -> FusionRequest:

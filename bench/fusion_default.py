@@ -29,7 +29,7 @@ from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.eval.metrics import score_run  # noqa: E402
 from lsr.eval.runner import keep_hits  # noqa: E402
 from lsr.eval.tuning import RRF_KS, fusion_grid  # noqa: E402
-from lsr.retrieval.search import SIGNALS, Fusion, Searcher  # noqa: E402
+from lsr.retrieval.search import SIGNALS, Candidates, Fusion, Searcher  # noqa: E402
 
 MEASURE = "nDCG@10"
 K = 10
@@ -53,17 +53,20 @@ class Dataset:
         searcher.check_mode("+".join(SIGNALS))  # a clear error when the index lacks a signal
         self.evaluation = read_evaluation_set(folder, "test")
         self.ids = list(self.evaluation.queries)
-        texts = list(self.evaluation.queries.values())
         self.doc_ids = [doc.id for doc in searcher.index.docs]
-        self.fuse = searcher.fuse
-        rankings = {signal: searcher.rankings(texts, signal, depth) for signal in SIGNALS}
-        self.per_query = [{signal: rankings[signal][number] for signal in SIGNALS} for number in range(len(self.ids))]
+        self.searcher = searcher
+        self.candidates = searcher.candidates(list(self.evaluation.queries.values()), SIGNALS, depth)
 
     def value(self, fusion: Fusion, signals: tuple[str, ...] = SIGNALS) -> float:
+        if len(signals) > 1:
+            rankings = {signal: self.candidates.rankings[signal] for signal in signals}
+            dense_queries = self.candidates.dense_queries if "dense" in signals else None
+            fused = self.searcher.fused(Candidates(rankings, dense_queries, self.candidates.depth), fusion, K + 1)
+        else:
+            fused = self.candidates.rankings[signals[0]]
         run = {}
-        for query_id, rankings in zip(self.ids, self.per_query, strict=True):
-            fused = self.fuse({s: rankings[s] for s in signals}, fusion, K + 1) if len(signals) > 1 else rankings[signals[0]]
-            hits = zip((self.doc_ids[row] for row in fused.doc_indices[: K + 1]), fused.scores.tolist(), strict=False)
+        for query_id, ranking in zip(self.ids, fused, strict=True):
+            hits = zip((self.doc_ids[row] for row in ranking.doc_indices[: K + 1]), ranking.scores.tolist(), strict=False)
             run[query_id] = keep_hits(query_id, hits, K, remove_identical_ids=True)
         return score_run(self.evaluation.qrels, run, [MEASURE]).aggregate[MEASURE]
 

@@ -26,8 +26,9 @@ from lsr.retrieval.search import SIGNALS, Searcher, fuse_signals  # noqa: E402
 
 def per_query(dataset: Dataset, searcher: Searcher, documents: int) -> list[float]:
     run = {}
-    for query_id, rankings in zip(dataset.ids, dataset.per_query, strict=True):
-        fused = fuse_signals({s: rankings[s] for s in SIGNALS}, searcher.default_fusion, K + 1, documents=documents)
+    for number, query_id in enumerate(dataset.ids):
+        rankings = {signal: dataset.candidates.rankings[signal][number] for signal in SIGNALS}
+        fused = fuse_signals(rankings, searcher.default_fusion, K + 1, documents=documents)
         hits = zip((dataset.doc_ids[row] for row in fused.doc_indices), fused.scores.tolist(), strict=True)
         run[query_id] = keep_hits(query_id, hits, K, remove_identical_ids=True)
     values = score_run(dataset.evaluation.qrels, run, [MEASURE]).per_query

@@ -19,6 +19,8 @@ from lsr.retrieval.search.fusion import Fusion
 STEPS = 10  # weights in steps of 0.1: 11 points for two signals, 66 for three
 RRF_KS = (10, 30, 60, 100)
 TUNING_DEPTH = 100  # hits per query scored while tuning: enough for any measure up to @100
+# (documents, weight) of dense feedback tried with every convex weighting that gives dense a share.
+DENSE_FEEDBACK = ((3, 0.5), (3, 1.0))
 
 
 def _compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
@@ -40,10 +42,16 @@ def weight_grid(signals: tuple[str, ...], steps: int = STEPS) -> list[dict[str, 
 def fusion_grid(signals: tuple[str, ...], depth: int) -> list[Fusion]:
     weightings = weight_grid(signals)
     grid = [Fusion("rrf", rrf_k=rrf_k, depth=depth, weights=weights) for rrf_k in RRF_KS for weights in weightings]
-    grid += [
+    convex = [
         Fusion("convex", normalization=n, depth=depth, weights=weights) for n in ("minmax", "zscore") for weights in weightings
     ]
-    return grid
+    with_feedback = [
+        fusion.changed(dense_feedback=documents, dense_feedback_weight=weight)
+        for documents, weight in DENSE_FEEDBACK
+        for fusion in convex
+        if dict(fusion.weights).get("dense")
+    ]
+    return grid + convex + with_feedback
 
 
 @dataclass(frozen=True)
@@ -86,12 +94,11 @@ def tune_fusion(
     check_tuning_split(split)
     signals = searcher.check_mode("hybrid")
     ids = list(evaluation.queries)
-    rankings: dict[str, list] = {signal: [] for signal in signals}
+    batches = []
     with tqdm(total=len(ids), unit="query", desc="searching", disable=None if progress is None else not progress) as bar:
         for start in range(0, len(ids), batch_size):
             texts = [evaluation.queries[q] for q in ids[start : start + batch_size]]
-            for signal in signals:
-                rankings[signal] += searcher.rankings(texts, signal, depth)
+            batches.append(searcher.candidates(texts, signals, depth))
             bar.update(len(texts))
 
     def value(rankings) -> float:
@@ -99,10 +106,11 @@ def tune_fusion(
         return score_run(evaluation.qrels, run, [measure]).aggregate[measure]
 
     k = TUNING_DEPTH + 1  # one spare for a dropped identical id
-    per_query = [{signal: rankings[signal][number] for signal in signals} for number in range(len(ids))]
-    results = [(fusion, value([searcher.fuse(r, fusion, k) for r in per_query])) for fusion in fusion_grid(signals, depth)]
+    grid = fusion_grid(signals, depth)
+    results = [(fusion, value([r for batch in batches for r in searcher.fused(batch, fusion, k)])) for fusion in grid]
     results.sort(key=lambda item: -item[1])  # stable: among equal values the grid's earlier point wins
-    return Tuning(measure=measure, alone={signal: value(rankings[signal]) for signal in signals}, results=results)
+    alone = {signal: value([r for batch in batches for r in batch.rankings[signal]]) for signal in signals}
+    return Tuning(measure=measure, alone=alone, results=results)
 
 
 def store_tuned_fusion(searcher: Searcher, evaluation: EvaluationSet, tuning: Tuning, dataset: str) -> None:

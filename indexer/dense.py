@@ -71,6 +71,9 @@ class DenseIndex:
     def vectors(self) -> np.ndarray:
         return self._index.reconstruct_n(0, self.size)
 
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        return self._index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+
     def search(self, queries: np.ndarray, k: int) -> list[Ranking]:
         scores, rows = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.size))
         kept = rows >= 0  # faiss pads with -1 when it finds fewer than k vectors

@@ -33,7 +33,7 @@ from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.engines import BM25_KIND, BuildExtras, engine_class, parse_settings, vector_engine_class
 from lsr.indexer.locks import LockHeld, held_here, index_lock
 from lsr.indexer.quantization import Quantization
-from lsr.indexer.searchable import VectorSearch
+from lsr.indexer.searchable import DenseSide
 from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
 
@@ -315,7 +315,7 @@ class IndexFolder:
         return docs
 
     @cached_property
-    def dense(self) -> VectorSearch | None:
+    def dense(self) -> DenseSide | None:
         if self.manifest.dense_encoder is None:
             return None
         if self.engine.capabilities.serves_dense:

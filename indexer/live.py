@@ -248,6 +248,16 @@ class _Composed:
         delta = self._delta_top(self._delta, queries, k + self._hidden_in_delta)
         return [_merge(b, d.doc_indices + self._base_count, d.scores, self._hidden, k) for b, d in zip(base, delta, strict=True)]
 
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The dense side's stored vectors: base rows from the base index, delta rows from the delta."""
+        rows = np.asarray(rows, dtype=np.int64)
+        in_base = rows < self._base_count
+        vectors = np.empty((rows.size, self._delta.shape[1]), dtype=np.float32)
+        if in_base.any():
+            vectors[in_base] = self._base.vectors_of(rows[in_base])
+        vectors[~in_base] = self._delta[rows[~in_base] - self._base_count]
+        return vectors
+
     def search_texts(self, queries: Sequence[str], k: int) -> list[Ranking]:
         """BM25 indexes take no writes, so only hidden (filtered-out) rows need dropping."""
         nothing = np.empty(0, np.int64)

@@ -33,6 +33,12 @@ class TextSearch(Protocol):
         ...
 
 
+class DenseSide(VectorSearch, Protocol):
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The stored dense vectors of these rows (rows × dim, float32), in their order."""
+        ...
+
+
 class SparseSide(VectorSearch, TextSearch, Protocol):
     """An engine: searches vectors, or text for engines that analyse it themselves (Lucene BM25)."""
 
@@ -46,7 +52,7 @@ class SearchableIndex(Protocol):
     def engine(self) -> SparseSide: ...
 
     @property
-    def dense(self) -> VectorSearch | None: ...
+    def dense(self) -> DenseSide | None: ...
 
     @property
     def bm25(self) -> TextSearch | None: ...

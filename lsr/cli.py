@@ -72,6 +72,17 @@ WeightsOption = Annotated[
 RrfKOption = Annotated[int | None, typer.Option("--rrf-k", help="Hybrid rrf: the k in 1/(k + rank).")]
 NormalizationOption = Annotated[str | None, typer.Option("--normalization", help="Hybrid convex: minmax or zscore.")]
 DepthOption = Annotated[int | None, typer.Option("--depth", help="Fusion: candidates taken from each signal.")]
+DenseFeedbackOption = Annotated[
+    int | None,
+    typer.Option(
+        "--dense-feedback",
+        help="Fusion: add the mean dense vector of the first fused pass's top N documents to the dense query and search "
+        "again; 0: off.",
+    ),
+]
+DenseFeedbackWeightOption = Annotated[
+    float | None, typer.Option("--dense-feedback-weight", help="Fusion: the weight of that mean vector (the query's is 1).")
+]
 UriOption = Annotated[
     str | None,
     typer.Option("--uri", help="milvus: server address (http://host:19530), or a local milvus-lite file (./milvus.db)."),
@@ -100,6 +111,8 @@ def _fusion(
     rrf_k: int | None,
     normalization: str | None,
     depth: int | None,
+    dense_feedback: int | None,
+    dense_feedback_weight: float | None,
 ):
     """The index's default fusion with any settings given on the command line replaced."""
     from lsr.retrieval.search.fusion import parse_weights
@@ -107,7 +120,16 @@ def _fusion(
     if weight is not None and weights is not None:
         raise LsrError("give --weight (sparse's, with dense) or --weights, not both")
     named = parse_weights(weights) if weights is not None else None
-    given = {"method": method, "weight": weight, "weights": named, "rrf_k": rrf_k, "normalization": normalization, "depth": depth}
+    given = {
+        "method": method,
+        "weight": weight,
+        "weights": named,
+        "rrf_k": rrf_k,
+        "normalization": normalization,
+        "depth": depth,
+        "dense_feedback": dense_feedback,
+        "dense_feedback_weight": dense_feedback_weight,
+    }
     return searcher.default_fusion.changed(**{key: value for key, value in given.items() if value is not None})
 
 
@@ -297,6 +319,8 @@ def search(
     rrf_k: RrfKOption = None,
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
+    dense_feedback: DenseFeedbackOption = None,
+    dense_feedback_weight: DenseFeedbackWeightOption = None,
     encoder: EncoderOption = None,
     feedback: FeedbackOption = False,
     device: DeviceOption = defaults.DEVICE,
@@ -306,7 +330,7 @@ def search(
 
     check_k(k)
     searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
-    settings = _fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth)
+    settings = _fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight)
     hits = searcher.search(query, k, mode=mode, fusion=settings)
     table = Table("rank", "doc id", "score", "title")
     for hit in hits:
@@ -359,6 +383,8 @@ def evaluate(
     rrf_k: RrfKOption = None,
     normalization: NormalizationOption = None,
     depth: DepthOption = None,
+    dense_feedback: DenseFeedbackOption = None,
+    dense_feedback_weight: DenseFeedbackWeightOption = None,
     encoder: EncoderOption = None,
     feedback: FeedbackOption = False,
     device: DeviceOption = defaults.DEVICE,
@@ -380,7 +406,7 @@ def evaluate(
         measures=measures,
         k=k,
         mode=mode,
-        fusion=_fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth),
+        fusion=_fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight),
         remove_identical_ids=not keep_identical_ids,
         command=shlex.join(["lsr", *sys.argv[1:]]),
     )

@@ -76,8 +76,19 @@ def test_a_term_matching_signal_that_returns_few_documents_counts_the_rest_as_ze
         ({"weight": 1.5}, "fusion weight must be between 0 and 1"),
         ({"normalization": "l2"}, "normalization must be one of minmax, zscore"),
         ({"depth": 0}, "fusion depth must be ≥ 1"),
+        ({"dense_feedback": 11, "depth": 10}, r"dense feedback must take between 0 and depth \(10\) documents"),
+        ({"dense_feedback": -1}, "dense feedback must take between 0 and depth"),
+        ({"dense_feedback_weight": 0.0}, "the dense feedback weight must be finite and > 0"),
     ],
 )
 def test_bad_fusion_settings_are_user_errors(settings, message):
     with pytest.raises(LsrError, match=message):
         Fusion(**settings)
+
+
+def test_dense_feedback_settings_round_trip_and_older_manifests_have_it_off():
+    fusion = Fusion("convex", normalization="zscore", weights={"sparse": 0.1, "dense": 0.6}, dense_feedback=3)
+    assert Fusion.from_dict(fusion.to_dict()) == fusion
+    assert "dense feedback from the top 3, weight 1" in fusion.describe()
+    older = {key: value for key, value in fusion.to_dict().items() if not key.startswith("dense_feedback")}
+    assert Fusion.from_dict(older).dense_feedback == 0

@@ -78,9 +78,11 @@ def test_tuning_uses_only_the_given_split_and_never_test(hybrid_searcher, train_
         tune_fusion(hybrid_searcher, evaluation, "test", progress=False)
     tuning = tune_fusion(hybrid_searcher, evaluation, "train", progress=False)
     values = [value for _, value in tuning.results]
-    assert values == sorted(values, reverse=True) and len(values) == 66
+    # 11 weightings × (4 RRF k + 2 normalizations), and the 10 convex ones giving dense a share × 2 dense feedbacks
+    assert values == sorted(values, reverse=True) and len(values) == 66 + 10 * 2 * 2
     # Weight 1 is the sparse side alone (convex minmax keeps its order), weight 0 the dense side alone.
-    results = {(f.method, f.normalization, f.weight): v for f, v in tuning.results if f.method == "convex"}
+    plain = [(f, v) for f, v in tuning.results if f.method == "convex" and not f.dense_feedback]
+    results = {(f.method, f.normalization, f.weight): v for f, v in plain}
     assert results[("convex", "minmax", 1.0)] == pytest.approx(tuning.sparse)
     assert results[("convex", "minmax", 0.0)] == pytest.approx(tuning.dense)
     assert tuning.best[1] >= max(tuning.sparse, tuning.dense)

@@ -152,4 +152,8 @@ def test_hybrid_live_index_searches_delta_dense_vectors(tmp_path, small_hybrid_i
     assert "new" in [hit.id for hit in live.searcher().search("ice on propellers", 3, mode="hybrid")]
     dense = live.view.delta.dense[0]
     assert np.isclose(np.linalg.norm(dense), 1.0, atol=1e-4)
+    # Dense feedback reads stored vectors of base and delta rows alike.
+    view, base = live.view, IndexFolder(small_hybrid_index)
+    rows = np.array([view.row("new"), 0, 5])
+    np.testing.assert_array_equal(view.dense.vectors_of(rows), np.stack([dense, *base.dense.vectors()[[0, 5]]]))
     live.live.close()

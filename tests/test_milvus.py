@@ -68,7 +68,10 @@ def test_milvus_ranks_like_the_memory_engine_and_keeps_tokens_out_of_the_manifes
 def test_hybrid_via_milvus_equals_lsr_hybrid(small_hybrid_index, queries, tmp_path):
     out = to_milvus(small_hybrid_index, tmp_path)
     local, remote = Searcher.open(small_hybrid_index), Searcher.open(out)
-    for fusion in (Fusion(), Fusion(method="convex", weight=0.3, depth=50)):
+    rows = np.array([7, 0, 3])
+    np.testing.assert_array_equal(remote.index.dense.vectors_of(rows), local.index.dense.vectors_of(rows))
+    feedback = Fusion(method="convex", weight=0.3, depth=50, dense_feedback=3)
+    for fusion in (Fusion(), Fusion(method="convex", weight=0.3, depth=50), feedback):
         expected = local.search_many(queries, 10, mode="hybrid", fusion=fusion)
         found = remote.search_many(queries, 10, mode="hybrid", fusion=fusion)
         assert sum(map(same_ranking, found, expected)) == len(queries)

@@ -162,7 +162,9 @@ def test_tuning_searches_the_three_signal_simplex_and_never_test(three_signal_se
     with pytest.raises(LsrError, match="never on test"):
         tune_fusion(three_signal_searcher, evaluation, "test", progress=False)
     tuning = tune_fusion(three_signal_searcher, evaluation, "train", progress=False)
-    assert len(tuning.results) == 66 * 6 and set(tuning.alone) == {"sparse", "dense", "bm25"}
+    # 66 weightings × (4 RRF k + 2 normalizations), and the 55 convex ones giving dense a share × 2 dense feedbacks
+    assert len(tuning.results) == 66 * 6 + 55 * 2 * 2 and set(tuning.alone) == {"sparse", "dense", "bm25"}
+    assert sum(f.dense_feedback > 0 for f, _ in tuning.results) == 55 * 2 * 2
     assert all(abs(sum(dict(f.weights).values()) - 1) < 1e-9 for f, _ in tuning.results)
     assert tuning.best[1] >= max(tuning.alone.values())
 
@@ -201,3 +203,22 @@ def test_a_deeper_search_keeps_the_top_of_a_depth_search(three_signal_searcher, 
         assert np.all(np.diff(deeper.scores) <= 1e-12)
         beyond = set(deeper.doc_indices.tolist()) - {row for r in cut.values() for row in r.doc_indices.tolist()}
         assert beyond and set(deeper.doc_indices[-len(beyond) :].tolist()) == beyond  # past depth everywhere: last
+
+
+def test_dense_feedback_searches_dense_again_from_the_first_fused_pass(three_signal_searcher):
+    """The dense query plus the mean stored vector of the first fused pass's top 3, searched again, then fused: written
+    out with the index's own parts and the dict reference."""
+    searcher, index = three_signal_searcher, three_signal_searcher.index
+    fusion = Fusion("convex", normalization="zscore", weights={"sparse": 0.1, "dense": 0.6, "bm25": 0.3}, dense_feedback=3)
+    documents, moved = len(index.docs), 0
+    for query in QUERIES[:3]:
+        first = {signal: three_signal_searcher.rankings([query], signal, fusion.depth)[0] for signal in SIGNALS}
+        top = [row for row, _ in reference_fuse(first, fusion, 3, documents)]
+        expanded = searcher.dense_encoder.encode_queries([query])[0] + index.dense.vectors()[top].mean(axis=0)
+        again = index.dense.search(expanded[None, :], fusion.depth)[0]
+        moved += again.doc_indices[:10].tolist() != first["dense"].doc_indices[:10].tolist()
+        expected = reference_fuse({**first, "dense": again}, fusion, 10, documents)
+        hits = searcher.search(query, 10, fusion=fusion)
+        assert [hit.id for hit in hits] == [index.docs[row].id for row, _ in expected]
+        np.testing.assert_allclose([hit.score for hit in hits], [score for _, score in expected], rtol=1e-6)
+    assert moved  # the feedback changed some dense ranking, so the test tells the two apart

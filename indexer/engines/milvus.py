@@ -184,6 +184,17 @@ class MilvusEngine:
         found = self._search(DENSE_FIELD, np.ascontiguousarray(queries, dtype=np.float32), DENSE_SEARCH, k)
         return [Ranking(ranking.doc_indices, ranking.scores.astype(np.float32)) for ranking in found]
 
+    def dense_vectors(self, rows: np.ndarray) -> np.ndarray:
+        try:
+            found = self._client.get(self.collection, ids=[int(row) for row in rows], output_fields=[DENSE_FIELD])
+        except _pymilvus().MilvusException as exc:
+            raise IndexFolderError(f"Milvus refused to read the dense vectors of {self.collection}: {exc.message}") from exc
+        by_row = {int(entity["row"]): entity[DENSE_FIELD] for entity in found}
+        missing = [int(row) for row in rows if int(row) not in by_row]
+        if missing:
+            raise IndexFolderError(f"collection {self.collection} has no rows {missing[:5]}: rebuild it with `lsr reindex`")
+        return np.array([by_row[int(row)] for row in rows], dtype=np.float32).reshape(len(rows), self.dense_dim)
+
     def _search(self, field: str, data: Any, params: dict, k: int) -> list[Ranking]:
         results = self._client.search(self.collection, data=data, anns_field=field, limit=min(k, MAX_LIMIT), search_params=params)
         return _rankings(results, k)
@@ -217,3 +228,6 @@ class MilvusDenseSide:
 
     def search(self, queries: np.ndarray, k: int) -> list[Ranking]:
         return self._engine.search_dense(queries, k)
+
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        return self._engine.dense_vectors(rows)

@@ -5,11 +5,12 @@ from lsr.retrieval.search.feedback import Feedback, expand_queries
 from lsr.retrieval.search.fusion import Fusion, fuse_signals
 from lsr.retrieval.search.live import LiveSearcher
 from lsr.retrieval.search.modes import MODES, SIGNALS, parse_mode
-from lsr.retrieval.search.searcher import Hit, Searcher, check_k
+from lsr.retrieval.search.searcher import Candidates, Hit, Searcher, check_k
 
 __all__ = [
     "MODES",
     "SIGNALS",
+    "Candidates",
     "Feedback",
     "expand_queries",
     "Fusion",

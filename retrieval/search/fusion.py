@@ -17,6 +17,9 @@ Scores of a fused ranking, each signal's weight w being its share of the fused s
   matching three documents had its bm25 z-scores spread over ±1.2 as if those three were all there was, and the
   signal outweighed the others (nDCG@10 of the untuned hybrid on nfcorpus, whose queries are often one or two words:
   0.3457 without, 0.3591 with, p = 0.002; bench/fusion_fill.py).
+``dense_feedback`` > 0 (a searcher's work, not this module's): fuse once, add ``dense_feedback_weight`` × the mean dense
+vector of that first pass's top ``dense_feedback`` documents to each query's dense vector, search dense again with it and
+fuse again (Rocchio, with the fused ranking as the feedback).
 Weights name signals (``weights``); ``weight`` is the two-signal shorthand: sparse gets it, dense ``1 - weight``.
 Without either, the fused signals weigh the same.
 """
@@ -84,6 +87,8 @@ class Fusion:
     rrf_k: int
     normalization: str  # convex only
     depth: int  # candidates taken from each signal
+    dense_feedback: int  # Rocchio on the dense side from the first fused pass's top documents; 0: off
+    dense_feedback_weight: float  # of their mean dense vector, against 1 for the query's
 
     def __init__(
         self,
@@ -94,6 +99,8 @@ class Fusion:
         depth: int = 100,
         *,
         weights: Mapping[str, float] | Weights | None = None,
+        dense_feedback: int = 0,
+        dense_feedback_weight: float = 1.0,
     ) -> None:
         if method not in METHODS:
             raise LsrError(f"fusion method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -103,8 +110,19 @@ class Fusion:
             raise LsrError(f"rrf_k must be ≥ 0, got {rrf_k}")
         if depth < 1:
             raise LsrError(f"fusion depth must be ≥ 1, got {depth}")
-        weights = _weights(weight, weights)
-        settings = {"method": method, "weights": weights, "rrf_k": rrf_k, "normalization": normalization, "depth": depth}
+        if not 0 <= dense_feedback <= depth:
+            raise LsrError(f"dense feedback must take between 0 and depth ({depth}) documents, got {dense_feedback}")
+        if not (math.isfinite(dense_feedback_weight) and dense_feedback_weight > 0):
+            raise LsrError(f"the dense feedback weight must be finite and > 0, got {dense_feedback_weight}")
+        settings = {
+            "method": method,
+            "weights": _weights(weight, weights),
+            "rrf_k": rrf_k,
+            "normalization": normalization,
+            "depth": depth,
+            "dense_feedback": dense_feedback,
+            "dense_feedback_weight": float(dense_feedback_weight),
+        }
         for name, value in settings.items():
             object.__setattr__(self, name, value)  # frozen: the dataclass way of setting fields in __init__
 
@@ -136,16 +154,21 @@ class Fusion:
             "rrf_k": self.rrf_k,
             "normalization": self.normalization,
             "depth": self.depth,
+            "dense_feedback": self.dense_feedback,
+            "dense_feedback_weight": self.dense_feedback_weight,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Fusion:
-        """Also reads manifests written before fusion named its signals (``weight``: sparse's, with dense)."""
-        names = ("method", "weight", "rrf_k", "normalization", "depth", "weights")
+        """Also reads manifests written before fusion named its signals (``weight``: sparse's, with dense) or had
+        dense feedback (off for them)."""
+        names = ("method", "weight", "rrf_k", "normalization", "depth", "weights", "dense_feedback", "dense_feedback_weight")
         return cls(**{key: data[key] for key in names if data.get(key) is not None})
 
     def describe(self) -> str:
         weights = ", ".join(f"{signal} {value:g}" for signal, value in self.weights) if self.weights else "equal weights"
+        if self.dense_feedback:
+            weights += f"; dense feedback from the top {self.dense_feedback}, weight {self.dense_feedback_weight:g}"
         if self.method == "rrf":
             return f"rrf(k={self.rrf_k}, {weights})"
         return f"convex({self.normalization}, {weights})"

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from lsr import defaults
 from lsr.errors import EncoderMismatchError, LsrError
@@ -22,6 +25,14 @@ from lsr.retrieval.search.fusion import Fusion, fuse_signals
 from lsr.retrieval.search.modes import SIGNALS, parse_mode
 
 MAX_K = 10_000
+
+
+class Candidates(NamedTuple):
+    """A batch of queries searched by each signal, before fusion (``Searcher.candidates``)."""
+
+    rankings: dict[str, list[Ranking]]  # signal → each query's top depth
+    dense_queries: np.ndarray | None  # the queries' dense vectors, when dense is one of the signals
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -186,9 +197,33 @@ class Searcher:
             return [self.hits(ranking) for ranking in self.rankings(queries, signals[0], k)]
         fusion = fusion or self.default_fusion
         fusion.signal_weights(signals)  # weights that give these signals nothing fail before any search
-        depth = max(k, fusion.depth)
-        per_signal = {signal: self.rankings(queries, signal, depth) for signal in signals}
-        return [
-            self.hits(self.fuse({signal: per_signal[signal][number] for signal in signals}, fusion, k))
-            for number in range(len(queries))
-        ]
+        return [self.hits(ranking) for ranking in self.fused(self.candidates(queries, signals, max(k, fusion.depth)), fusion, k)]
+
+    def candidates(self, queries: Sequence[str], signals: tuple[str, ...], depth: int) -> Candidates:
+        """What fusion needs of a batch of queries, searched once: each signal's top ``depth``, and the queries' dense
+        vectors for dense feedback."""
+        rankings = {signal: self.rankings(queries, signal, depth) for signal in signals if signal != "dense"}
+        dense_queries = None
+        if "dense" in signals:
+            dense_queries = self.dense_encoder.encode_queries(queries)
+            rankings["dense"] = self.index.dense.search(dense_queries, depth)
+        return Candidates(rankings, dense_queries, depth)
+
+    def fused(self, candidates: Candidates, fusion: Fusion, k: int) -> list[Ranking]:
+        """Each query's top k of its candidates fused; with ``fusion.dense_feedback``, after a dense search again
+        from the first fused pass (``lsr.retrieval.search.fusion``)."""
+        rankings = candidates.rankings
+        if fusion.dense_feedback and candidates.dense_queries is not None:
+            rankings = {**rankings, "dense": self._dense_feedback(candidates, fusion)}
+        count = len(next(iter(rankings.values())))
+        return [self.fuse({signal: found[number] for signal, found in rankings.items()}, fusion, k) for number in range(count)]
+
+    def _dense_feedback(self, candidates: Candidates, fusion: Fusion) -> list[Ranking]:
+        """Each query's dense vector plus ``dense_feedback_weight`` × the mean stored vector of its first fused pass's
+        top ``dense_feedback`` documents, searched again."""
+        expanded = np.array(candidates.dense_queries, dtype=np.float32)
+        for number in range(expanded.shape[0]):
+            first = self.fuse({s: found[number] for s, found in candidates.rankings.items()}, fusion, fusion.dense_feedback)
+            if first.doc_indices.size:
+                expanded[number] += fusion.dense_feedback_weight * self.index.dense.vectors_of(first.doc_indices).mean(axis=0)
+        return self.index.dense.search(expanded, candidates.depth)
