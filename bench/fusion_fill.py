@@ -3,9 +3,9 @@
     python bench/fusion_fill.py --indexes indexes/full --dataset ../shared/data/scifact --dataset ../shared/data/nfcorpus \
         --dataset ../shared/data/cranfield --dataset ../shared/data/cisi
 
-Each index's default fusion on its dataset's test queries, nDCG@10, with the fill (what search does) and without it
-(``documents=0``: no document counted beyond those a signal returned, lsr's fusion before the fill), and the paired
-tests of the difference (lsr.eval.significance).
+Each index's default fusion without its dense feedback (the fill is measured alone) on its dataset's test queries,
+nDCG@10, with the fill (what search does) and without it (``documents=0``: no document counted beyond those a signal
+returned, lsr's fusion before the fill), and the paired tests of the difference (lsr.eval.significance).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from fusion_default import MEASURE, Dataset, K  # noqa: E402
 from lsr.eval.metrics import score_run  # noqa: E402
 from lsr.eval.runner import keep_hits  # noqa: E402
 from lsr.eval.significance import paired_test  # noqa: E402
-from lsr.retrieval.search import SIGNALS, Searcher, fuse_signals  # noqa: E402
+from lsr.retrieval.search import SIGNALS, Fusion, Searcher, fuse_signals  # noqa: E402
 
 
-def per_query(dataset: Dataset, searcher: Searcher, documents: int) -> list[float]:
+def per_query(dataset: Dataset, fusion: Fusion, documents: int) -> list[float]:
     run = {}
     for number, query_id in enumerate(dataset.ids):
         rankings = {signal: dataset.candidates.rankings[signal][number] for signal in SIGNALS}
-        fused = fuse_signals(rankings, searcher.default_fusion, K + 1, documents=documents)
+        fused = fuse_signals(rankings, fusion, K + 1, documents=documents)
         hits = zip((dataset.doc_ids[row] for row in fused.doc_indices), fused.scores.tolist(), strict=True)
         run[query_id] = keep_hits(query_id, hits, K, remove_identical_ids=True)
     values = score_run(dataset.evaluation.qrels, run, [MEASURE]).per_query
@@ -45,11 +45,12 @@ def main() -> None:
     for folder in args.dataset:
         searcher = Searcher.open(args.indexes / folder.name)
         dataset = Dataset(folder, searcher, searcher.default_fusion.depth)
-        without = per_query(dataset, searcher, documents=0)
-        filled = per_query(dataset, searcher, documents=len(searcher.index.docs))
+        fusion = searcher.default_fusion.changed(dense_feedback=0)
+        without = per_query(dataset, fusion, documents=0)
+        filled = per_query(dataset, fusion, documents=len(searcher.index.docs))
         test = paired_test(filled, without)
         print(
-            f"| {dataset.name} | {searcher.default_fusion.describe()} | {sum(without) / len(without):.4f} | "
+            f"| {dataset.name} | {fusion.describe()} | {sum(without) / len(without):.4f} | "
             f"{sum(filled) / len(filled):.4f} | {test.t_p:.4f} | {test.permutation_p:.4f} | "
             f"{test.wins} / {test.ties} / {test.losses} |",
             flush=True,

@@ -23,18 +23,22 @@ NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
 # has the evidence). A mode that fuses fewer signals keeps the others' weights in proportion.
 UNTUNED_FUSION = {
     "sparse+dense+bm25": {
-        "weights": {"sparse": 0.1, "dense": 0.5, "bm25": 0.4},
+        "weights": {"sparse": 0.1, "dense": 0.6, "bm25": 0.3},
         "method": "convex",
         "rrf_k": 60,
         "normalization": "zscore",
         "depth": 100,
+        "dense_feedback": 3,
+        "dense_feedback_weight": 0.5,
     },
     "sparse+dense": {
         "weights": {"sparse": 0.4, "dense": 0.6},
         "method": "convex",
         "rrf_k": 60,
-        "normalization": "zscore",
+        "normalization": "minmax",
         "depth": 100,
+        "dense_feedback": 3,
+        "dense_feedback_weight": 0.5,
     },
     "sparse+bm25": {
         "weights": {"sparse": 0.4, "bm25": 0.6},
