@@ -112,10 +112,20 @@ def test_api_modes_and_fusion_overrides(hybrid_searcher, small_searcher):
     assert [h["id"] for h in dense["hits"]] == [h.id for h in hybrid_searcher.search(query, 5, mode="dense")]
     body = {"query": query, "k": 5, "fusion": {"method": "convex", "weight": 0.7, "normalization": "zscore"}}
     convex = client.post("/search", json=body).json()
-    expected = hybrid_searcher.search(query, 5, fusion=Fusion("convex", 0.7, normalization="zscore"))
+    # Omitted settings keep the index's: its default dense feedback too, unless the request turns it off.
+    overridden = hybrid_searcher.default_fusion.changed(method="convex", weight=0.7, normalization="zscore")
+    assert overridden.dense_feedback
+    expected = hybrid_searcher.search(query, 5, fusion=overridden)
     assert [h["id"] for h in convex["hits"]] == [h.id for h in expected]
-    for bad in ({"mode": "fast"}, {"fusion": {"weight": 2}}, {"fusion": {"method": "max"}}, {"fusion": {"depth": 0}}):
+    body["fusion"]["dense_feedback"] = 0
+    plain = client.post("/search", json=body).json()
+    expected = hybrid_searcher.search(query, 5, fusion=Fusion("convex", 0.7, normalization="zscore"))
+    assert [h["id"] for h in plain["hits"]] == [h.id for h in expected]
+    bad_fusions = ({"weight": 2}, {"method": "max"}, {"depth": 0}, {"dense_feedback": -1}, {"dense_feedback_weight": 0})
+    for bad in ({"mode": "fast"}, *({"fusion": fusion} for fusion in bad_fusions)):
         assert client.post("/search", json={"query": query, **bad}).status_code == 422
+    too_many = client.post("/search", json={"query": query, "fusion": {"depth": 5, "dense_feedback": 6}})
+    assert too_many.status_code == 400 and "dense feedback must take between 0 and depth (5)" in too_many.json()["detail"]
     assert client.get("/health").json()["index"]["dense_encoder"] == "all-minilm-l6-v2"
     sparse_only = TestClient(create_app(LiveSearcher.from_searcher(small_searcher))).post(
         "/search", json={"query": query, "mode": "dense"}
