@@ -76,8 +76,8 @@ def test_a_term_matching_signal_that_returns_few_documents_counts_the_rest_as_ze
         ({"weight": 1.5}, "fusion weight must be between 0 and 1"),
         ({"normalization": "l2"}, "normalization must be one of minmax, zscore"),
         ({"depth": 0}, "fusion depth must be ≥ 1"),
-        ({"dense_feedback": 11, "depth": 10}, r"dense feedback must take between 0 and depth \(10\) documents"),
-        ({"dense_feedback": -1}, "dense feedback must take between 0 and depth"),
+        ({"dense_feedback": 1001}, "dense feedback must take between 0 and 1000 documents, got 1001"),
+        ({"dense_feedback": -1}, "dense feedback must take between 0 and 1000 documents"),
         ({"dense_feedback_weight": 0.0}, "the dense feedback weight must be finite and > 0"),
     ],
 )

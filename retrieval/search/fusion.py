@@ -38,6 +38,9 @@ from lsr.indexer.engines.base import Ranking
 from lsr.retrieval.search.modes import MATCHING_SIGNALS, SIGNALS
 
 METHODS = ("rrf", "convex")
+# The first fused pass holds at least ``depth`` documents and up to each signal's ``depth`` together, so the feedback
+# is not bound to the depth; this bound only keeps a typo from averaging a whole corpus.
+MAX_DENSE_FEEDBACK = 1000
 NORMALIZATIONS = ("minmax", "zscore")
 Weights = tuple[tuple[str, float], ...]  # (signal, weight) in SIGNALS order: hashable, one spelling per value
 
@@ -110,8 +113,8 @@ class Fusion:
             raise LsrError(f"rrf_k must be ≥ 0, got {rrf_k}")
         if depth < 1:
             raise LsrError(f"fusion depth must be ≥ 1, got {depth}")
-        if not 0 <= dense_feedback <= depth:
-            raise LsrError(f"dense feedback must take between 0 and depth ({depth}) documents, got {dense_feedback}")
+        if not 0 <= dense_feedback <= MAX_DENSE_FEEDBACK:
+            raise LsrError(f"dense feedback must take between 0 and {MAX_DENSE_FEEDBACK} documents, got {dense_feedback}")
         if not (math.isfinite(dense_feedback_weight) and dense_feedback_weight > 0):
             raise LsrError(f"the dense feedback weight must be finite and > 0, got {dense_feedback_weight}")
         settings = {
