@@ -185,15 +185,16 @@ class MilvusEngine:
         return [Ranking(ranking.doc_indices, ranking.scores.astype(np.float32)) for ranking in found]
 
     def dense_vectors(self, rows: np.ndarray) -> np.ndarray:
+        ids = [int(row) for row in rows]
         try:
-            found = self._client.get(self.collection, ids=[int(row) for row in rows], output_fields=[DENSE_FIELD])
+            found = self._client.get(self.collection, ids=ids, output_fields=[DENSE_FIELD])
         except _pymilvus().MilvusException as exc:
             raise IndexFolderError(f"Milvus refused to read the dense vectors of {self.collection}: {exc.message}") from exc
         by_row = {int(entity["row"]): entity[DENSE_FIELD] for entity in found}
-        missing = [int(row) for row in rows if int(row) not in by_row]
+        missing = [row for row in ids if row not in by_row]
         if missing:
             raise IndexFolderError(f"collection {self.collection} has no rows {missing[:5]}: rebuild it with `lsr reindex`")
-        return np.array([by_row[int(row)] for row in rows], dtype=np.float32).reshape(len(rows), self.dense_dim)
+        return np.array([by_row[row] for row in ids], dtype=np.float32).reshape(len(ids), self.dense_dim)
 
     def _search(self, field: str, data: Any, params: dict, k: int) -> list[Ranking]:
         results = self._client.search(self.collection, data=data, anns_field=field, limit=min(k, MAX_LIMIT), search_params=params)

@@ -38,11 +38,11 @@ from lsr.indexer.engines.base import Ranking
 from lsr.retrieval.search.modes import MATCHING_SIGNALS, SIGNALS
 
 METHODS = ("rrf", "convex")
+NORMALIZATIONS = ("minmax", "zscore")
+Weights = tuple[tuple[str, float], ...]  # (signal, weight) in SIGNALS order: hashable, one spelling per value
 # The first fused pass holds at least ``depth`` documents and up to each signal's ``depth`` together, so the feedback
 # is not bound to the depth; this bound only keeps a typo from averaging a whole corpus.
 MAX_DENSE_FEEDBACK = 1000
-NORMALIZATIONS = ("minmax", "zscore")
-Weights = tuple[tuple[str, float], ...]  # (signal, weight) in SIGNALS order: hashable, one spelling per value
 
 
 def _weights(weight: float | None, weights: Mapping[str, float] | Weights | None) -> Weights | None:

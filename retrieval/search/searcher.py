@@ -222,8 +222,8 @@ class Searcher:
         """Each query's dense vector plus ``dense_feedback_weight`` × the mean stored vector of its first fused pass's
         top ``dense_feedback`` documents, searched again."""
         expanded = np.array(candidates.dense_queries, dtype=np.float32)
-        for number in range(expanded.shape[0]):
-            first = self.fuse({s: found[number] for s, found in candidates.rankings.items()}, fusion, fusion.dense_feedback)
+        first_pass = self.fused(candidates, fusion.changed(dense_feedback=0), fusion.dense_feedback)
+        for number, first in enumerate(first_pass):
             if first.doc_indices.size:
                 expanded[number] += fusion.dense_feedback_weight * self.index.dense.vectors_of(first.doc_indices).mean(axis=0)
         return self.index.dense.search(expanded, candidates.depth)
