@@ -105,6 +105,7 @@ def _engine_settings(engine: str | None, uri: str | None, collection: str | None
 
 def _fusion(
     searcher,
+    mode: str | None,
     method: str | None,
     weight: float | None,
     weights: str | None,
@@ -114,7 +115,8 @@ def _fusion(
     dense_feedback: int | None,
     dense_feedback_weight: float | None,
 ):
-    """The index's default fusion with any settings given on the command line replaced."""
+    """The index's default fusion with any settings given on the command line replaced (refused where they do not
+    apply to a search in ``mode``)."""
     from lsr.retrieval.search.fusion import parse_weights
 
     if weight is not None and weights is not None:
@@ -130,7 +132,7 @@ def _fusion(
         "dense_feedback": dense_feedback,
         "dense_feedback_weight": dense_feedback_weight,
     }
-    return searcher.default_fusion.changed(**{key: value for key, value in given.items() if value is not None})
+    return searcher.fusion_for(mode, {key: value for key, value in given.items() if value is not None})
 
 
 @app.command()
@@ -330,7 +332,9 @@ def search(
 
     check_k(k)
     searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
-    settings = _fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight)
+    settings = _fusion(
+        searcher, mode, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight
+    )
     hits = searcher.search(query, k, mode=mode, fusion=settings)
     table = Table("rank", "doc id", "score", "title")
     for hit in hits:
@@ -406,7 +410,9 @@ def evaluate(
         measures=measures,
         k=k,
         mode=mode,
-        fusion=_fusion(searcher, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight),
+        fusion=_fusion(
+            searcher, mode, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight
+        ),
         remove_identical_ids=not keep_identical_ids,
         command=shlex.join(["lsr", *sys.argv[1:]]),
     )

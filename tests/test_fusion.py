@@ -6,7 +6,7 @@ from conftest import reference_fuse
 
 from lsr.errors import LsrError
 from lsr.indexer.engines.base import Ranking
-from lsr.retrieval.search.fusion import Fusion, fuse_signals
+from lsr.retrieval.search.fusion import Fusion, fuse_signals, with_overrides
 
 QUERIES = ["boundary layer transition at high mach numbers", "heat transfer to blunt bodies", "flutter of panels", "xyzzy"]
 
@@ -92,3 +92,38 @@ def test_dense_feedback_settings_round_trip_and_older_manifests_have_it_off():
     assert "dense feedback from the top 3, weight 1" in fusion.describe()
     older = {key: value for key, value in fusion.to_dict().items() if not key.startswith("dense_feedback")}
     assert Fusion.from_dict(older).dense_feedback == 0
+
+
+THREE = ("sparse", "dense", "bm25")
+UNTUNED = Fusion("convex", normalization="zscore", weights={"sparse": 0.1, "dense": 0.6, "bm25": 0.3}, dense_feedback=3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "signals", "message"),
+    [
+        ({"depth": 50}, ("sparse",), r"fusion settings \(depth\) apply when several signals are fused; .* sparse alone"),
+        ({"weights": {"sparse": 1, "dense": 1}}, ("sparse", "bm25"), "the fusion weights name dense, which this search"),
+        ({"weight": 0.3}, THREE, r"the fusion weight is sparse's share of sparse \+ dense"),
+        ({"dense_feedback": 5}, ("sparse", "bm25"), "dense feedback searches the dense signal again"),
+        ({"dense_feedback_weight": 2.0}, ("bm25", "sparse"), "dense feedback searches the dense signal again"),
+        ({"rrf_k": 10}, THREE, "rrf k applies to rrf fusion; this fusion is convex"),
+        ({"method": "rrf", "normalization": "minmax"}, THREE, "normalization applies to convex fusion; this fusion is rrf"),
+    ],
+)
+def test_fusion_settings_that_would_change_nothing_are_refused(overrides, signals, message):
+    with pytest.raises(LsrError, match=message):
+        with_overrides(UNTUNED, overrides, signals)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "signals"),
+    [
+        ({}, ("sparse",)),  # nothing given: the index's own fusion, whatever the mode
+        ({"method": "rrf", "rrf_k": 10}, THREE),
+        ({"normalization": "minmax", "depth": 50}, THREE),
+        ({"weight": 0.3, "dense_feedback": 5}, ("sparse", "dense")),
+        ({"weights": {"bm25": 1.0, "sparse": 2.0}, "dense_feedback": 0}, ("sparse", "bm25")),  # feedback off: applies
+    ],
+)
+def test_fusion_settings_that_apply_change_the_fusion_as_given(overrides, signals):
+    assert with_overrides(UNTUNED, overrides, signals) == UNTUNED.changed(**overrides)

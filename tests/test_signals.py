@@ -140,6 +140,13 @@ def test_api_names_signals_and_validates_them(three_signal_searcher):
         response = client.post("/search", json={"query": query, **bad})
         assert response.status_code == 422, (bad, response.text)
     assert "more than once" in client.post("/search", json={"query": query, "mode": "bm25+bm25"}).text
+    # Settings the search would ignore are refused, not dropped: a mode without dense, a single signal.
+    for bad, message in (
+        ({"mode": "bm25+sparse", "fusion": {"dense_feedback": 3}}, "dense feedback searches the dense signal again"),
+        ({"mode": "sparse", "fusion": {"depth": 10}}, "this search ranks by sparse alone"),
+    ):
+        response = client.post("/search", json={"query": query, **bad})
+        assert response.status_code == 400 and message in response.text, (bad, response.text)
 
 
 def test_cli_names_signals_with_one_line_errors(three_signal_index, small_dataset, tmp_path):
@@ -149,6 +156,10 @@ def test_cli_names_signals_with_one_line_errors(three_signal_index, small_datase
     assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weights", "bm25:1"), "SIGNAL=WEIGHT pairs")
     assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weights", "title=1"), "unknown signals title")
     assert_one_line_error(lsr("search", str(three_signal_index), "heat", "--weight", "0.5", "--weights", "bm25=1"), "not both")
+    assert_one_line_error(
+        lsr("search", str(three_signal_index), "heat", "--mode", "bm25+sparse", "--weights", "dense=1,bm25=1"),
+        "the fusion weights name dense, which this search (sparse + bm25) does not fuse",
+    )
     assert_one_line_error(
         lsr("index", str(small_dataset), "--out", str(tmp_path / "x"), "--encoder", "bm25", "--bm25"), "Lucene BM25 index already"
     )

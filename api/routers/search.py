@@ -47,7 +47,7 @@ class Searched:
 def search_together(service: LiveSearcher, settings: SearchSettings, queries: list[str]) -> list[Searched]:
     searcher = service.searcher(filter=json.loads(settings.filter))  # one snapshot for all these queries
     mode = settings.mode or searcher.default_mode
-    fusion = searcher.default_fusion.changed(**json.loads(settings.fusion))
+    fusion = searcher.fusion_for(mode, json.loads(settings.fusion))
     started = time.perf_counter()
     ranked = searcher.search_many(queries, settings.depth, mode=mode, fusion=fusion)
     took_ms = (time.perf_counter() - started) * 1000

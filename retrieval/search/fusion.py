@@ -177,6 +177,32 @@ class Fusion:
         return f"convex({self.normalization}, {weights})"
 
 
+def with_overrides(fusion: Fusion, overrides: Mapping[str, object], signals: tuple[str, ...]) -> Fusion:
+    """``fusion`` with the settings a user gave (a command line's options, an API body's fields) changed, for a search
+    of ``signals``. A given setting that would change nothing there is refused rather than silently ignored: the
+    user meant something else (a mode without the signal, a method without the setting)."""
+    if not overrides:
+        return fusion
+    changed = fusion.changed(**overrides)
+    given = ", ".join(name.replace("_", " ") for name in overrides)
+    if len(signals) == 1:
+        raise LsrError(f"fusion settings ({given}) apply when several signals are fused; this search ranks by {signals[0]} alone")
+    searched = " + ".join(signals)
+    unfused = sorted(set(dict(overrides.get("weights") or {})) - set(signals))
+    if unfused:
+        raise LsrError(f"the fusion weights name {', '.join(unfused)}, which this search ({searched}) does not fuse")
+    if "weight" in overrides and set(signals) != {"sparse", "dense"}:
+        raise LsrError(f"the fusion weight is sparse's share of sparse + dense; to weigh {searched}, give a weight per signal")
+    feedback_given = overrides.get("dense_feedback") or "dense_feedback_weight" in overrides
+    if feedback_given and "dense" not in signals:
+        raise LsrError(f"dense feedback searches the dense signal again, which this search ({searched}) does not fuse")
+    if "rrf_k" in overrides and changed.method != "rrf":
+        raise LsrError(f"rrf k applies to rrf fusion; this fusion is {changed.method} (set the method to rrf)")
+    if "normalization" in overrides and changed.method != "convex":
+        raise LsrError(f"normalization applies to convex fusion; this fusion is {changed.method} (set the method to convex)")
+    return changed
+
+
 @numba.njit(cache=True, nogil=True)
 def _contributions(
     scores: np.ndarray, convex: bool, rrf_k: int, zscore: bool, depth: int, zeros: int

@@ -6,7 +6,7 @@ This is what the CLI, the API and evaluation all call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,7 +21,7 @@ from lsr.indexer.live import read_snapshot
 from lsr.indexer.searchable import SearchableIndex
 from lsr.retrieval.encoders import DenseEncoder, EncoderSpec, SparseEncoder, load_dense_encoder, load_sparse_encoder
 from lsr.retrieval.search.feedback import Feedback, expand_queries
-from lsr.retrieval.search.fusion import Fusion, fuse_signals
+from lsr.retrieval.search.fusion import Fusion, fuse_signals, with_overrides
 from lsr.retrieval.search.modes import SIGNALS, parse_mode
 
 MAX_K = 10_000
@@ -150,6 +150,11 @@ class Searcher:
         if "bm25" in signals and self.index.bm25 is None:
             raise LsrError(f"{self.index.path} has no BM25 side; add one with `lsr index … --add-bm25`")
         return signals
+
+    def fusion_for(self, mode: str | None, overrides: Mapping[str, object]) -> Fusion:
+        """The index's fusion (tuned, else the untuned default) with the settings a user gave for a search in ``mode``
+        (None: the default mode) changed; settings that do not apply to that search are refused."""
+        return with_overrides(self.default_fusion, overrides, self.check_mode(mode or self.default_mode))
 
     def rankings(self, queries: Sequence[str], side: str, depth: int) -> list[Ranking]:
         """One side's top ``depth`` per query, as index rows and that side's float scores."""
