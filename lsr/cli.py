@@ -135,6 +135,15 @@ def _fusion(
     return searcher.fusion_for(mode, {key: value for key, value in given.items() if value is not None})
 
 
+def _check_sparse_feedback(searcher, mode: str | None) -> None:
+    """--feedback expands the encoded sparse query: a search without one would ignore it, so it is refused."""
+    if searcher.encoder is None:
+        raise LsrError("--feedback expands the encoded sparse query; a Lucene BM25 index encodes none")
+    signals = searcher.check_mode(mode or searcher.default_mode)
+    if "sparse" not in signals:
+        raise LsrError(f"--feedback expands the sparse query; this search ({' + '.join(signals)}) does not use it")
+
+
 @app.command()
 def index(
     dataset: DatasetPath,
@@ -332,6 +341,8 @@ def search(
 
     check_k(k)
     searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
+    if feedback:
+        _check_sparse_feedback(searcher, mode)
     settings = _fusion(
         searcher, mode, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight
     )
@@ -404,6 +415,8 @@ def evaluate(
     parse_measures(measures or [])  # fail before loading anything
     evaluation = read_evaluation_set(dataset, split)
     searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
+    if feedback:
+        _check_sparse_feedback(searcher, mode)
     result = evaluate_searcher(
         searcher,
         evaluation,

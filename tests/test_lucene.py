@@ -77,6 +77,19 @@ def test_bm25_index_searches_text_and_refuses_vector_encoders(small_bm25_index, 
         reindex(small_bm25_index, tmp_path / "x", "memory")
 
 
+def test_cli_refuses_sparse_feedback_on_a_bm25_index(small_bm25_index):
+    result = subprocess.run(
+        [sys.executable, "-m", "lsr", "search", str(small_bm25_index), "heat transfer", "--feedback"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    # The last line: opening the index starts the JVM, whose own warnings (Java 22+) come first.
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --feedback expands the encoded sparse query; a Lucene BM25 index encodes none"
+    )
+
+
 def test_cli_refuses_bm25_on_the_memory_engine(small_dataset, tmp_path):
     result = subprocess.run(
         [

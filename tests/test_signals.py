@@ -161,6 +161,10 @@ def test_cli_names_signals_with_one_line_errors(three_signal_index, small_datase
         "the fusion weights name dense, which this search (sparse + bm25) does not fuse",
     )
     assert_one_line_error(
+        lsr("search", str(three_signal_index), "heat", "--mode", "bm25+dense", "--feedback"),
+        "--feedback expands the sparse query; this search (dense + bm25) does not use it",
+    )
+    assert_one_line_error(
         lsr("index", str(small_dataset), "--out", str(tmp_path / "x"), "--encoder", "bm25", "--bm25"), "Lucene BM25 index already"
     )
 
