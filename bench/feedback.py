@@ -1,6 +1,6 @@
 """Does pseudo-relevance feedback on the sparse side pay? Every shared dataset, leave-one-dataset-out.
 
-    python bench/feedback.py --index ../wt/indexes/scifact --dataset ../shared/data/scifact \
+    python bench/feedback.py --index indexes/scifact --dataset ../shared/data/scifact \
         --index indexes/nfcorpus --dataset ../shared/data/nfcorpus ...
 
 One --index (a sparse splade-tiny index of the dataset) per --dataset, in the same order. Each dataset's test
