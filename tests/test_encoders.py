@@ -215,15 +215,15 @@ def test_the_traced_transformer_is_kept_only_where_it_computes_what_the_model_do
     from lsr.retrieval.encoders.tracing import traced_body
 
     class LengthDependent(torch.nn.Module):  # a Python branch on the length: a trace records one side of it
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids):
             scale = 2.0 if input_ids.shape[1] > 5 else 1.0
             return SimpleNamespace(logits=input_ids.float().unsqueeze(-1) * scale)
 
     class Plain(torch.nn.Module):
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids):
             if torch.jit.is_tracing() and self.refuse_tracing:
                 raise RuntimeError("not traceable")
-            return SimpleNamespace(logits=(input_ids * attention_mask).float().unsqueeze(-1))
+            return SimpleNamespace(logits=input_ids.float().unsqueeze(-1))
 
     assert not isinstance(traced_body(_Unpadded(LengthDependent())), torch.jit.ScriptModule)
     plain = Plain()

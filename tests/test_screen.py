@@ -28,9 +28,10 @@ def test_no_positive_column_is_dropped_even_with_outliers_and_near_zero_logits()
         bias_near_zero = bias - logits.amax(dim=1).amax(dim=0) + torch.randn(vocabulary, generator=generator) * 1e-3
         near_zero = DecoderScreen(weight, bias_near_zero)
         for candidate, b in ((screen, bias), (near_zero, bias_near_zero)):
-            kept = set(candidate.columns(features, None).tolist())
-            positive = exact_positive_columns(features, weight, b)
-            assert positive <= kept
+            for texts in (features[:1], features):  # a lone text (a query's path when short) and a batch
+                kept = set(candidate.columns(texts, None).tolist())
+                positive = exact_positive_columns(texts, weight, b)
+                assert positive <= kept
         assert 100 < len(positive) < vocabulary - 100  # the near-zero case really has columns on both sides of 0
 
 
@@ -94,8 +95,10 @@ def test_screened_training_pool_equals_the_full_one_in_value_and_gradient():
         assert (our_gradients[name] - gradient).norm() <= 1e-5 * gradient.norm() + 1e-4, name
 
 
-def test_few_tokens_go_through_onednns_matmul_and_get_the_same_maxima():
-    """A query's few tokens take oneDNN's int8 matmul primitive, whose float32 products must be the int32 ones."""
+def test_a_lone_texts_few_tokens_are_tested_inside_onednns_matmul():
+    """A query's few tokens take oneDNN's int8 matmul with the threshold as its bias and an int8 output: a row is
+    kept exactly when its int32 max is above the threshold less half a unit (thresholds a quarter and three quarters
+    of a unit from it, on both sides, across two prepacked tiles)."""
     from lsr.retrieval.encoders import screen
 
     generator = torch.Generator().manual_seed(2)
@@ -105,24 +108,22 @@ def test_few_tokens_go_through_onednns_matmul_and_get_the_same_maxima():
     if decoder._packed_tiles is None:
         pytest.skip("this CPU's oneDNN int8 matmul is missing or not exact; the int_mm path serves every text")
     assert len(decoder._packed_tiles) == 2  # the rows span two prepacked tiles
-    features = torch.randn(2, 20, 128, generator=generator)
-    padding = torch.zeros(2, 20, 1, dtype=torch.bool)
-    padding[1, 12:] = True
-    features[padding.expand_as(features)] = 1000.0
-    quantized = torch.randint(-127, 128, (2, 20, 128), dtype=torch.int8, generator=generator)
-    for pad in (None, padding):
-        few, many = decoder._few_token_maxima(quantized, pad), decoder._maxima(quantized, pad)
-        assert few.dtype == torch.float32 and torch.equal(few.double(), many.double())
-    assert screen.FEW_TOKENS >= 2 * 20  # so columns() below takes the few-token path
-    kept = set(decoder.columns(features, padding).tolist())
-    positive = exact_positive_columns(features, weight, bias, padding)
-    assert positive <= kept and len(positive) > 100
-    assert len(kept) < len(weight) // 2  # the padded garbage was not counted
+    quantized = torch.randint(-127, 128, (1, 20, 128), dtype=torch.int8, generator=generator)
+    maxima = decoder._maxima(quantized, None)[:, 0].double()
+    offsets = torch.tensor([-0.75, -0.25, 0.25, 0.75], dtype=torch.float64).repeat(len(weight) // 4 + 1)[: len(weight)]
+    kept = decoder._few_token_kept(quantized[0], (maxima + offsets).float())
+    assert kept.tolist() == (offsets < 0.5).tolist()
+    features = torch.randn(1, 20, 128, generator=generator)
+    assert screen.FEW_TOKENS >= 20  # so columns() takes the few-token path
+    few = set(decoder.columns(features, None).tolist())
+    positive = exact_positive_columns(features, weight, bias)
+    assert positive <= few and len(positive) > 100
+    assert len(few) < len(weight) // 2
 
 
-def test_the_exactness_probe_of_onednns_int8_matmul_agrees_with_its_use():
+def test_the_probe_of_onednns_int8_matmul_agrees_with_its_use():
     from lsr.retrieval.encoders import screen
 
-    if screen._onednn_int8_matmul_is_exact():
+    if screen._onednn_int8_test_is_exact():
         assert DecoderScreen(torch.randn(300, 64), None)._packed_tiles is not None
     assert DecoderScreen(torch.randn(300, 1100), None)._packed_tiles is None  # hidden · 127² ≥ 2^24: not exact

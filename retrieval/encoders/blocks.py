@@ -24,11 +24,27 @@ def stack_sparse(blocks: Iterable[ColumnBlock], dim: int) -> sp.csr_matrix:
     generator at most two blocks are alive at a time."""
     counts, columns, values = [np.zeros(1, dtype=np.int64)], [], []
     for block in blocks:
-        rows, block_columns = block.weights.nonzero(as_tuple=True)  # row-major, as CSR stores them
-        counts.append(torch.bincount(rows, minlength=block.weights.shape[0]).cpu().numpy())
-        values.append(block.weights[rows, block_columns].cpu().numpy())
-        columns.append((block_columns if block.columns is None else block.columns[block_columns]).cpu().numpy())
+        rows, block_columns, block_values = _non_zeros(block)
+        counts.append(np.bincount(rows, minlength=block.weights.shape[0]))
+        values.append(block_values)
+        columns.append(block_columns)
     if not columns:
         return sp.csr_matrix((0, dim), dtype=np.float32)
     indptr = np.cumsum(np.concatenate(counts))
-    return sp.csr_matrix((np.concatenate(values), np.concatenate(columns), indptr), shape=(len(indptr) - 1, dim))
+    # int32 indices where they fit, as scipy would choose after checking every index (~15 µs a lone query)
+    index_dtype = np.int32 if max(int(indptr[-1]), dim) < np.iinfo(np.int32).max else np.int64
+    indices = np.concatenate(columns).astype(index_dtype, copy=False)
+    return sp.csr_matrix((np.concatenate(values), indices, indptr.astype(index_dtype)), shape=(len(indptr) - 1, dim))
+
+
+def _non_zeros(block: ColumnBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block's non-zeros, row-major as CSR stores them: rows, vocabulary columns, values."""
+    if block.weights.device.type == "cpu":  # numpy: ~40 µs less a lone query than torch's nonzero and indexing
+        weights = block.weights.numpy()
+        rows, columns = np.nonzero(weights)
+        values = weights[rows, columns]
+    else:  # a GPU's rows: only the non-zeros cross to the host
+        on_device = block.weights.nonzero(as_tuple=True)
+        rows, columns = (index.cpu().numpy() for index in on_device)
+        values = block.weights[on_device].cpu().numpy()
+    return rows, columns if block.columns is None else block.columns.cpu().numpy()[columns], values

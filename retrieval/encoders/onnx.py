@@ -26,7 +26,7 @@ from pathlib import Path
 from lsr.errors import EncoderError
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-EXPORT_VERSION = 1  # part of the cache path: bump when the exports below change
+EXPORT_VERSION = 2  # part of the cache path: bump when the exports below change
 FILES = {"fp32": "model.onnx", "int8": "model_qint8_avx512_vnni.onnx"}
 UNPADDED_FILE = "unpadded.onnx"
 

@@ -10,8 +10,8 @@ The caller computes the kept columns at full precision, so the vectors are those
 Why int8: torch._int_mm (oneDNN, AVX-512 VNNI here) ran the decoder's matmul ~3.5× faster than fp32 and ~1.9×
 faster than bf16 on 256-token scifact documents, one thread; an approximate int8 encoder without the recomputation
 moved cisi's nDCG@10 by −0.0030 (outside the 0.002 bound), while this one changes nothing. A query's few tokens
-take oneDNN's int8 matmul primitive instead (AMX here; the op PyTorch's x86 quantization lowers to), whose float32
-output with unit scales is the same int32 products; _int_mm's GEMM stays for documents and batches.
+take oneDNN's int8 matmul primitive instead (AMX here; the op PyTorch's x86 quantization lowers to), with the test
+below folded into it as a bias and an int8 output; _int_mm's GEMM stays for documents and batches.
 
 Bound: with x̂ = s·round(x/s) and ŵ = r·round(w/r), |x̂ − x| ≤ s/2 and |ŵ − w| ≤ r/2 elementwise, so
 |x·w − x̂·ŵ| = |x·(w − ŵ) + (x − x̂)·ŵ| ≤ (r/2)·‖x‖₁ + (s/2)·‖ŵ‖₁; the max over tokens moves by at most the largest
@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 INT8_LEVELS = 127  # symmetric: values in [-127, 127], so products of two fit int32 for any hidden size < 133,000
@@ -33,9 +34,9 @@ SLACK_FACTOR = (1 + RELATIVE_SLACK) / (1 - RELATIVE_SLACK)
 # thread, e.g. 256 tokens: 5.0 ms at 2^17 against 6.6 at 2^19).
 TILE_PRODUCTS = 1 << 17
 MIN_TILE_ROWS = 256
-# A query's few tokens go through oneDNN's int8 matmul primitive instead (see _few_token_maxima): up to 48 tokens in
-# all it ran 1.3–1.8× faster than _int_mm with its max (one thread, this AMX CPU), at 64 they were even. Its tiles
-# of vocabulary rows: 16,384 was the fastest of 8,192–30,522 for 8 to 48 tokens (≤ 3 MiB of float32 products).
+# A lone text of a few tokens (a query) goes through oneDNN's int8 matmul primitive instead (see _few_token_kept): up
+# to 48 tokens it ran 1.3–1.8× faster than _int_mm with its max (one thread, this AMX CPU), at 64 they were even. Its
+# tiles of vocabulary rows: 16,384 was the fastest of 8,192–30,522 for 8 to 48 tokens.
 FEW_TOKENS = 48
 PACKED_ROWS = 16384
 
@@ -48,10 +49,13 @@ class DecoderScreen:
         self._rows = torch.round(rows / self._row_scale[:, None]).to(torch.int8)
         row_norm = (self._rows.float() * self._row_scale[:, None]).abs().sum(dim=1)  # ‖ŵ‖₁ per row
         bias = bias.float() if bias is not None else torch.zeros(rows.shape[0])
-        # The test below in units of a row's int32 products (see columns()); float64, so that rearranging it adds
-        # no rounding of its own.
-        self._bias_per_scale = -(bias.double() / self._row_scale.double())
-        self._norm_per_scale = -(SLACK_FACTOR / 2) * (row_norm.double() / self._row_scale.double())
+        # The test below in units of a row's int32 products (see columns()), computed in float64 and kept in float32
+        # (fewer and faster passes over the vocabulary per text), whose rounding _threshold_margin covers.
+        bias_per_scale = -(bias.double() / self._row_scale.double())
+        norm_per_scale = -(SLACK_FACTOR / 2) * (row_norm.double() / self._row_scale.double())
+        self._bias_per_scale = bias_per_scale.float()
+        self._norm_per_scale = norm_per_scale.float()
+        self._largest_terms = (bias_per_scale.abs().max().item(), norm_per_scale.abs().max().item())
 
     def __getstate__(self) -> dict:
         """Pickled (Ray ships encoders to its actors) without the prepacked tiles, oneDNN's opaque tensors."""
@@ -63,25 +67,38 @@ class DecoderScreen:
         ``features``: (texts, tokens, hidden) decoder inputs; ``padding``: (texts, tokens, 1), True on padded tokens
         (None: there are none).
         """
-        texts, tokens, hidden = features.shape
+        texts, tokens = features.shape[:2]
         real = features.float() if padding is None else features.float().masked_fill(padding, 0.0)
         magnitude = real.abs()
         scale = magnitude.amax(dim=(1, 2)).clamp_min(torch.finfo(torch.float32).tiny) / INT8_LEVELS
         quantized = torch.round(real / scale[:, None, None]).to(torch.int8)
-        if texts * tokens <= FEW_TOKENS and self._packed_tiles is not None:
-            products = self._few_token_maxima(quantized, padding)
-        else:
-            products = self._maxima(quantized, padding)
         # Keep a column if approximate + bound > 0, where approximate = p·s·r + b (p: the int32 max, s: the text's
         # scale, r: the row's) and bound = (1 + ε)·(r/2·L + s/2·‖ŵ‖₁) + ε·|approximate| (L: the largest token's
         # ‖x‖₁). Where approximate ≥ 0 that holds; where it is < 0 it reads (1 − ε)·approximate + (1 + ε)·B > 0,
         # i.e. p > −b/(s·r) − k·L/(2s) − k·‖ŵ‖₁/(2r) with k = (1 + ε)/(1 − ε), the same test for both signs. So
         # the whole test is a threshold per column and text, compared with the int32 maxima as they are.
-        inverse_scale = 1 / scale.double()[None, :]
-        largest_token_norm = magnitude.sum(dim=2).amax(dim=1).double()[None, :]  # max over tokens of ‖x‖₁, per text
-        norm_term = self._norm_per_scale[:, None] - SLACK_FACTOR / 2 * largest_token_norm * inverse_scale
-        threshold = self._bias_per_scale[:, None] * inverse_scale + norm_term
-        return torch.nonzero((products > threshold).any(dim=1)).flatten()
+        inverse_scale = 1 / scale.double()
+        token_term = SLACK_FACTOR / 2 * magnitude.sum(dim=2).amax(dim=1).double() * inverse_scale  # L: max over tokens
+        offset = (token_term + self._threshold_margin(inverse_scale, token_term)).float()
+        if texts == 1:  # a lone text (a query): scalars, so each pass over the vocabulary is one op
+            threshold = torch.add(self._norm_per_scale, self._bias_per_scale, alpha=inverse_scale.item()).sub_(offset.item())
+            if tokens <= FEW_TOKENS and padding is None and self._packed_tiles is not None:
+                kept = self._few_token_kept(quantized[0], threshold)
+            else:
+                kept = self._maxima(quantized, padding)[:, 0].numpy() > threshold.numpy()
+        else:
+            threshold = self._bias_per_scale[:, None] * inverse_scale.float()[None, :] + self._norm_per_scale[:, None]
+            kept = (self._maxima(quantized, padding).numpy() > (threshold - offset[None, :]).numpy()).any(axis=1)
+        # numpy compares and finds the kept columns in ~10 + 15 µs over the vocabulary, torch in ~45 + 70 (one thread)
+        return torch.from_numpy(np.flatnonzero(kept))
+
+    def _threshold_margin(self, inverse_scale: torch.Tensor, token_term: torch.Tensor) -> torch.Tensor:
+        """How far below the float64 threshold its float32 evaluation is put so that it is certainly not above: the
+        float32 terms and the ≤ 4 float32 operations computing it are each off by ≤ 2⁻²⁴ of the largest magnitude
+        involved, so 2⁻²⁰ of it is ample. Lowering a threshold only keeps more columns, so the screen stays a proof;
+        the products themselves compare exactly (int32 against float32 in float64, or oneDNN's exact float32)."""
+        largest_bias, largest_norm = self._largest_terms
+        return 2.0**-20 * (largest_bias * inverse_scale + largest_norm + token_term)
 
     def _maxima(self, quantized: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         """(rows, texts) int32: each row's largest product with a text's tokens (``quantized``: (texts, tokens,
@@ -101,27 +118,29 @@ class DecoderScreen:
             torch.amax(tile, 2, out=products[rows])
         return products
 
-    def _few_token_maxima(self, quantized: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
-        """As _maxima, as float32 values that equal the int32 ones (see _packed_tiles), for a few tokens."""
-        texts, tokens, hidden = quantized.shape
-        all_tokens = quantized.reshape(texts * tokens, hidden)
-        products = torch.empty(texts, self._rows.shape[0])
+    def _few_token_kept(self, tokens: torch.Tensor, threshold: torch.Tensor) -> np.ndarray:
+        """Whether each row's largest product with the int8 ``tokens`` (one text's) is above its float32
+        ``threshold``, from oneDNN's int8 matmul with −threshold as its bias and an int8 output: each token's product
+        p comes out as round(p − threshold), saturated to [−128, 127], whose sign is the test. It is ≥ 0 whenever
+        p > threshold, as float32 p − threshold is then ≥ 0 (p is exact in float32, see _packed_tiles, and rounding
+        is monotone); it may be 0 where p is up to half a unit below, which only keeps a column more. One byte per
+        product instead of four: 0.41–0.64 against 0.55–0.83 ms for 21 tokens with their max (one thread)."""
+        kept = np.empty(len(threshold), dtype=bool)
+        negated = torch.neg(threshold)
         for start, prepacked in self._packed_tiles:
-            width = len(prepacked.unit_scales)
-            tile = _onednn_products(all_tokens, prepacked).view(texts, tokens, width)
-            if padding is not None:
-                tile.masked_fill_(padding, float("-inf"))
-            torch.amax(tile, 1, out=products[:, start : start + width])
-        return products.t()
+            rows = slice(start, start + len(prepacked.unit_scales))
+            kept[rows] = _onednn_test(tokens, prepacked, negated[rows]).numpy().max(axis=0) >= 0
+        return kept
 
     @functools.cached_property
     def _packed_tiles(self) -> list[tuple[int, Prepacked]] | None:
         """The int8 rows prepacked for oneDNN's matmul primitive in tiles of PACKED_ROWS, each with unit scales and
-        zero points, so that its float32 output is the int32 products themselves (exact while every |product sum|
-        < 2^24, i.e. hidden · 127² < 2^24); None where oneDNN's int8 matmul is missing or not exact (CPUs without
-        VNNI may saturate 16-bit pair sums) or the hidden size is too large. Built at the first few-token screen, so
-        a screen that never sees one (indexing, each training step's) does not pay for it."""
-        if self._rows.shape[1] * INT8_LEVELS**2 >= 1 << 24 or not _onednn_int8_matmul_is_exact():
+        zero points, so that it computes the int32 products themselves, exact in float32 while every |product sum|
+        < 2^24, i.e. hidden · 127² < 2^24; None where oneDNN's int8 matmul is missing or does not compute what
+        _few_token_kept needs (CPUs without VNNI may saturate 16-bit pair sums) or the hidden size is too large.
+        Built at the first few-token screen, so a screen that never sees one (indexing, each training step's) does
+        not pay for it."""
+        if self._rows.shape[1] * INT8_LEVELS**2 >= 1 << 24 or not _onednn_int8_test_is_exact():
             return None
         return [
             (start, Prepacked.of(self._rows[start : start + PACKED_ROWS].contiguous()))
@@ -142,23 +161,28 @@ class Prepacked(NamedTuple):
         return cls(packed, torch.ones(len(rows)), torch.zeros(len(rows), dtype=torch.int64))
 
 
-def _onednn_products(tokens: torch.Tensor, rows: Prepacked) -> torch.Tensor:
-    """(tokens, rows) float32 products of int8 ``tokens`` and prepacked int8 ``rows``: no bias, no zero point."""
+def _onednn_test(tokens: torch.Tensor, rows: Prepacked, bias: torch.Tensor) -> torch.Tensor:
+    """(tokens, rows) int8: round(product + bias) saturated, for int8 ``tokens`` and prepacked int8 ``rows``."""
     scale, zero_point = 1.0, 0
     return torch.ops.onednn.qlinear_pointwise(
-        tokens, scale, zero_point, *rows, None, scale, zero_point, torch.float32, "none", [], ""
+        tokens, scale, zero_point, *rows, bias, scale, zero_point, torch.int8, "none", [], ""
     )
 
 
 @functools.cache
-def _onednn_int8_matmul_is_exact() -> bool:
+def _onednn_int8_test_is_exact() -> bool:
     """Whether oneDNN's int8 matmul (``torch.ops.onednn``, PyTorch's x86 quantization kernels) is available and
-    returns exact products for the worst operands: ±127 everywhere, the case where a 16-bit pair sum saturates."""
+    returns round(product + bias), saturated to int8, for the worst operands: ±127 everywhere, the case where a
+    16-bit pair sum saturates, with biases a quarter or three quarters of a unit from one product of each row (no
+    ties to round) and products far from the rest (saturation)."""
     generator = torch.Generator().manual_seed(0)
     extremes = lambda rows: (torch.randint(0, 2, (rows, 64), generator=generator) * 254 - 127).to(torch.int8)  # noqa: E731
     tokens, rows = extremes(8), extremes(96)
+    products = tokens.double() @ rows.double().t()
+    quarter = torch.tensor([-0.75, -0.25, 0.25, 0.75], dtype=torch.float64).repeat(24)
+    bias = -(products[torch.arange(96) % 8, torch.arange(96)] + quarter)
     try:
-        products = _onednn_products(tokens, Prepacked.of(rows))
+        tested = _onednn_test(tokens, Prepacked.of(rows), bias.float())
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
-    return torch.equal(products.double(), tokens.double() @ rows.double().t())
+    return torch.equal(tested.double(), torch.round(products + bias).clamp(-128, 127))

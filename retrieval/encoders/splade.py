@@ -134,14 +134,16 @@ def decoder_removed(model: nn.Module, decoder: nn.Linear | None = None) -> Itera
 
 
 class _Unpadded(nn.Module):
-    """The model (decoder removed) on one unpadded text: (1, tokens) ids → (1, tokens, hidden)."""
+    """The model (decoder removed) on one unpadded text: (1, tokens) ids → (1, tokens, hidden). No attention mask,
+    which for an unpadded text masks nothing: its export then lacks the ~40 nodes that build one (162 → 121 after
+    ONNX Runtime's fusions), 0.28 against 0.32 ms a scifact test query (one thread)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+        return self.model(input_ids=input_ids).logits
 
 
 class SpladeEncoder:
@@ -319,18 +321,19 @@ class SpladeEncoder:
         """
         if self._screen is None:
             return ColumnBlock(None, activate(self._max_logits(features, padding, self._weight, self._bias, tile_elements)))
-        columns = self._screen.columns(features, padding)
-        if len(columns) < MIN_TILE_COLUMNS:
+        kept = self._screen.columns(features, padding).numpy()
+        if len(kept) < MIN_TILE_COLUMNS:
             # Any other columns will do (their max is ≤ 0, so they activate to 0): the lowest ones not kept, after
             # the kept ones, exactly MIN_TILE_COLUMNS in all. The matmul's width and column order decide its last
             # bits (measured: 1 ulp off in 1 of ~10,000 weights with a wider, sorted set), so they stay as tested.
-            spare = torch.ones(MIN_TILE_COLUMNS + len(columns), dtype=torch.bool)
-            spare[columns[columns < len(spare)]] = False
-            columns = torch.cat([columns, torch.nonzero(spare).flatten()[: MIN_TILE_COLUMNS - len(columns)]])
-        bias = self._bias[columns] if self._bias is not None else None
-        weights = activate(self._max_logits(features, padding, self._weight[columns], bias, tile_elements))
-        order = torch.argsort(columns)
-        return ColumnBlock(columns[order], weights[:, order])
+            spare = np.ones(MIN_TILE_COLUMNS + len(kept), dtype=bool)
+            spare[kept[kept < len(spare)]] = False
+            kept = np.concatenate([kept, np.flatnonzero(spare)[: MIN_TILE_COLUMNS - len(kept)]])
+        # numpy and index_select: ~5 µs a step on a lone query's few hundred columns, torch's indexing ~20–30
+        columns, order = torch.from_numpy(kept), torch.from_numpy(np.argsort(kept))
+        bias = torch.index_select(self._bias, 0, columns) if self._bias is not None else None
+        weights = activate(self._max_logits(features, padding, torch.index_select(self._weight, 0, columns), bias, tile_elements))
+        return ColumnBlock(torch.index_select(columns, 0, order), torch.index_select(weights, 1, order))
 
     @staticmethod
     def _max_logits(
