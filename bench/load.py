@@ -133,11 +133,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--modes", nargs="+", choices=["sparse", "dense", "hybrid"], help="default: every one the index has")
     args = parser.parse_args()
     queries = list(read_evaluation_set(args.dataset, "test").queries.values())
 
     searcher = Searcher.open(args.index)
-    modes = ["sparse", "dense", "hybrid"] if searcher.dense_encoder else ["sparse"]
+    modes = args.modes or (["sparse", "dense", "hybrid"] if searcher.dense_encoder else ["sparse"])
+    if not searcher.dense_encoder and set(modes) - {"sparse"}:
+        sys.exit(f"{args.index} has no dense vectors: only --modes sparse")
     in_process = {}
     for mode in modes:
         searcher.search(queries[0], args.k, mode=mode)
