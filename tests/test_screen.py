@@ -95,10 +95,10 @@ def test_screened_training_pool_equals_the_full_one_in_value_and_gradient():
         assert (our_gradients[name] - gradient).norm() <= 1e-5 * gradient.norm() + 1e-4, name
 
 
-def test_a_lone_texts_few_tokens_are_tested_inside_onednns_matmul():
-    """A query's few tokens take oneDNN's int8 matmul with the threshold as its bias and an int8 output: a row is
-    kept exactly when its int32 max is above the threshold less half a unit (thresholds a quarter and three quarters
-    of a unit from it, on both sides, across two prepacked tiles)."""
+def test_a_lone_text_is_tested_inside_onednns_matmul():
+    """A lone text (a query, a document encoded alone) takes oneDNN's int8 matmul with the threshold as its bias and
+    an int8 output: a row is kept exactly when its int32 max is above the threshold less half a unit (thresholds a
+    quarter and three quarters of a unit from it, on both sides, across two prepacked tiles)."""
     from lsr.retrieval.encoders import screen
 
     generator = torch.Generator().manual_seed(2)
@@ -111,10 +111,9 @@ def test_a_lone_texts_few_tokens_are_tested_inside_onednns_matmul():
     quantized = torch.randint(-127, 128, (1, 20, 128), dtype=torch.int8, generator=generator)
     maxima = decoder._maxima(quantized, None)[:, 0].double()
     offsets = torch.tensor([-0.75, -0.25, 0.25, 0.75], dtype=torch.float64).repeat(len(weight) // 4 + 1)[: len(weight)]
-    kept = decoder._few_token_kept(quantized[0], (maxima + offsets).float())
+    kept = decoder._lone_text_kept(quantized[0], (maxima + offsets).float())
     assert kept.tolist() == (offsets < 0.5).tolist()
     features = torch.randn(1, 20, 128, generator=generator)
-    assert screen.FEW_TOKENS >= 20  # so columns() takes the few-token path
     few = set(decoder.columns(features, None).tolist())
     positive = exact_positive_columns(features, weight, bias)
     assert positive <= few and len(positive) > 100

@@ -9,9 +9,9 @@ The caller computes the kept columns at full precision, so the vectors are those
 
 Why int8: torch._int_mm (oneDNN, AVX-512 VNNI here) ran the decoder's matmul ~3.5× faster than fp32 and ~1.9×
 faster than bf16 on 256-token scifact documents, one thread; an approximate int8 encoder without the recomputation
-moved cisi's nDCG@10 by −0.0030 (outside the 0.002 bound), while this one changes nothing. A query's few tokens
-take oneDNN's int8 matmul primitive instead (AMX here; the op PyTorch's x86 quantization lowers to), with the test
-below folded into it as a bias and an int8 output; _int_mm's GEMM stays for documents and batches.
+moved cisi's nDCG@10 by −0.0030 (outside the 0.002 bound), while this one changes nothing. A lone text (a query, a
+document encoded alone) takes oneDNN's int8 matmul primitive instead (AMX here; the op PyTorch's x86 quantization
+lowers to), with the test below folded into it as a bias and an int8 output; _int_mm's GEMM stays for batches.
 
 Bound: with x̂ = s·round(x/s) and ŵ = r·round(w/r), |x̂ − x| ≤ s/2 and |ŵ − w| ≤ r/2 elementwise, so
 |x·w − x̂·ŵ| = |x·(w − ŵ) + (x − x̂)·ŵ| ≤ (r/2)·‖x‖₁ + (s/2)·‖ŵ‖₁; the max over tokens moves by at most the largest
@@ -34,11 +34,10 @@ SLACK_FACTOR = (1 + RELATIVE_SLACK) / (1 - RELATIVE_SLACK)
 # thread, e.g. 256 tokens: 5.0 ms at 2^17 against 6.6 at 2^19).
 TILE_PRODUCTS = 1 << 17
 MIN_TILE_ROWS = 256
-# A lone text of a few tokens (a query) goes through oneDNN's int8 matmul primitive instead (see _few_token_kept): up
-# to 48 tokens it ran 1.3–1.8× faster than _int_mm with its max (one thread, this AMX CPU), at 64 they were even. Its
-# tiles of vocabulary rows: BERT's 30,522 in one (a 21-token query's int8 output, 640 KiB, stays in a 2 MiB L2) ran
-# 0.15 ms faster a scifact test query than tiles of 16,384 and 0.5 than 8,192 (interleaved rounds, one thread).
-FEW_TOKENS = 48
+# A lone text goes through oneDNN's int8 matmul primitive instead (see _lone_text_kept), in tiles of vocabulary rows:
+# BERT's 30,522 in one ran 0.15 ms faster a scifact test query than tiles of 16,384 and 0.5 than 8,192 (interleaved
+# rounds, one thread), and for 32 to 512 tokens it was the fastest of 4,096–32,768 and 1.2–3× faster than _int_mm
+# with its max (256 tokens: 3.2–4.3 against 5.1–5.3 ms).
 PACKED_ROWS = 32768
 
 
@@ -83,8 +82,8 @@ class DecoderScreen:
         offset = (token_term + self._threshold_margin(inverse_scale, token_term)).float()
         if texts == 1:  # a lone text (a query): scalars, so each pass over the vocabulary is one op
             threshold = torch.add(self._norm_per_scale, self._bias_per_scale, alpha=inverse_scale.item()).sub_(offset.item())
-            if tokens <= FEW_TOKENS and padding is None and self._packed_tiles is not None:
-                kept = self._few_token_kept(quantized[0], threshold)
+            if padding is None and self._packed_tiles is not None:
+                kept = self._lone_text_kept(quantized[0], threshold)
             else:
                 kept = self._maxima(quantized, padding)[:, 0].numpy() > threshold.numpy()
         else:
@@ -119,13 +118,14 @@ class DecoderScreen:
             torch.amax(tile, 2, out=products[rows])
         return products
 
-    def _few_token_kept(self, tokens: torch.Tensor, threshold: torch.Tensor) -> np.ndarray:
+    def _lone_text_kept(self, tokens: torch.Tensor, threshold: torch.Tensor) -> np.ndarray:
         """Whether each row's largest product with the int8 ``tokens`` (one text's) is above its float32
         ``threshold``, from oneDNN's int8 matmul with −threshold as its bias and an int8 output: each token's product
         p comes out as round(p − threshold), saturated to [−128, 127], whose sign is the test. It is ≥ 0 whenever
         p > threshold, as float32 p − threshold is then ≥ 0 (p is exact in float32, see _packed_tiles, and rounding
         is monotone); it may be 0 where p is up to half a unit below, which only keeps a column more. One byte per
-        product instead of four: 0.41–0.64 against 0.55–0.83 ms for 21 tokens with their max (one thread)."""
+        product instead of four: 0.41–0.64 against 0.55–0.83 ms for 21 tokens with their max (one thread), as
+        float32 products."""
         kept = np.empty(len(threshold), dtype=bool)
         negated = torch.neg(threshold)
         for start, prepacked in self._packed_tiles:
@@ -138,8 +138,8 @@ class DecoderScreen:
         """The int8 rows prepacked for oneDNN's matmul primitive in tiles of PACKED_ROWS, each with unit scales and
         zero points, so that it computes the int32 products themselves, exact in float32 while every |product sum|
         < 2^24, i.e. hidden · 127² < 2^24; None where oneDNN's int8 matmul is missing or does not compute what
-        _few_token_kept needs (CPUs without VNNI may saturate 16-bit pair sums) or the hidden size is too large.
-        Built at the first few-token screen, so a screen that never sees one (indexing, each training step's) does
+        _lone_text_kept needs (CPUs without VNNI may saturate 16-bit pair sums) or the hidden size is too large.
+        Built at the first lone text's screen, so a screen that never sees one (each training step's: batches) does
         not pay for it."""
         if self._rows.shape[1] * INT8_LEVELS**2 >= 1 << 24 or not _onednn_int8_test_is_exact():
             return None
