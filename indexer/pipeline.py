@@ -141,11 +141,15 @@ def _check_not_served(index: Path) -> None:
         os.close(fd)
 
 
-def _start_or_resume(work: Path, state: dict, resume: bool) -> None:
+def _start_or_resume(work: Path, state: dict, resume: bool, overwrite: bool) -> None:
+    if work.exists() and overwrite and not resume:
+        if not (work / STATE).is_file():
+            raise IndexFolderError(f"{work} was not left by an lsr indexing run; refusing to delete it")
+        shutil.rmtree(work)  # --overwrite starts over, as it does for the index itself
     if work.exists():
         if not resume:
             raise IndexFolderError(
-                f"an interrupted indexing run left {work}: pass --resume to continue it, or delete that folder to start over"
+                f"an interrupted indexing run left {work}: pass --resume to continue it, or --overwrite to start over"
             )
         try:
             saved = json.loads((work / STATE).read_text())
@@ -235,7 +239,7 @@ def build_index(
         "quantization": quantization.to_dict(),
         "chunk_size": chunk_size,
     }
-    _start_or_resume(work, state, resume)
+    _start_or_resume(work, state, resume, overwrite)
 
     def encode(texts: list[str]) -> Encoded:
         sparse = quantization.quantize(encoder.encode_documents(texts))
@@ -280,9 +284,11 @@ def add_dense_vectors(
     dense_index: DenseIndexSettings = DenseIndexSettings(),
     chunk_size: int = defaults.CHUNK_SIZE,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool | None = None,
 ) -> Manifest:
-    """Adds (or replaces) the dense vectors of an existing index without re-encoding its sparse side."""
+    """Adds (or replaces) the dense vectors of an existing index without re-encoding its sparse side; ``overwrite``
+    discards an interrupted run's finished chunks instead of refusing to start."""
     index = IndexFolder(index_path)
     if corpus.sha256 != index.manifest.corpus["sha256"]:
         raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
@@ -294,7 +300,7 @@ def add_dense_vectors(
         "dense_encoder": dense_encoder.spec.config_hash,
         "chunk_size": chunk_size,
     }
-    _start_or_resume(work, state, resume)
+    _start_or_resume(work, state, resume, overwrite)
 
     def encode(texts: list[str]) -> Encoded:
         return Encoded(dense=dense_encoder.encode_documents(texts))

@@ -212,7 +212,10 @@ def index(
         typer.Option(help="A document id given twice: error, or keep the first or the last text (each dropped copy is listed)."),
     ] = "error",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run, keeping its finished chunks.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --out.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an existing index at --out (without --resume: start an interrupted run over)."),
+    ] = False,
 ) -> None:
     """Encode every document of a corpus and write an inverted index (and, optionally, dense vectors)."""
     from lsr.datasets import read_corpus
@@ -248,7 +251,9 @@ def index(
         manifest = add_bm25_side(out, corpus)
     elif add_dense:
         dense = load_indexing_dense_encoder(dense_encoder or defaults.DENSE_ENCODER, device=device, backend=dense_backend)
-        manifest = add_dense_vectors(out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume)
+        manifest = add_dense_vectors(
+            out, corpus, dense, dense_index=dense_settings, chunk_size=chunk_size, resume=resume, overwrite=overwrite
+        )
     elif encoder == BM25_KIND:
         if (engine or LuceneImpactEngine.name) != LuceneImpactEngine.name:
             raise LsrError(f"BM25 is scored by Lucene: use --engine {LuceneImpactEngine.name} (or leave --engine out)")

@@ -73,6 +73,25 @@ def test_interrupted_run_resumes_without_reencoding_finished_chunks(tmp_path, sm
     assert (IndexFolder(out).vectors != IndexFolder(small_index).vectors).nnz == 0
 
 
+def test_overwrite_discards_an_interrupted_run_and_starts_over(tmp_path, small_dataset, small_index, splade):
+    corpus = read_corpus(small_dataset)
+    out = tmp_path / "index"
+    with pytest.raises(KeyboardInterrupt):
+        build_index(corpus, CountingEncoder(splade, fail_after_calls=1), out, chunk_size=50, progress=False)
+    restarted = CountingEncoder(splade)
+    build_index(corpus, restarted, out, chunk_size=40, overwrite=True, progress=False)  # another chunk size: no resume
+    assert restarted.encoded == len(corpus.documents)
+    assert not partial_folder(out).exists()
+    assert (IndexFolder(out).vectors != IndexFolder(small_index).vectors).nnz == 0
+
+    stranger = tmp_path / "other.partial"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("not lsr's")
+    with pytest.raises(IndexFolderError, match="was not left by an lsr indexing run"):
+        build_index(corpus, splade, tmp_path / "other", overwrite=True, progress=False)
+    assert (stranger / "notes.txt").exists()
+
+
 def test_existing_index_needs_overwrite_and_other_folders_are_never_replaced(tmp_path, small_dataset, splade):
     corpus = read_corpus(small_dataset)
     corpus.documents[:] = corpus.documents[:10]
