@@ -635,6 +635,16 @@ def train(
     ranking_weight: Annotated[
         float, typer.Option(min=0.0, help="Weight of the contrastive loss on the qrels; 0: learn from the teacher alone.")
     ] = 1.0,
+    anchor: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help=(
+                "Weight of a floor under the starting model's document terms (squared shortfall); with it, FLOPS counts"
+                " only terms the starting model did not give a document. 0: off."
+            ),
+        ),
+    ] = 0.0,
     query_max_length: Annotated[
         int, typer.Option(help="Query truncation in training, in tokens.")
     ] = defaults.Training.query_max_length,
@@ -695,6 +705,7 @@ def train(
         distillation_weight=distillation_weight,
         teacher_scale=teacher_scale,
         ranking_weight=ranking_weight,
+        anchor=anchor,
         query_max_length=query_max_length,
         doc_max_length=doc_max_length,
         checkpoint_every=checkpoint_every,

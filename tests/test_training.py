@@ -57,6 +57,34 @@ def test_higher_lambda_gives_fewer_active_terms(tmp_path, nfcorpus_pairs):
     assert terms[0] > terms[1] > terms[2], terms
 
 
+@pytest.mark.slow
+def test_an_anchor_keeps_the_starting_models_document_terms(tmp_path, nfcorpus_pairs):
+    """A strong FLOPS term at a high rate prunes documents; with an anchor it may prune only what the starting model
+    did not have, and the step's loss adds anchor × the shortfall."""
+    texts = [nfcorpus_pairs.documents[d] for q in sorted(nfcorpus_pairs.queries)[:10] for d in nfcorpus_pairs.positives[q][:1]]
+    start_terms = load_sparse_encoder("splade-tiny", doc_max_length=32).encode_documents(texts)
+    kept = {}
+    for anchor in (0.0, 100.0):
+        config = TrainingConfig(
+            steps=5,
+            batch_size=4,
+            learning_rate=1e-3,
+            lambda_d=1.0,
+            lambda_q=1.0,
+            lambda_warmup_steps=0,
+            doc_max_length=32,
+            anchor=anchor,
+        )
+        train(config, nfcorpus_pairs, tmp_path / f"anchor-{anchor}")
+        trained = load_sparse_encoder(str(tmp_path / f"anchor-{anchor}"), doc_max_length=32).encode_documents(texts)
+        kept[anchor] = start_terms.multiply(trained).nnz / start_terms.nnz  # the starting terms still there
+    assert kept[0.0] < 0.5 < 0.9 < kept[100.0], kept
+    log = [json.loads(line) for line in (tmp_path / "anchor-100.0" / "training_log.jsonl").read_text().splitlines()]
+    for entry in log:
+        parts = entry["ranking_loss"] + entry["flops_d"] + entry["flops_q"] + 100.0 * entry["anchor"]
+        assert entry["loss"] == pytest.approx(parts, rel=1e-4)
+
+
 def test_uhd_head_keeps_k_winners_per_token_and_binarizes():
     torch.manual_seed(0)
     settings = UhdSettings(dim=64, k=3, layers=(-1, -2), binarized=False)
@@ -134,6 +162,8 @@ def test_losses_follow_their_formulas():
     weights = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
     assert losses.flops(weights) == pytest.approx(2.0**2 + 0 + 1.0**2)
     assert losses.l1(weights) == pytest.approx(3.0)
+    start = torch.tensor([[2.0, 1.0, 1.0], [3.0, 0.0, 0.5]])  # shortfalls 1, 1, 0 and 0, 0, 0.5
+    assert losses.shortfall(weights, start) == pytest.approx((1.0 + 1.0 + 0.25) / 2)
     assert [losses.warmed_up(0.1, t, 10) for t in (0, 5, 10, 20)] == pytest.approx([0.0, 0.025, 0.1, 0.1])
     # Two queries; columns: positive of query 0, of query 1, negative of query 0, of query 1.
     student = torch.tensor([[5.0, 0.0, 2.0, 0.0], [0.0, 4.0, 0.0, 3.0]])

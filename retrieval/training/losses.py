@@ -13,6 +13,11 @@ def flops(weights: torch.Tensor) -> torch.Tensor:
     return weights.abs().mean(dim=0).pow(2).sum()
 
 
+def shortfall(weights: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Σ_j max(0, start_ij − w_ij)², averaged over rows: how far the weights fell below where they started."""
+    return torch.relu(start - weights).pow(2).sum(dim=-1).mean()
+
+
 def l1(weights: torch.Tensor) -> torch.Tensor:
     return weights.abs().sum(dim=-1).mean()
 

@@ -11,6 +11,7 @@ ends with the model an uninterrupted run would have written.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import shutil
@@ -63,6 +64,10 @@ class TrainingConfig:
     # positives from unjudged relevant documents, and the cheapest way to lower it is shrinking every score,
     # which the model does by dropping terms.
     ranking_weight: float = 1.0
+    # > 0: a document term may not fall below its weight in the starting model (each shortfall costs anchor × its
+    # square), and FLOPS counts only the terms the starting model did not give the document. Distillation under
+    # inference-free queries otherwise prunes the starting model's expansion terms (docs/training/inference-free.md).
+    anchor: float = 0.0
     query_max_length: int = defaults.Training.query_max_length
     doc_max_length: int = defaults.Training.doc_max_length
     checkpoint_every: int = 0  # steps; 0: only the final model
@@ -86,6 +91,7 @@ class TrainingConfig:
             "l1_q",
             "distillation_weight",
             "ranking_weight",
+            "anchor",
             "steps",  # 0: the base weights unchanged, only the query side (an inference-free model's IDF) fitted
             "lambda_warmup_steps",
             "checkpoint_every",
@@ -122,31 +128,39 @@ class Student:
             self.model = AutoModelForMaskedLM.from_pretrained(path)
             self.dim = int(self.model.config.vocab_size)
         self.model.to(device)
+        # The starting model, frozen, for the anchor; taken before a resumed run loads its checkpoint.
+        self.start = copy.deepcopy(self.model).eval().requires_grad_(False) if config.anchor else None
         self.bag_of_words = None
         if architecture.query_encoder == "bow":
             self.bag_of_words = BagOfWordPieces(self.tokenizer, self.dim, config.query_max_length, idf)
 
-    def _encode(self, texts: list[str], max_length: int) -> torch.Tensor:
+    def _encode(self, model: torch.nn.Module, texts: list[str], max_length: int) -> torch.Tensor:
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         tokens = tokens.to(self.device)
         # On a GPU the forward pass runs in bf16 (tensor cores) with fp32 weights, gradients and pooled vectors.
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             # The int8 screen runs on the CPU (torch._int_mm); equal loss and gradients.
             if self.config.architecture.uhd:
-                return self.model(**tokens, screened=self.device.type == "cpu").float()
+                return model(**tokens, screened=self.device.type == "cpu").float()
             if self.device.type == "cpu":
-                with decoder_removed(self.model) as decoder:
-                    features = self.model(**tokens).logits
+                with decoder_removed(model) as decoder:
+                    features = model(**tokens).logits
                 return screened_splade_pool(features, tokens["attention_mask"], decoder)
-            return splade_pool(self.model(**tokens).logits, tokens["attention_mask"])
+            return splade_pool(model(**tokens).logits, tokens["attention_mask"])
 
     def encode_queries(self, texts: list[str]) -> torch.Tensor:
         if self.bag_of_words:
             return torch.from_numpy(self.bag_of_words.encode(texts).toarray()).to(self.device)
-        return self._encode(texts, self.config.query_max_length)
+        return self._encode(self.model, texts, self.config.query_max_length)
 
     def encode_documents(self, texts: list[str]) -> torch.Tensor:
-        return self._encode(texts, self.config.doc_max_length)
+        return self._encode(self.model, texts, self.config.doc_max_length)
+
+    def starting_documents(self, texts: list[str]) -> torch.Tensor:
+        """The documents as the starting model encodes them (needs an anchor)."""
+        assert self.start is not None, "only a run with an anchor keeps the starting model"
+        with torch.no_grad():
+            return self._encode(self.start, texts, self.config.doc_max_length)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -320,7 +334,8 @@ def train(
             if step <= done:
                 continue
             queries = student.encode_queries([data.queries[q] for q in batch.query_ids])
-            documents = student.encode_documents([data.documents[d] for d in batch.positive_ids + batch.negative_ids])
+            document_texts = [data.documents[d] for d in batch.positive_ids + batch.negative_ids]
+            documents = student.encode_documents(document_texts)
             scores = queries @ documents.T
             lambda_d = losses.warmed_up(config.lambda_d, step, config.lambda_warmup_steps)
             lambda_q = losses.warmed_up(config.lambda_q, step, config.lambda_warmup_steps) if learns_queries else 0.0
@@ -330,11 +345,16 @@ def train(
                 "flops_q": losses.flops(queries) if learns_queries else torch.zeros((), device=on),
                 "l1_q": losses.l1(queries) if learns_queries and config.l1_q else torch.zeros((), device=on),
             }
+            if config.anchor:
+                start = student.starting_documents(document_texts)
+                parts["anchor"] = losses.shortfall(documents, start)
+                parts["flops_d"] = losses.flops(documents * (start == 0))
             loss = (
                 config.ranking_weight * parts["ranking_loss"]
                 + lambda_d * parts["flops_d"]
                 + lambda_q * parts["flops_q"]
                 + config.l1_q * parts["l1_q"]
+                + config.anchor * parts.get("anchor", 0.0)
             )
             if teacher is not None:
                 teacher_scores, known = _teacher_scores(batch, teacher)
