@@ -33,13 +33,17 @@ def lsr(*args):
     return subprocess.run([sys.executable, "-m", "lsr", *args], capture_output=True, text=True, timeout=600)
 
 
+def first_positives(pairs, queries: int) -> list[str]:
+    return [pairs.documents[pairs.positives[q][0]] for q in sorted(pairs.queries)[:queries]]
+
+
 def mean_active_terms(model_folder, texts) -> float:
     return load_sparse_encoder(str(model_folder), doc_max_length=64).encode_documents(texts).getnnz(axis=1).mean()
 
 
 @pytest.mark.slow
 def test_higher_lambda_gives_fewer_active_terms(tmp_path, nfcorpus_pairs):
-    texts = [nfcorpus_pairs.documents[d] for q in sorted(nfcorpus_pairs.queries)[:10] for d in nfcorpus_pairs.positives[q][:1]]
+    texts = first_positives(nfcorpus_pairs, 10)
     terms = []
     for lam in (0.0, 0.05, 1.0):
         config = TrainingConfig(
@@ -61,7 +65,7 @@ def test_higher_lambda_gives_fewer_active_terms(tmp_path, nfcorpus_pairs):
 def test_an_anchor_keeps_the_starting_models_document_terms(tmp_path, nfcorpus_pairs):
     """A strong FLOPS term at a high rate prunes documents; with an anchor it may prune only what the starting model
     did not have, and the step's loss adds anchor × the shortfall."""
-    texts = [nfcorpus_pairs.documents[d] for q in sorted(nfcorpus_pairs.queries)[:10] for d in nfcorpus_pairs.positives[q][:1]]
+    texts = first_positives(nfcorpus_pairs, 10)
     start_terms = load_sparse_encoder("splade-tiny", doc_max_length=32).encode_documents(texts)
     kept = {}
     for anchor in (0.0, 100.0):
