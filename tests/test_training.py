@@ -439,6 +439,11 @@ def test_interrupted_training_resumes_to_the_model_an_uninterrupted_run_writes(t
         train(config, nfcorpus_pairs, tmp_path / "resumed")
     with pytest.raises(LsrError, match="started with another learning rate"):
         train(replace(config, learning_rate=1e-4), nfcorpus_pairs, tmp_path / "resumed", resume=True)
+    # A checkpoint written before lsr had a setting (here the anchor) resumes with that setting's default.
+    state_file = tmp_path / "resumed.partial" / "checkpoints" / "step-2" / "training_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    del state["config"]["anchor"]
+    torch.save(state, state_file)
 
     train(config, nfcorpus_pairs, tmp_path / "resumed", resume=True)
     log = [json.loads(line) for line in (tmp_path / "resumed" / "training_log.jsonl").read_text().splitlines()]

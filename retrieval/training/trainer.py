@@ -262,8 +262,10 @@ def _resumable_state(staging: Path, config: TrainingConfig) -> dict | None:
     if not checkpoints:
         raise LsrError(f"nothing to resume: {staging} holds no checkpoint (train with --checkpoint-every N to make them)")
     state = torch.load(checkpoints[0] / STATE_FILE, map_location="cpu", weights_only=False)
-    if state["config"] != config.to_dict():
-        differing = sorted(key.replace("_", " ") for key, value in config.to_dict().items() if state["config"].get(key) != value)
+    # A setting lsr gained after the checkpoint was written has its default there, so an older run still resumes.
+    started = {**TrainingConfig().to_dict(), **state["config"]}
+    if started != config.to_dict():
+        differing = sorted(key.replace("_", " ") for key, value in config.to_dict().items() if started.get(key) != value)
         raise LsrError(f"cannot resume from {staging}: it was started with another {', '.join(differing)}")
     return state
 
