@@ -263,9 +263,9 @@ def _resumable_state(staging: Path, config: TrainingConfig) -> dict | None:
         raise LsrError(f"nothing to resume: {staging} holds no checkpoint (train with --checkpoint-every N to make them)")
     state = torch.load(checkpoints[0] / STATE_FILE, map_location="cpu", weights_only=False)
     # A setting lsr gained after the checkpoint was written has its default there, so an older run still resumes.
-    started = {**TrainingConfig().to_dict(), **state["config"]}
-    if started != config.to_dict():
-        differing = sorted(key.replace("_", " ") for key, value in config.to_dict().items() if started.get(key) != value)
+    started, wanted = {**TrainingConfig().to_dict(), **state["config"]}, config.to_dict()
+    if started != wanted:
+        differing = sorted(key.replace("_", " ") for key, value in wanted.items() if started.get(key) != value)
         raise LsrError(f"cannot resume from {staging}: it was started with another {', '.join(differing)}")
     return state
 
@@ -341,16 +341,15 @@ def train(
             scores = queries @ documents.T
             lambda_d = losses.warmed_up(config.lambda_d, step, config.lambda_warmup_steps)
             lambda_q = losses.warmed_up(config.lambda_q, step, config.lambda_warmup_steps) if learns_queries else 0.0
+            start = student.starting_documents(document_texts) if config.anchor else None
             parts = {
                 "ranking_loss": losses.contrastive(scores, _excluded(batch, data.positives).to(on)),
-                "flops_d": losses.flops(documents),
+                "flops_d": losses.flops(documents if start is None else documents * (start == 0)),
                 "flops_q": losses.flops(queries) if learns_queries else torch.zeros((), device=on),
                 "l1_q": losses.l1(queries) if learns_queries and config.l1_q else torch.zeros((), device=on),
             }
-            if config.anchor:
-                start = student.starting_documents(document_texts)
+            if start is not None:
                 parts["anchor"] = losses.shortfall(documents, start)
-                parts["flops_d"] = losses.flops(documents * (start == 0))
             loss = (
                 config.ranking_weight * parts["ranking_loss"]
                 + lambda_d * parts["flops_d"]
