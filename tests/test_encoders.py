@@ -1,5 +1,6 @@
 import hashlib
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -188,6 +189,20 @@ def test_decode_names_vocabulary_terms(splade):
     terms = splade.decode(vector.indices)
     assert "vitamin" in terms
     assert vector.shape == (1, splade.dim) and vector.dtype == np.float32
+
+
+def test_terms_of_a_text_longer_than_the_model_are_found_without_a_warning(splade, caplog):
+    """Explaining a long document: the terms of the whole text, and no "will result in indexing errors" logged."""
+    transformers_logger = logging.getLogger("transformers")  # does not propagate: caplog's handler goes on it
+    caplog.set_level(logging.WARNING, logger="transformers")
+    splade.tokenizer.deprecation_warnings.clear()  # transformers warns once per tokenizer
+    transformers_logger.addHandler(caplog.handler)
+    try:
+        found = splade.term_ids(" ".join(["heat"] * 600 + ["ornithopter"]))
+    finally:
+        transformers_logger.removeHandler(caplog.handler)
+    assert splade.term_ids("ornithopter") <= found
+    assert "longer than the specified maximum" not in caplog.text
 
 
 def test_index_defaults_to_bf16_in_the_manifest_and_queries_follow_it(tmp_path, small_dataset):

@@ -231,8 +231,12 @@ class SpladeEncoder:
         return self._tokenizer.convert_ids_to_tokens([int(i) for i in ids])
 
     def term_ids(self, text: str) -> set[int]:
-        """The vocabulary terms that occur in ``text``: a SPLADE weight on any other term is an expansion."""
-        return set(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The vocabulary terms that occur anywhere in ``text``: a SPLADE weight on any other term is an expansion.
+
+        The whole text, not the encoder's truncated window: a reader sees a word past the cut in the document too.
+        Nothing here runs through the model, so transformers' warning that a text longer than the model's maximum
+        "will result in indexing errors" does not apply (``verbose=False``)."""
+        return set(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def _encode(self, texts: Sequence[str], max_length: int, *, queries: bool = False) -> sp.csr_matrix:
         """Queries' transformer is ``_query_body`` where there is one; every other text's is torch's."""
