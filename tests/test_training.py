@@ -137,6 +137,18 @@ def test_uhd_head_from_the_masked_lm_head_starts_as_splade(tmp_path):
         UhdModel.from_backbone(path, UhdSettings(dim=8192, k=8, head="mlm"))
 
 
+def test_starting_a_uhd_model_leaves_transformers_warnings_on():
+    """The expected "unused MLM head" remark is quieted only while the backbone loads: the level is process-wide."""
+    from transformers.utils import logging as transformers_logging
+
+    from lsr.retrieval.encoders.registry import resolve_model
+    from lsr.retrieval.encoders.uhd import UhdModel
+
+    transformers_logging.set_verbosity_warning()
+    UhdModel.from_backbone(resolve_model("splade-tiny").path, UhdSettings(dim=30522, k=8, head="mlm"))
+    assert transformers_logging.get_verbosity() == transformers_logging.WARNING
+
+
 def test_uhd_settings_are_validated():
     with pytest.raises(EncoderError, match="k must be between 1 and the dimension"):
         UhdSettings(dim=16, k=32)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from lsr.errors import EncoderError
 
@@ -160,3 +163,15 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
             "copy the base model's tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt) into it"
         )
     return tokenizer
+
+
+@contextmanager
+def transformers_errors_only() -> Iterator[None]:
+    """transformers' warnings off inside the block, for remarks that are expected there; the caller's verbosity after
+    (it is process-wide: a server loading a model must not lose every later warning)."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)

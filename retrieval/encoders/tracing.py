@@ -6,7 +6,8 @@ import warnings
 
 import torch
 from torch import nn
-from transformers.utils import logging as transformers_logging
+
+from lsr.retrieval.encoders.registry import transformers_errors_only
 
 
 def traced_body(eager: nn.Module) -> nn.Module:
@@ -16,17 +17,14 @@ def traced_body(eager: nn.Module) -> nn.Module:
     one run's control flow, so it is checked against the eager model on two texts of different lengths, and the
     eager model is kept if they differ or if tracing fails (models whose code does not trace). Put in eval mode."""
     eager.eval()  # freezing refuses a module in training mode
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # freezing reads every attribute, one of which logs a config remark
     probes = [torch.tensor([[101, 7592, 102]]), torch.tensor([[101, *range(2000, 2017), 102]])]
     try:
-        with torch.inference_mode(), warnings.catch_warnings():
+        # transformers_errors_only: freezing reads every attribute, one of which logs a config remark
+        with torch.inference_mode(), warnings.catch_warnings(), transformers_errors_only():
             warnings.simplefilter("ignore")  # the tracer's warnings about Python values it records as constants
             traced = torch.jit.freeze(torch.jit.trace(eager, probes[0], check_trace=False))
             if all(torch.equal(traced(probe), eager(probe)) for probe in reversed(probes)):
                 return traced
     except Exception:  # noqa: BLE001 — any failure to trace only means the eager model runs
         pass
-    finally:
-        transformers_logging.set_verbosity(verbosity)
     return eager
