@@ -484,6 +484,15 @@ def test_head_learning_rate_is_for_uhd_only():
         TrainingConfig(head_learning_rate=1e-3)
 
 
+def test_an_anchor_needs_a_starting_model_that_has_document_terms():
+    with pytest.raises(LsrError, match="a random UHD head has none worth keeping"):
+        TrainingConfig(anchor=1.0, architecture=Architecture(arch="uhd", uhd=UhdSettings(dim=2048, k=8)))
+    anchored_mlm_head = TrainingConfig(
+        anchor=1.0, architecture=Architecture(arch="uhd", uhd=UhdSettings(dim=30522, k=8, head="mlm"))
+    )
+    assert anchored_mlm_head.anchor == 1.0
+
+
 @pytest.mark.parametrize(
     "settings",
     [

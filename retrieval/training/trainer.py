@@ -83,6 +83,11 @@ class TrainingConfig:
             raise LsrError(f"head learning rate must be positive, got {self.head_learning_rate}")
         if self.head_learning_rate is not None and not self.architecture.uhd:
             raise LsrError("a head learning rate needs a UHD architecture (SPLADE has no new head)")
+        if self.anchor and self.architecture.uhd and self.architecture.uhd.head == "random":
+            raise LsrError(
+                "an anchor keeps the starting model's document terms, and a random UHD head has none worth keeping: "
+                "start the head from the masked-LM head (--uhd-head mlm) or train without --anchor"
+            )
         if not self.teacher_scale > 0:
             raise LsrError(f"teacher scale must be positive, got {self.teacher_scale}")
         for name in (
