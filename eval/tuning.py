@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from lsr.datasets import EvaluationSet
 from lsr.errors import LsrError
+from lsr.eval.evaluate import judged_documents_missing
 from lsr.eval.metrics import score_run
 from lsr.eval.runner import run_entry
 from lsr.indexer.index_folder import write_manifest
@@ -92,6 +93,7 @@ def tune_fusion(
     """Scores every grid point over the index's signals (``hybrid``) on ``evaluation``; each signal is searched once,
     fusion reuses its candidates."""
     check_tuning_split(split)
+    judged_documents_missing(searcher, evaluation)  # an index of another corpus would store a fusion chosen on zeros
     signals = searcher.check_mode("hybrid")
     ids = list(evaluation.queries)
     batches = []

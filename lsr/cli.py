@@ -435,6 +435,11 @@ def evaluate(
         command=shlex.join(["lsr", *sys.argv[1:]]),
     )
     report = result.report
+    if missing := report.details["judged_relevant_missing"]:
+        console.print(
+            f"warning: {missing} of the documents that {evaluation.name} {split} judges relevant are not in "
+            f"{index_path}; they count as never retrieved"
+        )
     mode = report.details["mode"]
     folder = out or Path("reports") / f"{Path(index_path).resolve().name}-{mode}-{evaluation.name}-{split}"
     paths = write_report(report, result.run, folder)

@@ -44,3 +44,18 @@ def test_trec_run_file_format(tmp_path):
     write_run({"q1": {"d2": 0.5, "d1": 1.25}}, tmp_path / "run.trec", tag="sys")
     assert (tmp_path / "run.trec").read_text().splitlines() == ["q1 Q0 d1 1 1.250000 sys", "q1 Q0 d2 2 0.500000 sys"]
     assert len(list(ir_measures.read_trec_run(str(tmp_path / "run.trec")))) == 2
+
+
+def test_an_index_of_another_corpus_is_refused_and_missing_judged_documents_are_counted(small_searcher):
+    from lsr.datasets import EvaluationSet
+    from lsr.eval import evaluate
+    from lsr.eval.tuning import tune_fusion
+
+    foreign = EvaluationSet(queries={"q": "flow"}, qrels={"q": {"not-in-the-index": 1}}, name="other", split="train")
+    for run_it in (lambda: evaluate(small_searcher, foreign), lambda: tune_fusion(small_searcher, foreign, "train")):
+        with pytest.raises(LsrError, match="holds none of the 1 documents that other train judges relevant"):
+            run_it()
+    held = small_searcher.index.docs[0].id
+    qrels = {"q": {held: 1, "not-in-the-index": 2, "judged-not-relevant": 0}}
+    partly = EvaluationSet(queries={"q": "flow"}, qrels=qrels, name="other", split="test")
+    assert evaluate(small_searcher, partly).report.details["judged_relevant_missing"] == 1
