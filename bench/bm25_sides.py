@@ -22,7 +22,7 @@ from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_corpus, read_evaluation_set  # noqa: E402
 from lsr.eval.metrics import score_run  # noqa: E402
-from lsr.eval.runner import keep_hits  # noqa: E402
+from lsr.eval.runner import rankings_run  # noqa: E402
 from lsr.indexer import IndexFolder, build_bm25_index  # noqa: E402
 from lsr.indexer.bm25 import Bm25Settings, Bm25Side  # noqa: E402
 
@@ -58,10 +58,7 @@ def main() -> None:
             values, tops = {}, {}
             for name, system in (("lucene", lucene), ("bm25s", side)):
                 rankings = system.search_texts(texts, 1001)
-                run = {
-                    q: keep_hits(q, zip((doc_ids[row] for row in r.doc_indices), r.scores.tolist()), 1000, True)
-                    for q, r in zip(ids, rankings, strict=True)
-                }
+                run = rankings_run(ids, rankings, doc_ids, 1000)
                 values[name] = score_run(evaluation.qrels, run, [MEASURE]).aggregate[MEASURE]
                 tops[name] = [set(r.doc_indices[:10].tolist()) for r in rankings]
             overlap = np.mean([len(a & b) / max(1, len(a)) for a, b in zip(tops["lucene"], tops["bm25s"], strict=True)])

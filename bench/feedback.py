@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.eval.metrics import score_run  # noqa: E402
-from lsr.eval.runner import keep_hits  # noqa: E402
+from lsr.eval.runner import rankings_run  # noqa: E402
 from lsr.retrieval.search import Feedback, Searcher, expand_queries  # noqa: E402
 
 DEPTH = 1000
@@ -42,10 +42,7 @@ def ndcg(searcher: Searcher, folder: Path, settings: list[Feedback | None]) -> l
     for setting in settings:
         expanded = queries if setting is None else expand_queries(queries, first_pass, searcher.index.vector, setting)
         rankings = engine.search(expanded, DEPTH)
-        run = {
-            query: keep_hits(query, ((doc_ids[r], float(s)) for r, s in zip(ranking.doc_indices, ranking.scores)), DEPTH, True)
-            for query, ranking in zip(ids, rankings, strict=True)
-        }
+        run = rankings_run(ids, rankings, doc_ids, DEPTH)
         scores.append(score_run(evaluation.qrels, run, ["nDCG@10"]).aggregate["nDCG@10"])
     return scores
 

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
 from lsr.eval.metrics import score_run  # noqa: E402
-from lsr.eval.runner import keep_hits  # noqa: E402
+from lsr.eval.runner import rankings_run  # noqa: E402
 from lsr.eval.tuning import RRF_KS, fusion_grid  # noqa: E402
 from lsr.retrieval.search import SIGNALS, Candidates, Fusion, Searcher  # noqa: E402
 
@@ -64,10 +64,7 @@ class Dataset:
             fused = self.searcher.fused(Candidates(rankings, dense_queries, self.candidates.depth), fusion, K + 1)
         else:
             fused = self.candidates.rankings[signals[0]]
-        run = {}
-        for query_id, ranking in zip(self.ids, fused, strict=True):
-            hits = zip((self.doc_ids[row] for row in ranking.doc_indices[: K + 1]), ranking.scores.tolist(), strict=False)
-            run[query_id] = keep_hits(query_id, hits, K, remove_identical_ids=True)
+        run = rankings_run(self.ids, fused, self.doc_ids, K)
         return score_run(self.evaluation.qrels, run, [MEASURE]).aggregate[MEASURE]
 
 

@@ -19,18 +19,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from fusion_default import MEASURE, Dataset, K  # noqa: E402
 
 from lsr.eval.metrics import score_run  # noqa: E402
-from lsr.eval.runner import keep_hits  # noqa: E402
+from lsr.eval.runner import rankings_run  # noqa: E402
 from lsr.eval.significance import paired_test  # noqa: E402
 from lsr.retrieval.search import SIGNALS, Fusion, Searcher, fuse_signals  # noqa: E402
 
 
 def per_query(dataset: Dataset, fusion: Fusion, documents: int) -> list[float]:
-    run = {}
-    for number, query_id in enumerate(dataset.ids):
-        rankings = {signal: dataset.candidates.rankings[signal][number] for signal in SIGNALS}
-        fused = fuse_signals(rankings, fusion, K + 1, documents=documents)
-        hits = zip((dataset.doc_ids[row] for row in fused.doc_indices), fused.scores.tolist(), strict=True)
-        run[query_id] = keep_hits(query_id, hits, K, remove_identical_ids=True)
+    fused = [
+        fuse_signals(
+            {signal: dataset.candidates.rankings[signal][number] for signal in SIGNALS}, fusion, K + 1, documents=documents
+        )
+        for number in range(len(dataset.ids))
+    ]
+    run = rankings_run(dataset.ids, fused, dataset.doc_ids, K)
     values = score_run(dataset.evaluation.qrels, run, [MEASURE]).per_query
     return [values[query_id][MEASURE] for query_id in dataset.evaluation.qrels]
 

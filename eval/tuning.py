@@ -12,7 +12,7 @@ from lsr.datasets import EvaluationSet
 from lsr.errors import LsrError
 from lsr.eval.evaluate import judged_documents_missing
 from lsr.eval.metrics import score_run
-from lsr.eval.runner import run_entry
+from lsr.eval.runner import rankings_run
 from lsr.indexer.index_folder import write_manifest
 from lsr.retrieval.search import Searcher
 from lsr.retrieval.search.fusion import Fusion
@@ -103,8 +103,10 @@ def tune_fusion(
             batches.append(searcher.candidates(texts, signals, depth))
             bar.update(len(texts))
 
+    doc_ids = [doc.id for doc in searcher.index.docs]
+
     def value(rankings) -> float:
-        run = {q: run_entry(q, searcher.hits(r), TUNING_DEPTH, remove_identical_ids) for q, r in zip(ids, rankings, strict=True)}
+        run = rankings_run(ids, rankings, doc_ids, TUNING_DEPTH, remove_identical_ids)
         return score_run(evaluation.qrels, run, [measure]).aggregate[measure]
 
     k = TUNING_DEPTH + 1  # one spare for a dropped identical id

@@ -16,7 +16,7 @@ from lsr.api.app import create_app
 from lsr.datasets import read_corpus, read_evaluation_set
 from lsr.errors import LsrError
 from lsr.eval.metrics import score_run
-from lsr.eval.runner import keep_hits
+from lsr.eval.runner import rankings_run
 from lsr.eval.tuning import tune_fusion
 from lsr.indexer import IndexFolder, build_bm25_index
 from lsr.indexer.bm25 import Bm25Settings, Bm25Side
@@ -109,10 +109,7 @@ def test_bm25_side_agrees_with_lucene_bm25_on_every_cranfield_query(cranfield, t
     values, tops = [], []
     for system in (lucene, side):
         rankings = system.search_texts(texts, 11)
-        run = {
-            q: keep_hits(q, zip((doc_ids[row] for row in r.doc_indices), r.scores.tolist(), strict=True), 10, True)
-            for q, r in zip(ids, rankings, strict=True)
-        }
+        run = rankings_run(ids, rankings, doc_ids, 10)
         values.append(score_run(evaluation.qrels, run, ["nDCG@10"]).aggregate["nDCG@10"])
         tops.append([set(r.doc_indices[:10].tolist()) for r in rankings])
     overlap = np.mean([len(a & b) / max(1, len(a)) for a, b in zip(*tops, strict=True)])
