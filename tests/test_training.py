@@ -137,16 +137,20 @@ def test_uhd_head_from_the_masked_lm_head_starts_as_splade(tmp_path):
         UhdModel.from_backbone(path, UhdSettings(dim=8192, k=8, head="mlm"))
 
 
-def test_starting_a_uhd_model_leaves_transformers_warnings_on():
-    """The expected "unused MLM head" remark is quieted only while the backbone loads: the level is process-wide."""
+def test_starting_a_uhd_model_shows_no_loading_bar_and_leaves_transformers_settings_as_they_were(capsys):
+    """The "Loading weights" bar and the expected "unused MLM head" remark are quieted only while the backbone loads:
+    transformers' settings are process-wide."""
     from transformers.utils import logging as transformers_logging
 
     from lsr.retrieval.encoders.registry import resolve_model
     from lsr.retrieval.encoders.uhd import UhdModel
 
     transformers_logging.set_verbosity_warning()
+    transformers_logging.enable_progress_bar()
     UhdModel.from_backbone(resolve_model("splade-tiny").path, UhdSettings(dim=30522, k=8, head="mlm"))
+    assert "Loading weights" not in capsys.readouterr().err
     assert transformers_logging.get_verbosity() == transformers_logging.WARNING
+    assert transformers_logging.is_progress_bar_enabled()
 
 
 def test_uhd_settings_are_validated():

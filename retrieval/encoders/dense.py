@@ -21,7 +21,7 @@ from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import resolve_model
+from lsr.retrieval.encoders.registry import resolve_model, transformers_quiet
 
 DEFAULT_DENSE_ENCODER = defaults.DENSE_ENCODER
 DENSE_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
@@ -53,7 +53,6 @@ class SentenceTransformerEncoder:
         precision: str | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
 
         if backend not in DENSE_BACKENDS:
             raise EncoderError(f"dense backend must be one of {', '.join(DENSE_BACKENDS)}, got {backend!r}")
@@ -61,10 +60,10 @@ class SentenceTransformerEncoder:
             allowed = "fp32 or bf16" if backend == "openvino" else "fp32"
             raise EncoderError(f"the {backend} dense backend runs at {allowed}, got precision {precision!r}")
         resolved = resolve_model(model)
-        transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         try:
             self._device = resolve_device(device)
-            self._model = SentenceTransformer(str(resolved.path), device=str(self._device))
+            with transformers_quiet():
+                self._model = SentenceTransformer(str(resolved.path), device=str(self._device))
         except (OSError, ValueError, KeyError) as exc:
             raise EncoderError(f"cannot load {model!r} as a sentence-transformers model: {exc}") from exc
         limit = self._model.max_seq_length

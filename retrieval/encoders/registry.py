@@ -166,12 +166,18 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
 
 
 @contextmanager
-def transformers_errors_only() -> Iterator[None]:
-    """transformers' warnings off inside the block, for remarks that are expected there; the caller's verbosity after
-    (it is process-wide: a server loading a model must not lose every later warning)."""
+def transformers_quiet(*, keep_warnings: bool = True) -> Iterator[None]:
+    """transformers' per-load "Loading weights" bar (noise in a CLI) off inside the block, and its warnings too unless
+    ``keep_warnings`` (for remarks expected there). Both settings are process-wide, so the caller's come back after: a
+    server that loaded a model keeps every later warning."""
+    bar = transformers_logging.is_progress_bar_enabled()
     verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    if not keep_warnings:
+        transformers_logging.set_verbosity_error()
     try:
         yield
     finally:
         transformers_logging.set_verbosity(verbosity)
+        if bar:
+            transformers_logging.enable_progress_bar()

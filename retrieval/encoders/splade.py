@@ -25,14 +25,13 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM
-from transformers.utils import logging as transformers_logging
 
 from lsr import defaults
 from lsr.errors import EncoderError
 from lsr.retrieval.encoders.base import PRECISIONS, EncoderSpec
 from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import TruncatingTokenizer, load_tokenizer, resolve_model
+from lsr.retrieval.encoders.registry import TruncatingTokenizer, load_tokenizer, resolve_model, transformers_quiet
 from lsr.retrieval.encoders.screen import DecoderScreen
 from lsr.retrieval.encoders.tracing import traced_body
 
@@ -169,12 +168,12 @@ class SpladeEncoder:
         self.spec = EncoderSpec("splade", model, resolved.content_hash, query_max_length, doc_max_length, precision=precision)
         self._tokenizer = load_tokenizer(resolved.path)
         self._token_ids = TruncatingTokenizer(self._tokenizer)
-        transformers_logging.disable_progress_bar()  # the per-load "Loading weights" bar is noise in a CLI
         dtype = DTYPES[precision]
         # bf16 runs every matmul on the CPU's AVX-512 BF16 (or AMX) units with fp32 accumulation.
         self._device = resolve_device(device)
         self._path = resolved.path
-        self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(self._device, dtype).eval()
+        with transformers_quiet():
+            self._model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(self._device, dtype).eval()
         decoder = detach_decoder(self._model)
         self._body = self._unpadded_body()
         self._weight = decoder.weight.detach()
@@ -204,7 +203,8 @@ class SpladeEncoder:
         return lambda ids: torch.from_numpy(runner.run(None, {"input_ids": np.array([ids], dtype=np.int64)})[0][0]).to(dtype)
 
     def _fp32_unpadded(self) -> nn.Module:
-        model = AutoModelForMaskedLM.from_pretrained(self._path).eval()
+        with transformers_quiet():
+            model = AutoModelForMaskedLM.from_pretrained(self._path).eval()
         detach_decoder(model)
         return _Unpadded(model)
 

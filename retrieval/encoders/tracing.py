@@ -7,7 +7,7 @@ import warnings
 import torch
 from torch import nn
 
-from lsr.retrieval.encoders.registry import transformers_errors_only
+from lsr.retrieval.encoders.registry import transformers_quiet
 
 
 def traced_body(eager: nn.Module) -> nn.Module:
@@ -19,8 +19,8 @@ def traced_body(eager: nn.Module) -> nn.Module:
     eager.eval()  # freezing refuses a module in training mode
     probes = [torch.tensor([[101, 7592, 102]]), torch.tensor([[101, *range(2000, 2017), 102]])]
     try:
-        # transformers_errors_only: freezing reads every attribute, one of which logs a config remark
-        with torch.inference_mode(), warnings.catch_warnings(), transformers_errors_only():
+        # transformers_quiet: freezing reads every attribute, one of which logs a config remark
+        with torch.inference_mode(), warnings.catch_warnings(), transformers_quiet(keep_warnings=False):
             warnings.simplefilter("ignore")  # the tracer's warnings about Python values it records as constants
             traced = torch.jit.freeze(torch.jit.trace(eager, probes[0], check_trace=False))
             if all(torch.equal(traced(probe), eager(probe)) for probe in reversed(probes)):

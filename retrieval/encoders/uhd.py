@@ -26,7 +26,7 @@ from lsr.retrieval.encoders.arch import UhdSettings
 from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.encoders.blocks import ColumnBlock, stack_sparse
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import TruncatingTokenizer, load_tokenizer, transformers_errors_only
+from lsr.retrieval.encoders.registry import TruncatingTokenizer, load_tokenizer, transformers_quiet
 from lsr.retrieval.encoders.screen import DecoderScreen
 from lsr.retrieval.encoders.splade import decoder_removed, detach_decoder, screened_logits
 from lsr.retrieval.encoders.tracing import traced_body
@@ -137,7 +137,7 @@ class UhdModel(nn.Module):
     def from_backbone(cls, path: Path, settings: UhdSettings) -> UhdModel:
         """New heads on a pretrained backbone (a masked-LM checkpoint's encoder is fine): random, or its MLM head."""
         # One load for an MLM head: the backbone is the masked-LM model's own encoder.
-        with transformers_errors_only():  # the unused MLM head of a checkpoint is expected
+        with transformers_quiet(keep_warnings=False):  # the unused MLM head of a checkpoint is expected
             masked_lm = AutoModelForMaskedLM.from_pretrained(path) if settings.head == "mlm" else None
             backbone = masked_lm.base_model if masked_lm is not None else AutoModel.from_pretrained(path)
         layer_count = backbone.config.num_hidden_layers

@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, get_linear_schedule_with_warmup
-from transformers.utils import logging as transformers_logging
 
 from lsr import defaults
 from lsr.errors import EncoderError, LsrError
 from lsr.retrieval.encoders.arch import ARCH_FILE, Architecture, write_architecture
 from lsr.retrieval.encoders.bow import IDF_FILE, BagOfWordPieces, compute_idf
 from lsr.retrieval.encoders.device import resolve_device
-from lsr.retrieval.encoders.registry import load_tokenizer, resolve_model
+from lsr.retrieval.encoders.registry import load_tokenizer, resolve_model, transformers_quiet
 from lsr.retrieval.encoders.splade import decoder_removed, is_masked_lm, screened_splade_pool, splade_pool
 from lsr.retrieval.encoders.uhd import UhdModel
 from lsr.retrieval.training import losses
@@ -120,7 +119,6 @@ class Student:
     def __init__(self, config: TrainingConfig, idf: np.ndarray | None, device: torch.device) -> None:
         path = resolve_model(config.base).path
         self.device = device
-        transformers_logging.disable_progress_bar()
         self.config = config
         self.tokenizer = load_tokenizer(path)
         architecture = config.architecture
@@ -130,7 +128,8 @@ class Student:
         else:
             if not is_masked_lm(AutoConfig.from_pretrained(path)):
                 raise EncoderError(f"{config.base!r} is not a masked language model, so SPLADE cannot start from it")
-            self.model = AutoModelForMaskedLM.from_pretrained(path)
+            with transformers_quiet():
+                self.model = AutoModelForMaskedLM.from_pretrained(path)
             self.dim = int(self.model.config.vocab_size)
         self.model.to(device)
         # The starting model, frozen, for the anchor; taken before a resumed run loads its checkpoint.
