@@ -97,7 +97,8 @@ def tune_fusion(
     signals = searcher.check_mode("hybrid")
     ids = list(evaluation.queries)
     batches = []
-    with tqdm(total=len(ids), unit="query", desc="searching", disable=None if progress is None else not progress) as bar:
+    hidden = None if progress is None else not progress
+    with tqdm(total=len(ids), unit="query", desc="searching", disable=hidden) as bar:
         for start in range(0, len(ids), batch_size):
             texts = [evaluation.queries[q] for q in ids[start : start + batch_size]]
             batches.append(searcher.candidates(texts, signals, depth))
@@ -111,7 +112,10 @@ def tune_fusion(
 
     k = TUNING_DEPTH + 1  # one spare for a dropped identical id
     grid = fusion_grid(signals, depth)
-    results = [(fusion, value([r for batch in batches for r in searcher.fused(batch, fusion, k)])) for fusion in grid]
+    results = [
+        (fusion, value([r for batch in batches for r in searcher.fused(batch, fusion, k)]))
+        for fusion in tqdm(grid, unit="fusion", desc="scoring fusions", disable=hidden)  # most of the time goes here
+    ]
     results.sort(key=lambda item: -item[1])  # stable: among equal values the grid's earlier point wins
     alone = {signal: value([r for batch in batches for r in batch.rankings[signal]]) for signal in signals}
     return Tuning(measure=measure, alone=alone, results=results)
