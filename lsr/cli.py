@@ -319,7 +319,8 @@ def reindex(
     started = time.perf_counter()
     given = {"budget": budget, "shards": shards, "n_postings": n_postings, "query_cut": query_cut, "heap_factor": heap_factor}
     settings = {key: value for key, value in given.items() if value is not None} | _engine_settings(engine, uri, collection, out)
-    manifest = rebuild(index_path, out, engine, settings=settings, overwrite=overwrite)
+    with console.status(f"building the {engine} engine's files from the stored vectors"):  # minutes at scale, no steps
+        manifest = rebuild(index_path, out, engine, settings=settings, overwrite=overwrite)
     console.print(f"re-indexed {manifest.doc_count} documents into {out} ({engine}) in {time.perf_counter() - started:.1f}s")
 
 
@@ -495,7 +496,8 @@ def compact(index_path: IndexPath) -> None:
 
     live = LiveIndex(index_path)
     pending = live.pending
-    live.compact()
+    with console.status(f"folding {pending} live updates into a new index folder"):
+        live.compact()
     live.close()
     console.print(f"{index_path}: {pending} live updates compacted; {live.view.doc_count} documents")
 
