@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from lsr import defaults
-from lsr.datasets import Corpus
+from lsr.datasets import Corpus, Document
 from lsr.errors import IndexFolderError
 from lsr.indexer.bm25 import Bm25Settings, Bm25Side
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
@@ -290,9 +290,7 @@ def add_dense_vectors(
     """Adds (or replaces) the dense vectors of an existing index without re-encoding its sparse side; ``overwrite``
     discards an interrupted run's finished chunks instead of refusing to start."""
     index = IndexFolder(index_path)
-    if corpus.sha256 != index.manifest.corpus["sha256"]:
-        raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
-    _check_not_served(index.path)
+    documents = _documents_for_new_side(index, corpus)
     work = partial_folder(index.path)
     state = {
         "corpus_sha256": corpus.sha256,
@@ -305,7 +303,7 @@ def add_dense_vectors(
     def encode(texts: list[str]) -> Encoded:
         return Encoded(dense=dense_encoder.encode_documents(texts))
 
-    texts = [doc.contents for doc in corpus.documents]
+    texts = [doc.contents for doc in documents]
     encoded = _encode_in_chunks(work, texts, chunk_size, _in_process(encode), index.manifest.dim, progress)
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)
@@ -318,6 +316,19 @@ def add_dense_vectors(
     publish(staging, index.path)
     shutil.rmtree(work)
     return manifest
+
+
+def _documents_for_new_side(index: IndexFolder, corpus: Corpus) -> list[Document]:
+    """The documents a side added to ``index`` covers, row for row: the index's own, which after live updates were
+    compacted are no longer the corpus's (the corpus only has to be the one the index was built from)."""
+    if corpus.sha256 != index.manifest.corpus["sha256"]:
+        raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
+    _check_not_served(index.path)
+    wal = index.path / "live" / "wal.jsonl"
+    if wal.is_file() and wal.stat().st_size:
+        # Its upserts carry no vector or text statistics for the new side: the index could not be opened after.
+        raise IndexFolderError(f"{index.path} has live updates not yet compacted: run `lsr compact {index.path}` first")
+    return index.docs
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -335,14 +346,12 @@ def add_bm25_side(index_path: str | Path, corpus: Corpus, settings: Bm25Settings
     index = IndexFolder(index_path)
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index already; add the BM25 side to a splade index")
-    if corpus.sha256 != index.manifest.corpus["sha256"]:
-        raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
-    _check_not_served(index.path)
+    documents = _documents_for_new_side(index, corpus)
     staging = _staging_folder(index.path)
     shutil.rmtree(staging, ignore_errors=True)
     # Hard links, as in add_dense_vectors: the unchanged files are shared with the old index.
     shutil.copytree(index.path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("bm25", MANIFEST))
-    Bm25Side.build([doc.contents for doc in corpus.documents], staging / "bm25", settings)
+    Bm25Side.build([doc.contents for doc in documents], staging / "bm25", settings)
     # A tuned fusion weighed the signals the index had; with a new one, the untuned default applies until re-tuned.
     manifest = dataclasses.replace(index.manifest, bm25=settings, fusion=None)
     write_manifest(staging, manifest)

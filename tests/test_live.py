@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from lsr.datasets import Document, read_corpus
-from lsr.indexer import IndexFolder, build_index
+from lsr.errors import IndexFolderError
+from lsr.indexer import IndexFolder, add_bm25_side, add_dense_vectors, build_index
 from lsr.indexer.live import LiveIndex, LiveUpdateError
 from lsr.retrieval.search import Searcher
 from lsr.retrieval.search.explain import explain
@@ -157,3 +158,29 @@ def test_hybrid_live_index_searches_delta_dense_vectors(tmp_path, small_hybrid_i
     rows = np.array([view.row("new"), 0, 5])
     np.testing.assert_array_equal(view.dense.vectors_of(rows), np.stack([dense, *base.dense.vectors()[[0, 5]]]))
     live.live.close()
+
+
+def test_a_side_added_after_live_updates_covers_the_index_documents_not_the_corpus(live, corpus, minilm):
+    live.upsert([Document("new", "wing flutter", "flutter of a swept wing at transonic speed")])
+    assert live.delete(corpus.documents[0].id)
+    path = live.live.path
+    live.live.close()
+    # The log's upserts have no dense vector or BM25 statistics: adding a side now would leave them out.
+    with pytest.raises(IndexFolderError, match="live updates not yet compacted: run `lsr compact"):
+        add_bm25_side(path, corpus)
+    with pytest.raises(IndexFolderError, match="live updates not yet compacted"):
+        add_dense_vectors(path, corpus, minilm, progress=False)
+    compacting = LiveIndex(path)
+    assert compacting.compact()
+    compacting.close()
+
+    add_bm25_side(path, corpus)  # the corpus the index was built from, which the index no longer equals
+    add_dense_vectors(path, corpus, minilm, progress=False)
+    index = IndexFolder(path)
+    ids = [doc.id for doc in index.docs]
+    searcher = Searcher.open(path)
+    for mode in ("bm25", "dense"):
+        hits = searcher.search("flutter of a swept wing at transonic speed", 3, mode=mode)
+        assert hits[0].id == "new", mode
+        assert all(hit.id in ids for hit in hits)
+    assert corpus.documents[0].id not in ids
