@@ -8,8 +8,10 @@ The base index folder is never modified in place. Upserted documents (already en
 a delta segment; deleted or replaced base rows are tombstoned. ``LiveView`` composes base and delta behind
 the interface the Searcher uses (``engine``, ``dense``, ``docs``, ``manifest``): rows ``0…N-1`` are the base
 index's, rows ``N…`` the delta's, and both sides are scored exactly with the same integer impacts, so a
-document ranks the same before and after compaction. Compaction folds the delta into a new index folder,
-written aside and renamed into place (which also starts an empty log).
+document ranks the same before and after compaction. A BM25 side, whose statistics span every document, is
+scored over base + delta with the statistics of the visible documents once the index has taken a write
+(``LiveBm25``; deleted rows leave them, rows a filter hides do not). Compaction folds the delta into a new index
+folder, written aside and renamed into place (which also starts an empty log).
 
 Live updates need an engine whose scores are exact (the default ``memory`` engine, or ``milvus``); others are
 refused. A Milvus collection takes the writes itself (upserted rows are added to it, superseded rows deleted), so
@@ -35,6 +37,7 @@ import scipy.sparse as sp
 from lsr import defaults
 from lsr.datasets import Document
 from lsr.errors import IndexFolderError, LsrError
+from lsr.indexer.bm25 import LiveBm25
 from lsr.indexer.engines import Ranking, engine_class, top_k
 from lsr.indexer.index_folder import IndexFolder, publish, read_manifest, recover_interrupted_publish, write_index
 from lsr.indexer.locks import index_lock, try_flock
@@ -259,16 +262,30 @@ class _Composed:
         return vectors
 
     def search_texts(self, queries: Sequence[str], k: int) -> list[Ranking]:
-        """BM25 indexes take no writes, so only hidden (filtered-out) rows need dropping."""
+        """A BM25 side before any write (``_LiveText`` after), or a BM25 index (no writes): only hidden (filtered-out)
+        rows need dropping."""
         nothing = np.empty(0, np.int64)
         return [_merge(b, nothing, nothing, self._hidden, k) for b in self._base.search_texts(queries, k + self._hidden_in_base)]
+
+
+class _LiveText:
+    """The BM25 side once the index has taken writes: scored over base + delta with their current statistics."""
+
+    def __init__(self, bm25: LiveBm25, hidden: np.ndarray) -> None:
+        self._bm25, self._hidden = bm25, hidden
+
+    def search_texts(self, queries: Sequence[str], k: int) -> list[Ranking]:
+        return self._bm25.search_texts(queries, k, self._hidden)
 
 
 class LiveView:
     """An immutable snapshot of base + delta − hidden rows; a ``SearchableIndex``, as the folder itself is."""
 
-    def __init__(self, base: IndexFolder, delta: Delta, hidden: np.ndarray, ids: dict[str, int]) -> None:
-        self.base, self.delta, self.hidden, self.ids = base, delta, hidden, ids
+    def __init__(
+        self, base: IndexFolder, delta: Delta, hidden: np.ndarray, ids: dict[str, int], live_bm25: LiveBm25 | None = None
+    ) -> None:
+        """``live_bm25``: the BM25 side's state after the writes so far (None before the first)."""
+        self.base, self.delta, self.hidden, self.ids, self.live_bm25 = base, delta, hidden, ids, live_bm25
         self.path = base.path
         count = base.manifest.doc_count
         self.manifest = base.manifest
@@ -278,8 +295,9 @@ class LiveView:
         sparse_top, dense_top = (_no_delta_top, _no_delta_top) if holds_delta else (_sparse_delta_top, _dense_delta_top)
         self.engine = _Composed(base.engine, delta.sparse, sparse_top, hidden, count)
         self.dense = _Composed(base.dense, delta.dense, dense_top, hidden, count) if base.dense is not None else None
-        # No delta: an index with a BM25 side takes no writes (``check_writable``); filters still hide rows.
-        self.bm25 = _Composed(base.bm25, None, None, hidden, count) if base.bm25 is not None else None
+        self.bm25 = None
+        if base.bm25 is not None:
+            self.bm25 = _Composed(base.bm25, None, None, hidden, count) if live_bm25 is None else _LiveText(live_bm25, hidden)
 
     @property
     def doc_count(self) -> int:
@@ -303,7 +321,8 @@ class LiveView:
     def restricted(self, allowed: np.ndarray) -> LiveView:
         """The same snapshot with only the ``allowed`` rows (a boolean mask) visible: metadata filters."""
         hidden = self.hidden | ~allowed
-        return LiveView(self.base, self.delta, hidden, {i: r for i, r in self.ids.items() if not hidden[r]})
+        ids = {i: r for i, r in self.ids.items() if not hidden[r]}
+        return LiveView(self.base, self.delta, hidden, ids, self.live_bm25)  # filtered rows stay in BM25's statistics
 
 
 READ_ATTEMPTS = 5
@@ -408,10 +427,12 @@ class LiveIndex:
         engine = self.view.manifest.engine
         if not engine_class(engine).capabilities.live_updates:
             raise LiveUpdateError(f"{self.path} uses the {engine} engine, which takes no live updates")
-        if self.view.manifest.bm25 is not None:
-            # Refused rather than served stale: BM25's statistics span the whole corpus, so the side would need a
-            # rebuild per update to rank as an index rebuilt from scratch would.
-            raise LiveUpdateError(f"{self.path} has a BM25 side, which takes no live updates; serve it read-only")
+        bm25 = self.view.base.bm25
+        if bm25 is not None and bm25.term_counts is None:
+            raise LiveUpdateError(
+                f"{self.path}'s BM25 side was built before lsr kept the term counts live updates need: rebuild it with "
+                f"`lsr index <dataset> --out {self.path} --add-bm25`"
+            )
         if not self._wal.locked:
             raise WriterLockError(f"{self._wal.refused}: this process serves it read-only")
 
@@ -468,13 +489,16 @@ class LiveIndex:
         hidden = np.concatenate((hidden, np.zeros(len(added), bool)))
         hidden[superseded] = True
         delta = view.delta.extend(added) if added else view.delta
+        live_bm25 = view.live_bm25
+        if view.base.bm25 is not None:
+            live_bm25 = (live_bm25 or LiveBm25.unchanged(view.base.bm25)).extended([d.doc.contents for d in added], hidden)
         # A reader leaves the collection to the writer: a batch it replays late could undo a newer delete there.
         if view.base.engine.capabilities.stores_updates and not self.read_only:
             first = next_row - len(added)
             dim = delta.sparse.shape[1]
             upserts = [(first + i, d.doc, d.sparse_row(dim), d.dense) for i, d in enumerate(added)]
             view.base.engine.write(upserts, superseded)
-        return LiveView(view.base, delta, hidden, ids)
+        return LiveView(view.base, delta, hidden, ids, live_bm25)
 
     def get(self, doc_id: str) -> Document | None:
         view = self.view

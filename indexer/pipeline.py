@@ -324,11 +324,16 @@ def _documents_for_new_side(index: IndexFolder, corpus: Corpus) -> list[Document
     if corpus.sha256 != index.manifest.corpus["sha256"]:
         raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
     _check_not_served(index.path)
-    wal = index.path / "live" / "wal.jsonl"
-    if wal.is_file() and wal.stat().st_size:
-        # Its upserts carry no vector or text statistics for the new side: the index could not be opened after.
-        raise IndexFolderError(f"{index.path} has live updates not yet compacted: run `lsr compact {index.path}` first")
+    # The log's upserts carry no vector or term counts for the new side: the index could not be opened after.
+    _check_compacted(index.path)
     return index.docs
+
+
+def _check_compacted(index: Path) -> None:
+    """For work that reads an index folder's files alone: its log's updates are not in them yet."""
+    wal = index / "live" / "wal.jsonl"
+    if wal.is_file() and wal.stat().st_size:
+        raise IndexFolderError(f"{index} has live updates not yet compacted: run `lsr compact {index}` first")
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -353,7 +358,9 @@ def add_bm25_side(index_path: str | Path, corpus: Corpus, settings: Bm25Settings
     shutil.copytree(index.path, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("bm25", MANIFEST))
     Bm25Side.build([doc.contents for doc in documents], staging / "bm25", settings)
     # A tuned fusion weighed the signals the index had; with a new one, the untuned default applies until re-tuned.
-    manifest = dataclasses.replace(index.manifest, bm25=settings, fusion=None)
+    # A side rebuilt as it was (for the term counts live updates need) scores as before: the tuning still holds.
+    fusion = index.manifest.fusion if index.manifest.bm25 == settings else None
+    manifest = dataclasses.replace(index.manifest, bm25=settings, fusion=fusion)
     write_manifest(staging, manifest)
     publish(staging, index.path)
     return manifest
@@ -407,6 +414,7 @@ def reindex(
     index = IndexFolder(index_path, open_engine=False)
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
+    _check_compacted(index.path)  # an engine without live updates would never read the copied log
     settings = settings or {}
     engine_type, typed_settings = _check_engine_settings(engine, settings)
     out = Path(out)

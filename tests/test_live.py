@@ -9,7 +9,7 @@ import pytest
 
 from lsr.datasets import Document, read_corpus
 from lsr.errors import IndexFolderError
-from lsr.indexer import IndexFolder, add_bm25_side, add_dense_vectors, build_index
+from lsr.indexer import IndexFolder, add_bm25_side, add_dense_vectors, build_index, reindex
 from lsr.indexer.live import LiveIndex, LiveUpdateError
 from lsr.retrieval.search import Searcher
 from lsr.retrieval.search.explain import explain
@@ -160,7 +160,7 @@ def test_hybrid_live_index_searches_delta_dense_vectors(tmp_path, small_hybrid_i
     live.live.close()
 
 
-def test_a_side_added_after_live_updates_covers_the_index_documents_not_the_corpus(live, corpus, minilm):
+def test_sides_added_or_engines_rebuilt_after_live_updates_cover_the_index_documents(live, corpus, minilm, tmp_path):
     live.upsert([Document("new", "wing flutter", "flutter of a swept wing at transonic speed")])
     assert live.delete(corpus.documents[0].id)
     path = live.live.path
@@ -170,6 +170,8 @@ def test_a_side_added_after_live_updates_covers_the_index_documents_not_the_corp
         add_bm25_side(path, corpus)
     with pytest.raises(IndexFolderError, match="live updates not yet compacted"):
         add_dense_vectors(path, corpus, minilm, progress=False)
+    with pytest.raises(IndexFolderError, match="live updates not yet compacted"):  # seismic would never read the log
+        reindex(path, tmp_path / "seismic", "seismic")
     compacting = LiveIndex(path)
     assert compacting.compact()
     compacting.close()
@@ -184,3 +186,5 @@ def test_a_side_added_after_live_updates_covers_the_index_documents_not_the_corp
         assert hits[0].id == "new", mode
         assert all(hit.id in ids for hit in hits)
     assert corpus.documents[0].id not in ids
+    reindex(path, tmp_path / "seismic", "seismic")
+    assert [doc.id for doc in IndexFolder(tmp_path / "seismic").docs] == ids

@@ -3,6 +3,7 @@ CLI and the API, and tuning over them (never on test). Real encoders and real Cr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -13,15 +14,16 @@ from fastapi.testclient import TestClient
 from test_cli import assert_one_line_error, lsr
 
 from lsr.api.app import create_app
-from lsr.datasets import read_corpus, read_evaluation_set
+from lsr.datasets import Document, read_corpus, read_evaluation_set
 from lsr.errors import LsrError
 from lsr.eval.metrics import score_run
 from lsr.eval.runner import rankings_run
 from lsr.eval.tuning import tune_fusion
-from lsr.indexer import IndexFolder, build_bm25_index
-from lsr.indexer.bm25 import Bm25Settings, Bm25Side
+from lsr.indexer import IndexFolder, add_bm25_side, build_bm25_index
+from lsr.indexer.bm25 import Bm25Settings, Bm25Side, LiveBm25, TermCounts
 from lsr.indexer.engines.base import Ranking
-from lsr.indexer.live import LiveUpdateError
+from lsr.indexer.index_folder import write_manifest
+from lsr.indexer.live import LiveIndex, LiveUpdateError
 from lsr.retrieval.search import SIGNALS, Fusion, LiveSearcher, Searcher, fuse_signals
 
 QUERIES = ["boundary layer transition at high mach numbers", "heat transfer to blunt bodies", "flutter of panels", "xyzzy"]
@@ -181,14 +183,86 @@ def test_tuning_searches_the_three_signal_simplex_and_never_test(three_signal_se
     assert tuning.best[1] >= max(tuning.alone.values())
 
 
-def test_an_index_with_a_bm25_side_refuses_live_updates(three_signal_searcher):
-    from lsr.datasets import Document
+def bm25_hits(searcher: Searcher, query: str) -> list[tuple[str, float]]:
+    return [(hit.id, hit.score) for hit in searcher.search(query, 30, mode="bm25")]
 
-    service = LiveSearcher.from_searcher(three_signal_searcher)
-    with pytest.raises(LiveUpdateError, match="has a BM25 side, which takes no live updates"):
+
+def rebuilt_bm25_hits(docs: list[Document], folder, query: str) -> list[tuple[str, float]]:
+    """BM25 (bm25s) built from scratch on ``docs``."""
+    folder.mkdir()
+    Bm25Side.build([doc.contents for doc in docs], folder)
+    ranking = Bm25Side.open(folder, Bm25Settings()).search_texts([query], 30)[0]
+    return [(docs[row].id, score) for row, score in zip(ranking.doc_indices, ranking.scores, strict=True)]
+
+
+def assert_same_ranking(found: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
+    assert [doc_id for doc_id, _ in found] == [doc_id for doc_id, _ in expected]
+    np.testing.assert_allclose([score for _, score in found], [score for _, score in expected], rtol=1e-5)
+
+
+def test_a_bm25_side_takes_live_updates_and_ranks_like_a_side_rebuilt_from_scratch(three_signal_index, tmp_path, splade, minilm):
+    copy = tmp_path / "index"
+    shutil.copytree(three_signal_index, copy)
+    side = IndexFolder(copy).bm25
+    for query in QUERIES:  # the query-time scorer computes what bm25s precomputed
+        bm25s_scores = np.zeros(side.size)
+        ranking = side.search_texts([query], side.size)[0]
+        bm25s_scores[ranking.doc_indices] = ranking.scores
+        np.testing.assert_allclose(LiveBm25.unchanged(side).scores(query), bm25s_scores, rtol=1e-5)
+
+    service = LiveSearcher(LiveIndex(copy), splade, minilm)
+    base_docs = list(IndexFolder(copy).docs)
+    added = [
+        Document("new-1", "xyzzy panels", "flutter of xyzzy panels at supersonic speed", {"lang": "en"}),
+        Document("new-2", "transition", "boundary layer transition on a cone at high mach numbers", {"lang": "fr"}),
+    ]
+    replaced = Document(base_docs[3].id, "heat transfer", "heat transfer to blunt bodies in hypersonic flow")
+    service.upsert(added)
+    service.upsert([replaced])
+    deleted = [doc.id for doc in base_docs[10:20]]
+    for doc_id in deleted:
+        assert service.delete(doc_id)
+    now = [doc for doc in base_docs if doc.id not in deleted and doc.id != replaced.id] + added + [replaced]
+
+    for number, query in enumerate(QUERIES):
+        expected = rebuilt_bm25_hits(now, tmp_path / f"rebuilt-{number}", query)
+        assert_same_ranking(bm25_hits(service.searcher(), query), expected)
+        # A filter hides documents without changing the statistics they are scored with.
+        filtered = bm25_hits(service.searcher(filter={"lang": "fr"}), query)
+        assert filtered == [hit for hit in bm25_hits(service.searcher(), query) if hit[0] == "new-2"]
+    assert bm25_hits(service.searcher(), "xyzzy")[0][0] == "new-1"  # a term the side was built without
+    assert service.searcher().search("xyzzy panels", 3, mode="hybrid")[0].id == "new-1"
+
+    before = {query: bm25_hits(service.searcher(), query) for query in QUERIES}
+    service.live.close()
+    reopened = LiveSearcher(LiveIndex(copy), splade, minilm)  # the log replayed
+    assert {query: bm25_hits(reopened.searcher(), query) for query in QUERIES} == before
+    assert reopened.live.compact()  # the side is built afresh from the documents as they are
+    for query in QUERIES:
+        assert_same_ranking(bm25_hits(reopened.searcher(), query), before[query])
+    reopened.live.close()
+
+
+def test_a_bm25_side_without_term_counts_asks_to_be_rebuilt_and_keeps_its_tuning(
+    three_signal_index, small_dataset, tmp_path, splade, minilm
+):
+    copy = tmp_path / "index"
+    shutil.copytree(three_signal_index, copy)
+    for name in TermCounts.FILES:  # as lsr wrote the side before it kept term counts
+        (copy / "bm25" / name).unlink()
+    tuned = {"method": "convex", "weights": {"sparse": 0.2, "dense": 0.5, "bm25": 0.3}}
+    write_manifest(copy, dataclasses.replace(IndexFolder(copy).manifest, fusion=tuned))
+    service = LiveSearcher(LiveIndex(copy), splade, minilm)
+    with pytest.raises(LiveUpdateError, match=r"BM25 side was built before .* `lsr index <dataset> --out .* --add-bm25`"):
         service.upsert([Document("new", "wing", "a wing")])
-    filtered = service.searcher(filter={"nothing": "matches"})  # filters still apply to the BM25 side
-    assert filtered.search("wing", 5, mode="bm25") == []
+    service.live.close()
+
+    add_bm25_side(copy, read_corpus(small_dataset))  # the same settings: the tuned fusion still applies
+    assert IndexFolder(copy).manifest.fusion == tuned
+    service = LiveSearcher(LiveIndex(copy), splade, minilm)
+    service.upsert([Document("new", "zorblax", "a zorblax wing")])
+    assert bm25_hits(service.searcher(), "zorblax wing")[0][0] == "new"
+    service.live.close()
 
 
 @pytest.mark.parametrize(
