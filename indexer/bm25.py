@@ -200,6 +200,14 @@ def _positive_top(scores: np.ndarray, visible: np.ndarray, k: int) -> Ranking:
     return Ranking(doc_indices=rows.astype(np.int64), scores=found)
 
 
+@dataclass(frozen=True)
+class _LiveStatistics:
+    added: TermCounts  # of the upserted documents
+    lengths: np.ndarray  # of every row, side's and upserted
+    documents: int  # rows not removed
+    average_length: float  # over those
+
+
 class LiveBm25:
     """BM25 over the side's documents and those upserted since, without the removed ones, with the statistics of
     exactly those documents (their number, average length, each term's document frequency): it ranks as the side
@@ -215,11 +223,15 @@ class LiveBm25:
         if side.term_counts is None:
             raise IndexFolderError("the BM25 side was built before lsr kept its term counts")
         self.side, self.added, self.removed, self._new_terms = side, added, removed, new_terms
-        self._added_counts = TermCounts.of(added, len(side.vocab) + len(new_terms))
-        self._lengths = np.concatenate((side.term_counts.lengths, self._added_counts.lengths))
-        kept = ~removed
-        self._documents = int(kept.sum())
-        self._average_length = float(self._lengths[kept].sum()) / max(self._documents, 1)
+
+    @cached_property
+    def _statistics(self) -> _LiveStatistics:
+        """Counted at the first search, not at each write: replaying a long log makes one per logged batch."""
+        added = TermCounts.of(self.added, len(self.side.vocab) + len(self._new_terms))
+        lengths = np.concatenate((self.side.term_counts.lengths, added.lengths))
+        kept = ~self.removed
+        documents = int(kept.sum())
+        return _LiveStatistics(added, lengths, documents, float(lengths[kept].sum()) / max(documents, 1))
 
     @staticmethod
     def unchanged(side: Bm25Side) -> LiveBm25:
@@ -243,20 +255,20 @@ class LiveBm25:
 
     def scores(self, query: str) -> np.ndarray:
         """Every row's BM25 score (Lucene's, as bm25s's "lucene" method computes it); 0 for removed rows."""
-        settings = self.side.settings
-        scores = np.zeros(self._lengths.size)
+        settings, statistics = self.side.settings, self._statistics
+        scores = np.zeros(statistics.lengths.size)
         repeats = Counter(term for term in map(self._term_id, self.side.analyze(query)) if term is not None)
         for term, times in repeats.items():
             base_rows, base_counts = self.side.term_counts.postings(term)
-            added_rows, added_counts = self._added_counts.postings(term)
+            added_rows, added_counts = statistics.added.postings(term)
             rows = np.concatenate((base_rows, added_rows.astype(np.int64) + self.side.size))
             counts = np.concatenate((base_counts, added_counts)).astype(np.float64)
             kept = ~self.removed[rows]
             rows, counts = rows[kept], counts[kept]
             if not rows.size:
                 continue
-            idf = math.log(1 + (self._documents - rows.size + 0.5) / (rows.size + 0.5))
-            norms = settings.k1 * (1 - settings.b + settings.b * self._lengths[rows] / self._average_length)
+            idf = math.log(1 + (statistics.documents - rows.size + 0.5) / (rows.size + 0.5))
+            norms = settings.k1 * (1 - settings.b + settings.b * statistics.lengths[rows] / statistics.average_length)
             scores[rows] += times * idf * counts / (counts + norms)
         return scores
 
