@@ -42,6 +42,7 @@ from lsr.indexer.index_folder import (
     write_index,
     write_manifest,
 )
+from lsr.indexer.live import WAL_FILE, WAL_FOLDER
 from lsr.indexer.locks import index_lock, try_flock
 from lsr.indexer.quantization import Quantization
 from lsr.retrieval.encoders import (
@@ -131,7 +132,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
 
 def _check_not_served(index: Path) -> None:
     """A server taking live updates holds its log's lock: replacing its index folder would lose its writes."""
-    wal = index / "live" / "wal.jsonl"
+    wal = index / WAL_FOLDER / WAL_FILE
     if wal.is_file():
         fd = try_flock(wal)
         if fd is None:
@@ -331,7 +332,7 @@ def _documents_for_new_side(index: IndexFolder, corpus: Corpus) -> list[Document
 
 def _check_compacted(index: Path) -> None:
     """For work that reads an index folder's files alone: its log's updates are not in them yet."""
-    wal = index / "live" / "wal.jsonl"
+    wal = index / WAL_FOLDER / WAL_FILE
     if wal.is_file() and wal.stat().st_size:
         raise IndexFolderError(f"{index} has live updates not yet compacted: run `lsr compact {index}` first")
 
@@ -339,7 +340,7 @@ def _check_compacted(index: Path) -> None:
 def _link_or_copy(source: str, target: str) -> None:
     """Hard links for the immutable files; the live-update log is copied, since it is appended to in place (a
     shared inode would share its appends, and its write lock, between two indexes)."""
-    if Path(source).name == "wal.jsonl":
+    if Path(source).name == WAL_FILE:
         shutil.copy2(source, target)
     else:
         os.link(source, target)
