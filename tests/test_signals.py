@@ -18,7 +18,7 @@ from lsr.datasets import Document, read_corpus, read_evaluation_set
 from lsr.errors import LsrError
 from lsr.eval.metrics import score_run
 from lsr.eval.runner import rankings_run
-from lsr.eval.tuning import tune_fusion
+from lsr.eval.tuning import head_with_ties, measure_depth, tune_fusion
 from lsr.indexer import IndexFolder, add_bm25_side, build_bm25_index
 from lsr.indexer.bm25 import Bm25Settings, Bm25Side, LiveBm25, TermCounts
 from lsr.indexer.engines.base import Ranking
@@ -181,6 +181,26 @@ def test_tuning_searches_the_three_signal_simplex_and_never_test(three_signal_se
     assert sum(f.dense_feedback > 0 for f, _ in tuning.results) == 55 * 2 * 2
     assert all(abs(sum(dict(f.weights).values()) - 1) < 1e-9 for f, _ in tuning.results)
     assert tuning.best[1] >= max(tuning.alone.values())
+    # Tuning scores each ranking's head (the measure's cutoff, ties kept) and reuses first passes of dense feedback:
+    # every value must be what the whole ranking scores, searched in the same batches.
+    ids = list(evaluation.queries)
+    batches = [
+        three_signal_searcher.candidates([evaluation.queries[q] for q in ids[i : i + 64]], SIGNALS, 100)
+        for i in range(0, len(ids), 64)
+    ]
+    doc_ids = [doc.id for doc in three_signal_searcher.index.docs]
+    for fusion, value in tuning.results[::5]:
+        rankings = [ranking for batch in batches for ranking in three_signal_searcher.fused(batch, fusion, 101)]
+        assert score_run(evaluation.qrels, rankings_run(ids, rankings, doc_ids, 100), ["nDCG@10"]).aggregate["nDCG@10"] == value
+
+
+def test_a_ranking_head_keeps_every_hit_tied_with_its_last():
+    ranking = Ranking(doc_indices=np.arange(7), scores=np.array([5.0, 4.0, 3.0, 3.0, 3.0, 2.0, 1.0]))
+    assert head_with_ties(ranking, 2).doc_indices.tolist() == [0, 1, 2, 3, 4]  # 2 + 1 spare, then the ties of 3.0
+    assert head_with_ties(ranking, 4).doc_indices.tolist() == [0, 1, 2, 3, 4]
+    assert head_with_ties(ranking, 5).doc_indices.tolist() == [0, 1, 2, 3, 4, 5]
+    assert head_with_ties(ranking, 6) is ranking
+    assert measure_depth("nDCG@10") == 10 and measure_depth("R@1000") == 100 and measure_depth("AP") == 100
 
 
 def bm25_hits(searcher: Searcher, query: str) -> list[tuple[str, float]]:

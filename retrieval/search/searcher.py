@@ -214,21 +214,26 @@ class Searcher:
             rankings["dense"] = self.index.dense.search(dense_queries, depth)
         return Candidates(rankings, dense_queries, depth)
 
-    def fused(self, candidates: Candidates, fusion: Fusion, k: int) -> list[Ranking]:
+    def fused(
+        self, candidates: Candidates, fusion: Fusion, k: int, *, first_pass: Sequence[np.ndarray] | None = None
+    ) -> list[Ranking]:
         """Each query's top k of its candidates fused; with ``fusion.dense_feedback``, after a dense search again
-        from the first fused pass (``lsr.retrieval.search.fusion``)."""
+        from the first fused pass (``lsr.retrieval.search.fusion``). ``first_pass``: each query's rows fused without
+        feedback, best first, when the caller has them already (``lsr tune`` fuses that fusion too)."""
         rankings = candidates.rankings
         if fusion.dense_feedback and candidates.dense_queries is not None:
-            rankings = {**rankings, "dense": self._dense_feedback(candidates, fusion)}
+            rankings = {**rankings, "dense": self._dense_feedback(candidates, fusion, first_pass)}
         count = len(next(iter(rankings.values())))
         return [self.fuse({signal: found[number] for signal, found in rankings.items()}, fusion, k) for number in range(count)]
 
-    def _dense_feedback(self, candidates: Candidates, fusion: Fusion) -> list[Ranking]:
+    def _dense_feedback(self, candidates: Candidates, fusion: Fusion, first_pass: Sequence[np.ndarray] | None) -> list[Ranking]:
         """Each query's dense vector plus ``dense_feedback_weight`` × the mean stored vector of its first fused pass's
         top ``dense_feedback`` documents, searched again."""
         expanded = np.array(candidates.dense_queries, dtype=np.float32)
-        first_pass = self.fused(candidates, fusion.changed(dense_feedback=0), fusion.dense_feedback)
+        if first_pass is None:
+            first_pass = [r.doc_indices for r in self.fused(candidates, fusion.changed(dense_feedback=0), fusion.dense_feedback)]
         for number, first in enumerate(first_pass):
-            if first.doc_indices.size:
-                expanded[number] += fusion.dense_feedback_weight * self.index.dense.vectors_of(first.doc_indices).mean(axis=0)
+            top = first[: fusion.dense_feedback]
+            if top.size:
+                expanded[number] += fusion.dense_feedback_weight * self.index.dense.vectors_of(top).mean(axis=0)
         return self.index.dense.search(expanded, candidates.depth)
