@@ -29,7 +29,14 @@ from lsr.errors import IndexFolderError
 from lsr.indexer.bm25 import Bm25Settings, Bm25Side
 from lsr.indexer.dense import DenseIndex, DenseIndexSettings
 from lsr.indexer.distributed import BatchEncoder, ray_encoding
-from lsr.indexer.engines import DEFAULT_ENGINE, LuceneBm25Engine, bm25_spec, parse_settings, vector_engine_class
+from lsr.indexer.engines import (
+    DEFAULT_ENGINE,
+    LuceneBm25Engine,
+    bm25_spec,
+    engine_class,
+    parse_settings,
+    vector_engine_class,
+)
 from lsr.indexer.index_folder import (
     MANIFEST,
     IndexFolder,
@@ -292,6 +299,7 @@ def add_dense_vectors(
     discards an interrupted run's finished chunks instead of refusing to start."""
     index = IndexFolder(index_path)
     documents = _documents_for_new_side(index, corpus)
+    _check_compacted(index, "their upserts carry no dense vector (the index could not be opened after)")
     work = partial_folder(index.path)
     state = {
         "corpus_sha256": corpus.sha256,
@@ -320,21 +328,24 @@ def add_dense_vectors(
 
 
 def _documents_for_new_side(index: IndexFolder, corpus: Corpus) -> list[Document]:
-    """The documents a side added to ``index`` covers, row for row: the index's own, which after live updates were
-    compacted are no longer the corpus's (the corpus only has to be the one the index was built from)."""
+    """The documents a side added to ``index`` covers, row for row: the folder's own, which after live updates were
+    compacted are no longer the corpus's (the corpus only has to be the one the index was built from). Updates still
+    in the log are not among them: a BM25 side takes them in when the index is opened, a dense side cannot."""
     if corpus.sha256 != index.manifest.corpus["sha256"]:
         raise IndexFolderError(f"{index.path} was built from another corpus than {corpus.path}")
     _check_not_served(index.path)
-    # The log's upserts carry no vector or term counts for the new side: the index could not be opened after.
-    _check_compacted(index.path)
     return index.docs
 
 
-def _check_compacted(index: Path) -> None:
-    """For work that reads an index folder's files alone: its log's updates are not in them yet."""
-    wal = index / WAL_FOLDER / WAL_FILE
-    if wal.is_file() and wal.stat().st_size:
-        raise IndexFolderError(f"{index} has live updates not yet compacted: run `lsr compact {index}` first")
+def _check_compacted(index: IndexFolder, why: str) -> None:
+    """For work that needs every document in the folder's files: live updates still in its log are not."""
+    wal = index.path / WAL_FOLDER / WAL_FILE
+    if not (wal.is_file() and wal.stat().st_size):
+        return
+    fix = f"run `lsr compact {index.path}` first"
+    if engine_class(index.manifest.engine).capabilities.stores_updates:  # Milvus: never compacted in place
+        fix = f"re-index it into the memory engine (`lsr reindex {index.path} --out NEW --engine memory`), compact that"
+    raise IndexFolderError(f"{index.path} has live updates not yet compacted and {why}: {fix}")
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -415,9 +426,10 @@ def reindex(
     index = IndexFolder(index_path, open_engine=False)
     if index.has_text_engine:
         raise IndexFolderError(f"{index.path} is a BM25 index: it has no vectors to re-index")
-    _check_compacted(index.path)  # an engine without live updates would never read the copied log
     settings = settings or {}
     engine_type, typed_settings = _check_engine_settings(engine, settings)
+    if not engine_type.capabilities.live_updates:  # the others replay the copied log
+        _check_compacted(index, f"the {engine} engine would never read them")
     out = Path(out)
     if out.resolve() == index.path.resolve():
         raise IndexFolderError("re-index into a new folder (--out), not over the index being read")

@@ -119,6 +119,14 @@ def test_live_updates_go_to_milvus_and_rank_like_the_memory_engine(small_hybrid_
         )
     ) == len(queries)
     reopened.live.close()
+    # Its log keeps the updates (never compacted): an engine without live updates would never read it, memory replays it.
+    with pytest.raises(IndexFolderError, match="re-index it into the memory engine"):
+        reindex(milvus_index, tmp_path / "seismic", "seismic")
+    reindex(milvus_index, tmp_path / "memory-again", "memory")
+    again = LiveSearcher(LiveIndex(tmp_path / "memory-again"), splade, minilm)
+    sparse = again.searcher().search_many(queries, 10, mode="sparse")
+    assert sum(map(same_ranking, sparse, memory.search_many(queries, 10, mode="sparse"))) == len(queries)
+    again.live.close()
 
 
 def test_milvus_settings_are_checked(small_index, tmp_path):
