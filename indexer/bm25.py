@@ -190,12 +190,12 @@ class Bm25Side:
                 rankings.append(Ranking(doc_indices=np.zeros(0, np.int64), scores=np.zeros(0, np.float64)))
                 continue
             scores = self._retriever.get_scores_from_ids(ids).astype(np.float64)
-            rankings.append(_positive_top(scores, np.ones(scores.size, bool), k))
+            rankings.append(_positive_top(scores, k))
         return rankings
 
 
-def _positive_top(scores: np.ndarray, visible: np.ndarray, k: int) -> Ranking:
-    candidates = np.flatnonzero((scores > 0) & visible)
+def _positive_top(scores: np.ndarray, k: int, visible: np.ndarray | None = None) -> Ranking:
+    candidates = np.flatnonzero(scores > 0 if visible is None else (scores > 0) & visible)
     rows, found = best_candidates(candidates, scores[candidates], k)
     return Ranking(doc_indices=rows.astype(np.int64), scores=found)
 
@@ -274,4 +274,5 @@ class LiveBm25:
 
     def search_texts(self, queries: Sequence[str], k: int, hidden: np.ndarray) -> list[Ranking]:
         """Top-k rows per query text, as ``Bm25Side.search_texts``, leaving out ``hidden`` rows (removed or filtered)."""
-        return [_positive_top(self.scores(query), ~hidden, k) for query in queries]
+        visible = ~hidden
+        return [_positive_top(self.scores(query), k, visible) for query in queries]
