@@ -21,7 +21,7 @@ document frequency and its impact distribution: term t appears in each synthetic
 probability df_t / N (so its expected document frequency is the real one, scaled), and each of its impacts is
 drawn from t's real impacts. Document lengths come out close to the real mean, with less spread. Terms are
 independent of each other, unlike in real text, which makes approximate search harder than on real data.
-Queries are the dataset's real test queries, encoded by the index's encoder.
+Queries are the dataset's real test queries, encoded by the index's encoder and weighted as the index says.
 """
 
 from __future__ import annotations
@@ -46,10 +46,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from search_latency import percentiles, timed  # noqa: E402
 
 from lsr.datasets import read_evaluation_set  # noqa: E402
-from lsr.indexer import IndexFolder  # noqa: E402
 from lsr.indexer.engines import ENGINES, ImpactOrderedEngine, MemoryEngine, SeismicEngine  # noqa: E402
 from lsr.indexer.vectors import brute_force_search  # noqa: E402
-from lsr.retrieval.encoders import load_sparse_encoder  # noqa: E402
+from lsr.retrieval.search import Searcher  # noqa: E402
 
 
 def synthetic_postings(real: sp.csr_matrix, size: int, seed: int = 0) -> sp.csc_matrix:
@@ -235,14 +234,11 @@ def main() -> None:
     if args.engines[0] != "memory":
         parser.error("--engines must start with memory: it is the exact reference for recall")
 
-    index = IndexFolder(args.index)
-    spec = index.manifest.encoder
-    encoder = load_sparse_encoder(
-        spec.name, query_max_length=spec.query_max_length, doc_max_length=spec.doc_max_length, precision=spec.precision
-    )
+    searcher = Searcher.open(args.index)
+    index = searcher.index
     evaluation = read_evaluation_set(args.dataset, args.split)
     texts = list(evaluation.queries.values())
-    queries = index.manifest.quantization.quantize(encoder.encode_queries(texts))
+    queries = searcher.sparse_queries(texts)  # encoded and weighted as `lsr search` does
     real = index.vectors
     print(
         f"{len(texts)} {args.split} queries of {args.dataset.name} ({queries.nnz / len(texts):.0f} terms each), k={args.k}; "

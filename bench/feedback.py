@@ -36,7 +36,7 @@ def ndcg(searcher: Searcher, folder: Path, settings: list[Feedback | None]) -> l
     ids, texts = list(evaluation.queries), list(evaluation.queries.values())
     doc_ids = [doc.id for doc in searcher.index.docs]
     engine = searcher.index.engine
-    queries = searcher.index.manifest.quantization.quantize(searcher.encoder.encode_queries(texts))
+    queries = searcher.sparse_queries(texts)
     first_pass = engine.search(queries, max(setting.documents for setting in settings if setting))
     scores = []
     for setting in settings:

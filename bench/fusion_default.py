@@ -119,10 +119,14 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, action="append", required=True)
     parser.add_argument("--indexes", type=Path, default=Path("indexes"))
     parser.add_argument("--depth", type=int, default=100, help="candidates fused from each signal")
+    parser.add_argument("--query-idf", type=float, help="the sparse queries' IDF exponent; default: each index's own")
     args = parser.parse_args()
 
     # Each index with the encoders that built it (adapted indexes each have their own sparse encoder).
-    datasets = [Dataset(folder, Searcher.open(args.indexes / folder.name), args.depth) for folder in args.dataset]
+    datasets = [
+        Dataset(folder, Searcher.open(args.indexes / folder.name, query_idf=args.query_idf), args.depth)
+        for folder in args.dataset
+    ]
     print(f"{MEASURE} on each dataset's test queries; the top {args.depth} of each signal fused.\n")
     defaults = {"+".join(signals): choose(datasets, signals, args.depth).to_dict() for signals in INDEX_SIGNALS}
     print(f"UNTUNED_FUSION = {json.dumps(defaults, indent=4)}")

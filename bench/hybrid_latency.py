@@ -38,7 +38,7 @@ def main() -> None:
         feedback = fusion.changed(dense_feedback=3, dense_feedback_weight=0.5)
     depth = max(args.k, fusion.depth)
     queries = list(read_evaluation_set(args.dataset, "test").queries.values())
-    sparse_vectors = index.manifest.quantization.quantize(searcher.encoder.encode_queries(queries))
+    sparse_vectors = searcher.sparse_queries(queries)
     dense_vectors = searcher.dense_encoder.encode_queries(queries)
 
     def hybrid(sparse_query, dense_query, fusion=fusion):

@@ -122,7 +122,7 @@ def main() -> None:
         real_index(args, Path(scratch))
         memory = Searcher.open(args.index)
         texts = list(read_evaluation_set(args.dataset, "test").queries.values())
-        queries = memory.index.manifest.quantization.quantize(memory.encoder.encode_queries(texts))
+        queries = memory.sparse_queries(texts)
         print(
             f"engines alone (queries encoded beforehand), k={args.k}, single queries one at a time, x = Milvus p50 / memory p50"
         )

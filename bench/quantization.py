@@ -28,7 +28,7 @@ def float_run(searcher: Searcher, dataset: Path, queries: dict[str, str], k: int
     corpus = read_corpus(dataset)
     doc_ids = [doc.id for doc in corpus.documents]
     documents = searcher.encoder.encode_documents([doc.contents for doc in corpus.documents]).astype(np.float64)
-    query_vectors = searcher.encoder.encode_queries(list(queries.values())).astype(np.float64)
+    query_vectors = searcher.weighted_queries(list(queries.values())).astype(np.float64)
     scores = (query_vectors @ documents.T).toarray()
     run = {}
     for row, query_id in enumerate(queries):

@@ -69,6 +69,7 @@ def evaluate(
         "k": k,
         "mode": mode,
         "fusion": fusion.to_dict() if fused else None,
+        "query_idf": searcher.query_idf,  # the index's, or the one the command gave
         "remove_identical_ids": remove_identical_ids,
         "judged_relevant_missing": missing,
         "search_seconds": round(elapsed, 3),

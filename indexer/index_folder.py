@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from lsr.indexer.engines import BM25_KIND, BuildExtras, engine_class, parse_sett
 from lsr.indexer.locks import LockHeld, held_here, index_lock
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.searchable import DenseSide
+from lsr.indexer.term_statistics import TermStatistics
 from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors
 from lsr.retrieval.encoders.base import EncoderSpec
 
@@ -59,6 +61,8 @@ class Manifest:
     dense_encoder: EncoderSpec | None = None
     dense_index: DenseIndexSettings = DenseIndexSettings()
     fusion: dict | None = None  # hybrid settings chosen by `lsr tune`, used by default
+    # Exponent of the corpus-IDF weighting of sparse queries (lsr.indexer.term_statistics); None: none (older indexes).
+    query_idf: float | None = None
     bm25: Bm25Settings | None = None  # the BM25 side's analysis and parameters, when the index has one
     engine_settings: dict = field(default_factory=dict)  # passed to the engine when it opens (e.g. a search budget)
     # Wall time of the run that finished the index (a resumed run counts only its own part); None in older indexes.
@@ -83,6 +87,7 @@ class Manifest:
             "dense_encoder": self.dense_encoder.to_dict() if self.dense_encoder else None,
             "dense_index": self.dense_index.to_dict() if self.dense_encoder else None,
             "fusion": self.fusion,
+            "query_idf": self.query_idf,
             "bm25": self.bm25.to_dict() if self.bm25 else None,
             "indexing_seconds": self.indexing_seconds,
         }
@@ -101,12 +106,22 @@ class Manifest:
             dense_encoder=EncoderSpec.from_dict(data["dense_encoder"]) if data.get("dense_encoder") else None,
             dense_index=DenseIndexSettings.from_dict(data.get("dense_index")),
             fusion=data.get("fusion"),
+            query_idf=_query_idf(data.get("query_idf")),
             bm25=Bm25Settings.from_dict(data["bm25"]) if data.get("bm25") else None,
             indexing_seconds=data.get("indexing_seconds"),
             created_at=data["created_at"],
             lsr_version=data["lsr_version"],
             format_version=int(data["format_version"]),
         )
+
+
+def _query_idf(value: object) -> float | None:
+    if value is None:
+        return None
+    exponent = float(value)
+    if not (exponent >= 0 and math.isfinite(exponent)):
+        raise ValueError(f"query_idf must be a finite number ≥ 0, got {value!r}")
+    return exponent
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -338,6 +353,10 @@ class IndexFolder:
     @cached_property
     def vectors(self) -> sp.csr_matrix:
         return load_vectors(self.path / "vectors", self.manifest.dim)
+
+    @cached_property
+    def term_statistics(self) -> TermStatistics:
+        return TermStatistics.of(self.vectors)
 
     def vector(self, row: int) -> sp.csr_matrix:
         """The quantized sparse vector of one row (1 × dim)."""

@@ -29,6 +29,7 @@ import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from lsr.indexer.bm25 import LiveBm25
 from lsr.indexer.engines import Ranking, engine_class, top_k
 from lsr.indexer.index_folder import IndexFolder, publish, read_manifest, recover_interrupted_publish, write_index
 from lsr.indexer.locks import index_lock, try_flock
+from lsr.indexer.term_statistics import TermStatistics, term_counts
 
 WAL_FOLDER = "live"
 WAL_FILE = "wal.jsonl"
@@ -278,14 +280,41 @@ class _LiveText:
         return self._bm25.search_texts(queries, k, self._hidden)
 
 
+class _LiveTermStatistics:
+    """A snapshot's term statistics, counted on first use from the base's and the writes' vectors."""
+
+    def __init__(self, base: IndexFolder, delta: Delta, hidden: np.ndarray) -> None:
+        self._base, self._delta, self._hidden = base, delta, hidden
+
+    @cached_property
+    def value(self) -> TermStatistics:
+        base, count, dim = self._base, self._base.manifest.doc_count, self._base.manifest.dim
+        deleted = np.flatnonzero(self._hidden[:count])
+        added = np.flatnonzero(~self._hidden[count:])
+        frequencies = base.term_statistics.document_frequencies.copy()
+        if deleted.size:
+            frequencies -= term_counts(base.vectors[deleted], dim)
+        if added.size:
+            frequencies += term_counts(self._delta.sparse[added], dim)
+        return TermStatistics(count - deleted.size + added.size, frequencies)
+
+
 class LiveView:
     """An immutable snapshot of base + delta − hidden rows; a ``SearchableIndex``, as the folder itself is."""
 
     def __init__(
-        self, base: IndexFolder, delta: Delta, hidden: np.ndarray, ids: dict[str, int], live_bm25: LiveBm25 | None = None
+        self,
+        base: IndexFolder,
+        delta: Delta,
+        hidden: np.ndarray,
+        ids: dict[str, int],
+        live_bm25: LiveBm25 | None = None,
+        statistics: _LiveTermStatistics | None = None,
     ) -> None:
-        """``live_bm25``: the BM25 side's state after the writes so far (None before the first)."""
+        """``live_bm25``: the BM25 side's state after the writes so far (None before the first). ``statistics``: the
+        unfiltered snapshot's, for a filtered view of it."""
         self.base, self.delta, self.hidden, self.ids, self.live_bm25 = base, delta, hidden, ids, live_bm25
+        self._statistics = statistics or _LiveTermStatistics(base, delta, hidden)
         self.path = base.path
         count = base.manifest.doc_count
         self.manifest = base.manifest
@@ -303,6 +332,10 @@ class LiveView:
     def doc_count(self) -> int:
         """Visible documents."""
         return len(self.ids)
+
+    @property
+    def term_statistics(self) -> TermStatistics:
+        return self._statistics.value
 
     def row(self, doc_id: str) -> int | None:
         return self.ids.get(doc_id)
@@ -322,7 +355,8 @@ class LiveView:
         """The same snapshot with only the ``allowed`` rows (a boolean mask) visible: metadata filters."""
         hidden = self.hidden | ~allowed
         ids = {i: r for i, r in self.ids.items() if not hidden[r]}
-        return LiveView(self.base, self.delta, hidden, ids, self.live_bm25)  # filtered rows stay in BM25's statistics
+        # Filtered rows stay in the statistics (BM25's and the sparse side's): a filter does not change scores.
+        return LiveView(self.base, self.delta, hidden, ids, self.live_bm25, self._statistics)
 
 
 READ_ATTEMPTS = 5

@@ -52,6 +52,7 @@ from lsr.indexer.index_folder import (
 from lsr.indexer.live import WAL_FILE, WAL_FOLDER
 from lsr.indexer.locks import index_lock, try_flock
 from lsr.indexer.quantization import Quantization
+from lsr.indexer.term_statistics import index_query_idf
 from lsr.retrieval.encoders import (
     DenseEncoder,
     SparseEncoder,
@@ -224,10 +225,13 @@ def build_index(
     progress: bool | None = None,
     ray_address: str | None = None,
     bm25: Bm25Settings | None = None,
+    query_idf: float | None = None,
 ) -> Manifest:
     """Encodes and indexes ``corpus`` into the folder ``out``; ``progress=None`` shows a bar on a terminal.
 
     ``bm25`` also stores a BM25 side of the text (``lsr.indexer.bm25``), a third signal for hybrid search.
+    ``query_idf``: the exponent of the sparse queries' corpus-IDF weighting the index records (0: none; None: the
+    default where it applies, ``lsr.indexer.term_statistics``).
 
     ``engine_settings`` go into the manifest and to the engine (e.g. a Milvus URI and collection).
     ``ray_address`` encodes on a Ray cluster (``local``: one started on this machine) instead of in process.
@@ -236,6 +240,7 @@ def build_index(
     out = Path(out)
     engine_settings = engine_settings or {}
     _check_engine_settings(engine, engine_settings)  # fail on an unknown engine or setting before hours of encoding
+    query_idf = index_query_idf(encoder.spec, query_idf)
     if chunk_size < 1:
         raise IndexFolderError(f"chunk size must be positive, got {chunk_size}")
     _check_target(out, overwrite)
@@ -271,6 +276,7 @@ def build_index(
         dense_index=dense_index,
         engine_settings=engine_settings,
         bm25=bm25,
+        query_idf=query_idf,
     )
     staging = work / "index"
     shutil.rmtree(staging, ignore_errors=True)  # a crash during assembly leaves a stale one

@@ -19,6 +19,7 @@ from lsr.indexer.engines.base import Ranking
 if TYPE_CHECKING:
     from lsr.datasets import Document
     from lsr.indexer.index_folder import Manifest
+    from lsr.indexer.term_statistics import TermStatistics
 
 
 class VectorSearch(Protocol):
@@ -59,6 +60,11 @@ class SearchableIndex(Protocol):
 
     @property
     def docs(self) -> Sequence[Document]: ...
+
+    @property
+    def term_statistics(self) -> TermStatistics:
+        """Of the sparse side's visible documents (a metadata filter hides none from them)."""
+        ...
 
     def row(self, doc_id: str) -> int | None:
         """The row of a document, None when the index does not hold it."""

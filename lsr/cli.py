@@ -43,6 +43,16 @@ FeedbackOption = Annotated[
     bool,
     typer.Option("--feedback", help="Pseudo-relevance feedback on the sparse side: add the top 5 documents' 20 heaviest terms."),
 ]
+QueryIdfOption = Annotated[
+    float | None,
+    typer.Option(
+        "--query-idf",
+        min=0.0,
+        help="Weight each sparse query term by (corpus idf / mean idf)^EXPONENT, the idf counted over the index's "
+        f"document vectors (0: none). `lsr index` records it ({defaults.QUERY_IDF} for plain SPLADE encoders); "
+        "`lsr search` and `lsr eval` use the index's unless given.",
+    ),
+]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="Where the models run: auto (CUDA when torch sees a GPU), cpu or cuda.")
 ]
@@ -206,6 +216,7 @@ def index(
     add_bm25: Annotated[
         bool, typer.Option("--add-bm25", help="Add a BM25 side to the existing index at --out (nothing is encoded).")
     ] = False,
+    query_idf: QueryIdfOption = None,
     device: DeviceOption = defaults.DEVICE,
     duplicates: Annotated[
         DuplicateIds,
@@ -237,6 +248,8 @@ def index(
         raise LsrError("--bm25 builds a new index with a BM25 side; --add-bm25 adds one to an existing index")
     if (bm25 or add_bm25) and encoder == BM25_KIND:
         raise LsrError("--encoder bm25 is a Lucene BM25 index already; --bm25 adds a BM25 side to a splade index")
+    if query_idf is not None and (add_dense or add_bm25 or encoder == BM25_KIND):
+        raise LsrError("--query-idf is recorded when a sparse index is built; `lsr search|eval --query-idf` overrides it")
     corpus = read_corpus(dataset, duplicates=duplicates)
     if corpus.duplicates_dropped:
         ids = list(dict.fromkeys(corpus.duplicates_dropped))
@@ -283,6 +296,7 @@ def index(
             overwrite=overwrite,
             ray_address=ray,
             bm25=Bm25Settings() if bm25 else None,
+            query_idf=query_idf,
         )
     elapsed = time.perf_counter() - started
     dense_note = f", dense: {manifest.dense_encoder.name}" if manifest.dense_encoder else ""
@@ -340,13 +354,16 @@ def search(
     dense_feedback_weight: DenseFeedbackWeightOption = None,
     encoder: EncoderOption = None,
     feedback: FeedbackOption = False,
+    query_idf: QueryIdfOption = None,
     device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Search an index, with the live updates a server logged in it, and print ranked doc ids, scores and titles."""
     from lsr.retrieval.search import Feedback, Searcher, check_k
 
     check_k(k)
-    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
+    searcher = Searcher.open(
+        index_path, encoder, device=device, feedback=Feedback() if feedback else None, query_idf=query_idf, live=True
+    )
     if feedback:
         _check_sparse_feedback(searcher, mode)
     settings = _fusion(
@@ -408,6 +425,7 @@ def evaluate(
     dense_feedback_weight: DenseFeedbackWeightOption = None,
     encoder: EncoderOption = None,
     feedback: FeedbackOption = False,
+    query_idf: QueryIdfOption = None,
     device: DeviceOption = defaults.DEVICE,
 ) -> None:
     """Run a split's queries, score them with ir-measures, write a TREC run and JSON + Markdown reports."""
@@ -420,7 +438,9 @@ def evaluate(
     check_k(k)
     parse_measures(measures or [])  # fail before loading anything
     evaluation = read_evaluation_set(dataset, split)
-    searcher = Searcher.open(index_path, encoder, device=device, feedback=Feedback() if feedback else None, live=True)
+    searcher = Searcher.open(
+        index_path, encoder, device=device, feedback=Feedback() if feedback else None, query_idf=query_idf, live=True
+    )
     if feedback:
         _check_sparse_feedback(searcher, mode)
     result = evaluate_searcher(

@@ -17,6 +17,9 @@ COMPACT_AFTER = 1000  # live updates (delta rows + tombstones) held in memory be
 RUN_DEPTH = 1000  # hits per query in an evaluation run
 SEARCH_K = 10
 NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
+# Sparse queries' weights × (corpus idf / mean)^this, for plain SPLADE encoders: chosen by leave-one-dataset-out over
+# the four shared datasets (bench/query_idf.py; docs/query-idf.md has the evidence). Indexes record what they apply.
+QUERY_IDF = 0.5
 
 # The fusion of an index never tuned with `lsr tune`, for each set of signals its hybrid mode fuses: chosen by
 # leave-one-dataset-out over the four shared datasets (bench/fusion_default.py prints this; docs/fusion-default.md

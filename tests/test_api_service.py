@@ -124,6 +124,9 @@ def test_encode_decodes_terms(client):
     by_term = {t["term"]: t for t in terms}
     assert by_term["wing"]["in_text"] and by_term["flutter"]["in_text"]
     assert terms == sorted(terms, key=lambda t: -t["weight"])
+    hit = client.post("/search", json={"query": "wing flutter", "k": 1}).json()["hits"][0]
+    explained = client.get("/explain", params={"query": "wing flutter", "id": hit["id"]}).json()
+    assert terms == explained["query_terms"]  # the query as searched: with the index's IDF weighting
     assert client.post("/encode", json={"text": "wing", "dense": True}).json()["dense"] is None  # sparse-only index
 
 

@@ -1,5 +1,6 @@
 """The `lsr` command as a user runs it: a real process, one-line errors, no tracebacks."""
 
+import json
 import subprocess
 import sys
 
@@ -208,3 +209,17 @@ def test_a_reader_racing_a_compaction_never_pairs_the_old_folder_with_the_new_lo
     view = live_module.LiveIndex(index, read_only=True).view
     assert compacted == [True] and not view.delta.docs  # read again: the compacted folder, with its empty log
     assert view.row(LIVE_ID) is not None and view.row(deleted) is None
+
+
+def test_the_commands_take_an_exponent_and_refuse_one_that_cannot_apply(tmp_path, small_dataset, small_index):
+    result = lsr("index", str(small_dataset), "--out", str(small_index), "--add-bm25", "--query-idf", "1")
+    assert_one_line_error(result, "--query-idf is recorded when a sparse index is built")
+    assert lsr("search", str(small_index), "boundary layer", "--query-idf", "-1").returncode == 2
+    out = tmp_path / "index"
+    result = lsr("index", str(small_dataset), "--out", str(out), "--query-idf", "0")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["query_idf"] == 0.0
+    plain = lsr("search", str(out), "boundary layer transition", "-k", "5")
+    weighted = lsr("search", str(out), "boundary layer transition", "-k", "5", "--query-idf", "0.5")
+    assert plain.returncode == weighted.returncode == 0 and plain.stdout != weighted.stdout
+    assert lsr("search", str(out), "boundary layer transition", "-k", "5", "--query-idf", "0").stdout == plain.stdout

@@ -27,7 +27,7 @@ def test_searcher_with_feedback_searches_the_expanded_query(small_index, small_d
     plain, expanded = Searcher(index, splade), Searcher(index, splade, feedback=Feedback(documents=3, terms=20, weight=1.0))
     query = "supersonic flow over a flat plate"
     without, with_feedback = plain.rankings([query], "sparse", 10)[0], expanded.rankings([query], "sparse", 10)[0]
-    vector = index.manifest.quantization.quantize(splade.encode_queries([query]))
+    vector = plain.sparse_queries([query])
     by_hand = expand_queries(vector, index.engine.search(vector, 3), index.vector, expanded.feedback)
     (reference,) = index.engine.search(by_hand, 10)
     assert with_feedback.doc_indices.tolist() == reference.doc_indices.tolist()

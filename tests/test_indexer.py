@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from lsr import defaults
 from lsr.datasets import read_corpus
 from lsr.errors import EncoderMismatchError, IndexFolderError
 from lsr.indexer import IndexFolder, build_index
@@ -44,10 +45,19 @@ def test_manifest_records_encoder_quantization_and_counts(small_index, splade):
 
 
 def test_search_equals_brute_force_over_the_same_vectors(small_searcher):
+    """Queries weighted by corpus IDF by hand, as a new index records (lsr.indexer.term_statistics)."""
     queries = ["boundary layer transition", "heat transfer in hypersonic flow", "buckling of cylindrical shells"]
-    quantization = small_searcher.index.manifest.quantization
-    query_vectors = quantization.quantize(small_searcher.encoder.encode_queries(queries))
-    expected = brute_force_search(small_searcher.index.vectors, query_vectors, 10)
+    index = small_searcher.index
+    assert index.manifest.query_idf == defaults.QUERY_IDF == small_searcher.query_idf
+    frequencies = np.asarray((index.vectors > 0).sum(axis=0)).ravel()
+    idf = np.log((index.manifest.doc_count + 1) / np.maximum(frequencies, 1))
+    weights = (idf / idf[frequencies > 0].mean()).astype(np.float32) ** np.float32(defaults.QUERY_IDF)
+    encoded = small_searcher.encoder.encode_queries(queries).tocsr()
+    encoded.data *= weights[encoded.indices]
+    quantization = index.manifest.quantization
+    query_vectors = quantization.quantize(encoded)
+    assert (query_vectors != quantization.quantize(small_searcher.encoder.encode_queries(queries))).nnz  # it weighs
+    expected = brute_force_search(index.vectors, query_vectors, 10)
     for hits, reference in zip(small_searcher.search_many(queries, 10), expected, strict=True):
         assert [hit.id for hit in hits] == [small_searcher.index.docs[row].id for row in reference.doc_indices]
         np.testing.assert_allclose([hit.score for hit in hits], quantization.to_score(reference.scores))

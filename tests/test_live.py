@@ -69,6 +69,10 @@ def test_live_index_ranks_exactly_like_a_rebuilt_index(live, corpus, splade, tmp
 
     for query in QUERIES:
         assert ranking(live.searcher(), query) == ranking(rebuilt, query)
+    # The queries' corpus-IDF weights count exactly the documents a rebuilt index holds.
+    statistics, rebuilt_statistics = live.view.term_statistics, rebuilt.index.term_statistics
+    assert statistics.documents == rebuilt_statistics.documents == len(rebuilt_corpus)
+    np.testing.assert_array_equal(statistics.document_frequencies, rebuilt_statistics.document_frequencies)
     assert any(hit.id == replaced.id for hit in live.searcher().search("wing flutter", 3, mode="sparse"))
     assert live.view.doc_count == len(rebuilt_corpus)
 
@@ -123,6 +127,8 @@ def test_metadata_filter(live, corpus):
         if live.get(hit.id).metadata and live.get(hit.id).metadata["lang"] == "fr"
     ]
     assert [hit.id for hit in hits] == unfiltered[:50]
+    scores = {hit.id: hit.score for hit in live.searcher().search("flow", 200, mode="sparse")}
+    assert all(hit.score == scores[hit.id] for hit in hits)  # hidden documents still count in the IDF weights
     assert not live.searcher(filter={"lang": "de"}).search("flow", 5, mode="sparse")
     assert matches({"year": 1961}, {"year": [1961, 1962]}) and not matches({"year": 1961}, {"year": "1961"})
 

@@ -56,8 +56,10 @@ async def explain_match(
 
 def _encode(service: LiveSearcher, body: EncodeRequest) -> EncodeResponse:
     searcher = require_term_weights(service.searcher())
-    encode = searcher.encoder.encode_queries if body.kind == "query" else searcher.encoder.encode_documents
-    vector = searcher.index.manifest.quantization.quantize(encode([body.text]))
+    if body.kind == "query":
+        vector = searcher.sparse_queries([body.text])  # as searched: with the index's query weighting
+    else:
+        vector = searcher.index.manifest.quantization.quantize(searcher.encoder.encode_documents([body.text]))
     terms = [TermWeightOut(**dataclasses.asdict(t)) for t in term_weights(searcher, vector, body.text, None)]
     dense = None
     if body.dense and searcher.dense_encoder is not None:

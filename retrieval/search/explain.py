@@ -89,7 +89,7 @@ def explain(searcher: Searcher, query: str, doc_ids: list[str]) -> list[Explanat
         raise LsrError("the query is empty")
     index = searcher.index
     quantization = index.manifest.quantization
-    query_vector = quantization.quantize(searcher.encoder.encode_queries([query]))
+    query_vector = searcher.sparse_queries([query])
     query_terms = term_weights(searcher, query_vector, query, None)
     explanations = []
     for doc_id in doc_ids:

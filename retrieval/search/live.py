@@ -64,7 +64,7 @@ class LiveSearcher:
         view = view or self.live.view
         if filter:
             view = view.restricted(np.fromiter((matches(doc.metadata, filter) for doc in view.docs), bool, len(view.docs)))
-        return Searcher(view, self.encoder, self.dense_encoder, self.feedback)
+        return Searcher(view, self.encoder, self.dense_encoder, self.feedback)  # weighted as the index says
 
     def upsert(self, docs: Sequence[Document]) -> None:
         """Encoded here, then logged durably; visible to every search that starts after this returns."""

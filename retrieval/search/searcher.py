@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 
 from lsr import defaults
 from lsr.errors import EncoderMismatchError, LsrError
@@ -19,6 +20,7 @@ from lsr.indexer.engines.base import Ranking
 from lsr.indexer.index_folder import IndexFolder
 from lsr.indexer.live import read_snapshot
 from lsr.indexer.searchable import SearchableIndex
+from lsr.indexer.term_statistics import check_query_idf
 from lsr.retrieval.encoders import DenseEncoder, EncoderSpec, SparseEncoder, load_dense_encoder, load_sparse_encoder
 from lsr.retrieval.search.feedback import Feedback, expand_queries
 from lsr.retrieval.search.fusion import Fusion, fuse_signals, with_overrides
@@ -71,15 +73,22 @@ class Searcher:
         encoder: SparseEncoder | None,
         dense_encoder: DenseEncoder | None = None,
         feedback: Feedback | None = None,
+        query_idf: float | None = None,
     ) -> None:
         """``encoder`` is None for a BM25 index: Lucene analyses the query text itself. ``feedback``: pseudo-relevance
-        feedback on the sparse side (off unless given)."""
+        feedback on the sparse side (off unless given). ``query_idf``: the exponent of the sparse queries' corpus-IDF
+        weighting (``lsr.indexer.term_statistics``; 0: none), instead of the one the index records."""
         manifest = index.manifest
         _check_encoder_presence(index, encoder is not None)
         if encoder is not None:
             _check_same_model(index, manifest.encoder, encoder.spec)
             if encoder.dim != manifest.dim:
                 raise EncoderMismatchError(f"{index.path} has {manifest.dim} dimensions, the encoder {encoder.dim}")
+        if query_idf is not None:
+            if encoder is None:
+                raise LsrError(f"{index.path} is a BM25 index: it has no sparse queries to weight by IDF")
+            check_query_idf(query_idf, manifest.encoder)
+        self.query_idf = manifest.query_idf if query_idf is None else query_idf
         if dense_encoder is not None:
             if manifest.dense_encoder is None:
                 raise LsrError(f"{index.path} has no dense vectors; add them with `lsr index … --add-dense`")
@@ -105,6 +114,7 @@ class Searcher:
         query_max_length: int | None = None,
         device: str = defaults.DEVICE,
         feedback: Feedback | None = None,
+        query_idf: float | None = None,
         live: bool = False,
     ) -> Searcher:
         """Opens an index with the encoders named in its manifest, or with the given ones if they are the same models.
@@ -136,7 +146,7 @@ class Searcher:
                 backend=dense_spec.backend if dense_spec else "torch",
                 precision=dense_spec.precision if dense_spec else None,
             )
-        return cls(index, query_encoder, dense, feedback)
+        return cls(index, query_encoder, dense, feedback, query_idf)
 
     def check_mode(self, mode: str) -> tuple[str, ...]:
         """The signals ``mode`` ranks by, each one the index has."""
@@ -165,7 +175,7 @@ class Searcher:
         if self.encoder is None:
             return self.index.engine.search_texts(queries, depth)
         quantization = self.index.manifest.quantization
-        query_vectors = quantization.quantize(self.encoder.encode_queries(queries))
+        query_vectors = self.sparse_queries(queries)
         if self.feedback is not None:
             first_pass = self.index.engine.search(query_vectors, self.feedback.documents)
             query_vectors = expand_queries(query_vectors, first_pass, self.index.vector, self.feedback)
@@ -173,6 +183,15 @@ class Searcher:
             Ranking(doc_indices=r.doc_indices, scores=quantization.to_score(r.scores))
             for r in self.index.engine.search(query_vectors, depth)
         ]
+
+    def weighted_queries(self, queries: Sequence[str]) -> sp.csr_matrix:
+        """The queries' float sparse vectors with the index's corpus-IDF weighting, before quantization."""
+        vectors = self.encoder.encode_queries(queries)
+        return self.index.term_statistics.weighted(vectors, self.query_idf) if self.query_idf else vectors
+
+    def sparse_queries(self, queries: Sequence[str]) -> sp.csr_matrix:
+        """The queries' quantized sparse vectors, as the sparse side searches them."""
+        return self.index.manifest.quantization.quantize(self.weighted_queries(queries))
 
     def fuse(self, rankings: dict[str, Ranking], fusion: Fusion, k: int) -> Ranking:
         """The top k of one query's signal rankings (each of ``self.rankings``) fused."""
