@@ -253,6 +253,7 @@ class IndexInfo(BaseModel):
     dense_encoder: str | None
     default_mode: str
     fusion: dict
+    query_idf: float | None = Field(description="exponent of the sparse queries' corpus-IDF weighting; null: none")
     engine: str
     created_at: str
 

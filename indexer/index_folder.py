@@ -35,8 +35,8 @@ from lsr.indexer.engines import BM25_KIND, BuildExtras, engine_class, parse_sett
 from lsr.indexer.locks import LockHeld, held_here, index_lock
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.searchable import DenseSide
-from lsr.indexer.term_statistics import TermStatistics
-from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors
+from lsr.indexer.term_statistics import TermStatistics, term_counts
+from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors, stored_terms
 from lsr.retrieval.encoders.base import EncoderSpec
 
 FORMAT_VERSION = 1
@@ -356,7 +356,8 @@ class IndexFolder:
 
     @cached_property
     def term_statistics(self) -> TermStatistics:
-        return TermStatistics.of(self.vectors)
+        terms = stored_terms(self.path / "vectors")  # counted from the memory map: the impacts are never loaded
+        return TermStatistics(self.manifest.doc_count, term_counts(terms, self.manifest.dim))
 
     def vector(self, row: int) -> sp.csr_matrix:
         """The quantized sparse vector of one row (1 × dim)."""

@@ -43,6 +43,7 @@ from lsr.indexer.engines import Ranking, engine_class, top_k
 from lsr.indexer.index_folder import IndexFolder, publish, read_manifest, recover_interrupted_publish, write_index
 from lsr.indexer.locks import index_lock, try_flock
 from lsr.indexer.term_statistics import TermStatistics, term_counts
+from lsr.indexer.vectors import stored_terms
 
 WAL_FOLDER = "live"
 WAL_FILE = "wal.jsonl"
@@ -293,9 +294,9 @@ class _LiveTermStatistics:
         added = np.flatnonzero(~self._hidden[count:])
         frequencies = base.term_statistics.document_frequencies.copy()
         if deleted.size:
-            frequencies -= term_counts(base.vectors[deleted], dim)
+            frequencies -= term_counts(stored_terms(base.path / "vectors", deleted), dim)
         if added.size:
-            frequencies += term_counts(self._delta.sparse[added], dim)
+            frequencies += term_counts(self._delta.sparse[added].indices, dim)
         return TermStatistics(count - deleted.size + added.size, frequencies)
 
 

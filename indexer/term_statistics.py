@@ -2,8 +2,8 @@
 
 splade-tiny's query weights barely tell a rare term from a common one; multiplying each query term's weight by
 (idf / mean idf)^exponent, with the document frequencies counted over the index's own (expanded) document vectors,
-raised sparse nDCG@10 on every collection measured, none of whose qrels chose it (bench/query_idf.py,
-docs/query-idf.md). The exponent an index applies is recorded in its manifest (``query_idf``).
+raised sparse nDCG@10 on each shared test set with the exponent chosen on the others, and on a collection that
+chose nothing (bench/query_idf.py, docs/query-idf.md). The exponent an index applies is recorded in its manifest (``query_idf``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr import defaults
-from lsr.errors import LsrError
+from lsr.errors import IndexFolderError, LsrError
 from lsr.retrieval.encoders.base import EncoderSpec
 
 
@@ -24,10 +24,6 @@ class TermStatistics:
     def __init__(self, documents: int, document_frequencies: np.ndarray) -> None:
         self.documents = documents
         self.document_frequencies = document_frequencies  # int64, one per dimension
-
-    @staticmethod
-    def of(vectors: sp.csr_matrix) -> TermStatistics:
-        return TermStatistics(vectors.shape[0], term_counts(vectors, vectors.shape[1]))
 
     @cached_property
     def idf(self) -> np.ndarray:
@@ -45,9 +41,12 @@ class TermStatistics:
         return weighted
 
 
-def term_counts(rows: sp.csr_matrix, dim: int) -> np.ndarray:
-    """For each dimension, how many of ``rows`` hold it."""
-    return np.bincount(rows.indices, minlength=dim).astype(np.int64)
+def term_counts(terms: np.ndarray, dim: int) -> np.ndarray:
+    """For each dimension, how many times it is among ``terms`` (the term ids of some vectors: how many hold it)."""
+    counts = np.bincount(terms, minlength=dim) if terms.size else np.zeros(dim, np.int64)
+    if counts.size > dim or (terms.size and int(terms.min()) < 0):
+        raise IndexFolderError(f"term ids beyond the index's {dim} dimensions: its vectors are damaged")
+    return counts.astype(np.int64)
 
 
 def takes_query_idf(spec: EncoderSpec) -> bool:

@@ -50,6 +50,14 @@ def check_vectors(folder: Path, doc_count: int) -> None:
         raise IndexFolderError(f"{folder} is damaged: it holds {indptr.size - 1} rows, the manifest says {doc_count}")
 
 
+def stored_terms(folder: Path, rows: np.ndarray | None = None) -> np.ndarray:
+    """The term ids of the stored vectors (of ``rows`` only, when given), memory-mapped: no impact is read."""
+    indptr, terms, _ = _open_arrays(folder)
+    if rows is None:
+        return terms
+    return np.concatenate([terms[indptr[row] : indptr[row + 1]] for row in rows]) if len(rows) else terms[:0]
+
+
 def load_vectors(folder: Path, dim: int) -> sp.csr_matrix:
     indptr, terms, impacts = _open_arrays(folder)
     return sp.csr_matrix((impacts.astype(np.int32), terms, indptr), shape=(indptr.size - 1, dim))

@@ -22,23 +22,24 @@ NEGATIVES_DEPTH = 50  # hits per query that hard negatives are drawn from
 QUERY_IDF = 0.5
 
 # The fusion of an index never tuned with `lsr tune`, for each set of signals its hybrid mode fuses: chosen by
-# leave-one-dataset-out over the four shared datasets (bench/fusion_default.py prints this; docs/fusion-default.md
-# has the evidence). A mode that fuses fewer signals keeps the others' weights in proportion.
+# leave-one-dataset-out over the four shared datasets, their sparse queries weighted by QUERY_IDF
+# (bench/fusion_default.py prints this; docs/fusion-default.md has the evidence). A mode that fuses fewer signals
+# keeps the others' weights in proportion.
 UNTUNED_FUSION = {
     "sparse+dense+bm25": {
-        "weights": {"sparse": 0.1, "dense": 0.6, "bm25": 0.3},
+        "weights": {"sparse": 0.2, "dense": 0.5, "bm25": 0.3},
         "method": "convex",
         "rrf_k": 60,
         "normalization": "zscore",
         "depth": 100,
         "dense_feedback": 3,
-        "dense_feedback_weight": 0.5,
+        "dense_feedback_weight": 1.0,
     },
     "sparse+dense": {
         "weights": {"sparse": 0.4, "dense": 0.6},
         "method": "convex",
         "rrf_k": 60,
-        "normalization": "minmax",
+        "normalization": "zscore",
         "depth": 100,
         "dense_feedback": 3,
         "dense_feedback_weight": 0.5,
@@ -47,7 +48,7 @@ UNTUNED_FUSION = {
         "weights": {"sparse": 0.4, "bm25": 0.6},
         "method": "convex",
         "rrf_k": 60,
-        "normalization": "zscore",
+        "normalization": "minmax",
         "depth": 100,
     },
 }

@@ -57,6 +57,7 @@ def test_health_and_docs(client):
     assert health["status"] == "ok"
     assert health["index"]["doc_count"] == 120
     assert health["index"]["encoder"] == "splade-tiny"
+    assert health["index"]["query_idf"] == 0.5  # what a new splade-tiny index records
     assert client.get("/docs").status_code == 200
     assert "/search" in client.get("/openapi.json").json()["paths"]
 

@@ -10,14 +10,14 @@ import scipy.sparse as sp
 from lsr import defaults
 from lsr.errors import IndexFolderError, LsrError
 from lsr.indexer import IndexFolder
-from lsr.indexer.term_statistics import TermStatistics, check_query_idf, index_query_idf
+from lsr.indexer.term_statistics import TermStatistics, check_query_idf, index_query_idf, term_counts
 from lsr.retrieval.encoders.base import EncoderSpec
 from lsr.retrieval.search import Searcher
 
 
 def test_idf_weights_by_hand():
     vectors = sp.csr_matrix(np.array([[3, 0, 1, 0], [2, 0, 0, 0], [5, 1, 0, 0]], dtype=np.int32))
-    statistics = TermStatistics.of(vectors)
+    statistics = TermStatistics(3, term_counts(vectors.indices, 4))
     assert statistics.documents == 3 and statistics.document_frequencies.tolist() == [3, 1, 1, 0]
     idf = np.log(4 / np.array([3, 1, 1, 1]))
     idf /= idf[:3].mean()  # the mean over terms some document holds
@@ -26,6 +26,8 @@ def test_idf_weights_by_hand():
     weighted = statistics.weighted(queries, 0.5)
     np.testing.assert_allclose(weighted.toarray()[0], [1.0, 2.0, 0.0, 0.5] * idf**0.5, rtol=1e-6)
     assert queries.toarray()[0].tolist() == [1.0, 2.0, 0.0, 0.5]  # the encoder's vectors are left as they were
+    with pytest.raises(IndexFolderError, match="damaged"):
+        term_counts(np.array([0, 7], np.int32), 4)
 
 
 def spec(**changes) -> EncoderSpec:

@@ -24,6 +24,7 @@ def health(service: LiveSearcher = Depends(get_service)) -> Health:
         dense_encoder=manifest.dense_encoder.name if manifest.dense_encoder else None,
         default_mode=searcher.default_mode,
         fusion=searcher.default_fusion.to_dict(),
+        query_idf=searcher.query_idf,
         engine=manifest.engine,
         created_at=manifest.created_at,
     )
