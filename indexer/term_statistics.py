@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr import defaults
-from lsr.errors import IndexFolderError, LsrError
+from lsr.errors import LsrError
 from lsr.retrieval.encoders.base import EncoderSpec
 
 
@@ -42,11 +42,12 @@ class TermStatistics:
 
 
 def term_counts(terms: np.ndarray, dim: int) -> np.ndarray:
-    """For each dimension, how many times it is among ``terms`` (the term ids of some vectors: how many hold it)."""
-    counts = np.bincount(terms, minlength=dim) if terms.size else np.zeros(dim, np.int64)
-    if counts.size > dim or (terms.size and int(terms.min()) < 0):
-        raise IndexFolderError(f"term ids beyond the index's {dim} dimensions: its vectors are damaged")
-    return counts.astype(np.int64)
+    """For each dimension, how many times it is among ``terms`` (the term ids of some vectors: how many hold it).
+
+    An id outside the dimensions (a damaged row, refused when that row is read) counts for none: no query holds it."""
+    if terms.size and (int(terms.min()) < 0 or int(terms.max()) >= dim):
+        terms = terms[(terms >= 0) & (terms < dim)]
+    return np.bincount(terms, minlength=dim).astype(np.int64)
 
 
 def takes_query_idf(spec: EncoderSpec) -> bool:
