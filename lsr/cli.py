@@ -145,13 +145,15 @@ def _fusion(
     return searcher.fusion_for(mode, {key: value for key, value in given.items() if value is not None})
 
 
-def _check_sparse_feedback(searcher, mode: str | None) -> None:
-    """--feedback expands the encoded sparse query: a search without one would ignore it, so it is refused."""
-    if searcher.encoder is None:
-        raise LsrError("--feedback expands the encoded sparse query; a Lucene BM25 index encodes none")
-    signals = searcher.check_mode(mode or searcher.default_mode)
-    if "sparse" not in signals:
-        raise LsrError(f"--feedback expands the sparse query; this search ({' + '.join(signals)}) does not use it")
+def _check_sparse_query_options(searcher, mode: str | None, feedback: bool, query_idf: float | None) -> None:
+    """--feedback expands and --query-idf weighs the encoded sparse query: a search without one would ignore them, so
+    they are refused (a Lucene BM25 index is refused --query-idf when opened)."""
+    signals = searcher.check_mode(mode or searcher.default_mode) if searcher.encoder is not None else ()
+    for option, does, given in (("--feedback", "expands", feedback), ("--query-idf", "weighs", query_idf is not None)):
+        if given and searcher.encoder is None:
+            raise LsrError(f"{option} {does} the encoded sparse query; a Lucene BM25 index encodes none")
+        if given and "sparse" not in signals:
+            raise LsrError(f"{option} {does} the sparse query; this search ({' + '.join(signals)}) does not use it")
 
 
 @app.command()
@@ -364,8 +366,7 @@ def search(
     searcher = Searcher.open(
         index_path, encoder, device=device, feedback=Feedback() if feedback else None, query_idf=query_idf, live=True
     )
-    if feedback:
-        _check_sparse_feedback(searcher, mode)
+    _check_sparse_query_options(searcher, mode, feedback, query_idf)
     settings = _fusion(
         searcher, mode, fusion, weight, weights, rrf_k, normalization, depth, dense_feedback, dense_feedback_weight
     )
@@ -441,8 +442,7 @@ def evaluate(
     searcher = Searcher.open(
         index_path, encoder, device=device, feedback=Feedback() if feedback else None, query_idf=query_idf, live=True
     )
-    if feedback:
-        _check_sparse_feedback(searcher, mode)
+    _check_sparse_query_options(searcher, mode, feedback, query_idf)
     result = evaluate_searcher(
         searcher,
         evaluation,

@@ -164,6 +164,10 @@ def test_cli_names_signals_with_one_line_errors(three_signal_index, small_datase
         "--feedback expands the sparse query; this search (dense + bm25) does not use it",
     )
     assert_one_line_error(
+        lsr("search", str(three_signal_index), "heat", "--mode", "dense", "--query-idf", "0.5"),
+        "--query-idf weighs the sparse query; this search (dense) does not use it",
+    )
+    assert_one_line_error(
         lsr("index", str(small_dataset), "--out", str(tmp_path / "x"), "--encoder", "bm25", "--bm25"), "Lucene BM25 index already"
     )
 
