@@ -72,5 +72,5 @@ def check_query_idf(exponent: float | None, spec: EncoderSpec) -> None:
     if not takes_query_idf(spec):
         raise LsrError(
             f"query IDF weighting applies to plain SPLADE encoders, whose queries the model encodes; {spec.name!r} is "
-            f"not one (its queries: {spec.kind}{', inference-free' if spec.arch and spec.kind == 'splade' else ''}): use 0"
+            f"{'UHD' if spec.kind == 'uhd' else 'inference-free'}: use 0"
         )
