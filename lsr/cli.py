@@ -776,8 +776,11 @@ def adapt(
     index_path: IndexPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write (usable as `lsr index --encoder FOLDER`).")],
     queries: Annotated[
-        int, typer.Option(min=1, help="Pseudo-queries to make: a sentence or the title of as many documents.")
+        int, typer.Option(min=1, help="Pseudo-queries to make: a sentence or the title of a document each.")
     ] = defaults.Adaptation.queries,
+    queries_per_document: Annotated[
+        int, typer.Option(min=1, help="Most pseudo-queries made from one document, each from another sentence.")
+    ] = defaults.Adaptation.queries_per_document,
     query_min_words: Annotated[
         int, typer.Option(min=1, help="Shortest sentence or title a pseudo-query is made from, in words.")
     ] = defaults.Adaptation.query_min_words,
@@ -815,7 +818,9 @@ def adapt(
     )
     from lsr.retrieval.training import train as train_model
 
-    settings = PseudoQuerySettings(count=queries, min_words=query_min_words, max_words=query_max_words, seed=seed)
+    settings = PseudoQuerySettings(
+        count=queries, min_words=query_min_words, max_words=query_max_words, per_document=queries_per_document, seed=seed
+    )
     searcher = Searcher.open(index_path, device=device)
     if searcher.encoder is None or len(searcher.signals) < 2:
         raise LsrError(
@@ -829,8 +834,8 @@ def adapt(
     data = pseudo_queries(searcher.index.docs, settings)
     if len(data.queries) < queries:
         console.print(
-            f"warning: {queries} pseudo-queries asked, {len(data.queries)} made: at most one per document, from the "
-            f"documents with a title or sentence of {query_min_words} or more words"
+            f"warning: {queries} pseudo-queries asked, {len(data.queries)} made: at most {queries_per_document} per "
+            f"document, from its title and sentences of {query_min_words} or more words"
         )
     teacher = run_queries(searcher, data.queries, k=negatives_depth, remove_identical_ids=False, desc="teacher (hybrid)")
     student = run_queries(

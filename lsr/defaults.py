@@ -77,6 +77,7 @@ class Adaptation:
     queries = 5000
     query_min_words = 4
     query_max_words = 24
+    queries_per_document = 1
     steps = 800
     batch_size = 8
     learning_rate = 5e-5

@@ -38,6 +38,25 @@ def test_each_pseudo_query_is_a_span_of_its_source_document(small_dataset):
     assert pseudo_queries(documents, PseudoQuerySettings(count=50, seed=4)).queries != data.queries
 
 
+def test_several_pseudo_queries_per_document_come_from_different_sentences(small_dataset):
+    documents = read_corpus(small_dataset).documents
+    settings = PseudoQuerySettings(count=60, min_words=4, max_words=1000, per_document=3, seed=1)
+    data = pseudo_queries(documents, settings)
+    assert len(data.queries) == 60
+    by_source: dict[str, list[str]] = {}
+    for query_id, [source] in data.positives.items():
+        by_source.setdefault(source, []).append(data.queries[query_id])
+    assert max(len(texts) for texts in by_source.values()) == 3 and len(by_source) < 60
+    for source, texts in by_source.items():
+        assert len(set(texts)) == len(texts)  # no sentence twice (each is whole: none has 1000 words)
+        sentences = {" ".join(words) for words in candidate_queries(next(d for d in documents if d.id == source), 4)}
+        assert all(text in sentences for text in texts)
+    one_each = pseudo_queries(documents, PseudoQuerySettings(count=60, min_words=4, max_words=1000, seed=1))
+    assert len({source for [source] in one_each.positives.values()}) == 60
+    with pytest.raises(LsrError, match="per document must be positive"):
+        PseudoQuerySettings(per_document=0)
+
+
 def test_short_spans_are_not_queries():
     document = Document("d", "A title of five words", "Results. The intervention lowered blood pressure in adults! Ok?")
     assert candidate_queries(document, 4) == [
@@ -89,7 +108,7 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
     )
     assert adapted.returncode == 0, adapted.stderr
     # 120 documents give at most 120 pseudo-queries, and the user is told so rather than silently getting fewer.
-    made = re.search(r"warning: 500 pseudo-queries asked, (\d+) made: at most one per document", adapted.stdout)
+    made = re.search(r"warning: 500 pseudo-queries asked, (\d+) made: at most 1 per document", adapted.stdout)
     assert made is not None and 40 < int(made.group(1)) <= 120, adapted.stdout
     assert f"{made.group(1)} pseudo-queries (the teacher ranks their own document first for" in adapted.stdout
     summary = json.loads((model / "training.json").read_text())

@@ -24,14 +24,17 @@ QUERY_ID_PREFIX = "pseudo-"  # never equal to a document id, so BEIR's identical
 
 @dataclass(frozen=True)
 class PseudoQuerySettings:
-    count: int = defaults.Adaptation.queries  # at most one per document, documents sampled with the seed
+    count: int = defaults.Adaptation.queries  # at most per_document per document, documents sampled with the seed
     min_words: int = defaults.Adaptation.query_min_words  # shorter sentences ("Results." "Background:") say nothing
     max_words: int = defaults.Adaptation.query_max_words  # a longer sentence gives a random window of this many words
+    per_document: int = defaults.Adaptation.queries_per_document  # distinct sentences of one document
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.count < 1:
             raise LsrError(f"the number of pseudo-queries must be positive, got {self.count}")
+        if self.per_document < 1:
+            raise LsrError(f"pseudo-queries per document must be positive, got {self.per_document}")
         if not 1 <= self.min_words <= self.max_words:
             raise LsrError(f"pseudo-query lengths need 1 ≤ min words ≤ max words, got {self.min_words} and {self.max_words}")
 
@@ -45,7 +48,8 @@ def candidate_queries(document: Document, min_words: int) -> list[list[str]]:
 def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings) -> TrainingData:
     """Pseudo-queries, each with its source document as the one positive; every document stays a candidate negative.
 
-    Documents are drawn in a seeded random order; one without a long enough sentence is skipped.
+    Documents are drawn in a seeded random order; one without a long enough sentence is skipped, and each gives up
+    to ``per_document`` queries from different sentences.
     """
     rng = random.Random(settings.seed)
     order = list(range(len(documents)))
@@ -58,11 +62,14 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
         candidates = candidate_queries(documents[row], settings.min_words)
         if not candidates:
             continue
-        words = rng.choice(candidates)
-        start = rng.randrange(len(words) - settings.max_words + 1) if len(words) > settings.max_words else 0
-        query_id = f"{QUERY_ID_PREFIX}{len(queries)}"
-        queries[query_id] = " ".join(words[start : start + settings.max_words])
-        positives[query_id] = [documents[row].id]
+        wanted = min(settings.per_document, len(candidates), settings.count - len(queries))
+        # One pick draws as rng.choice did before several were possible: a seed makes the same queries it made then.
+        # A sentence that is also the title (or repeated) is kept once.
+        for words in dict.fromkeys(tuple(words) for words in rng.sample(candidates, wanted)):
+            start = rng.randrange(len(words) - settings.max_words + 1) if len(words) > settings.max_words else 0
+            query_id = f"{QUERY_ID_PREFIX}{len(queries)}"
+            queries[query_id] = " ".join(words[start : start + settings.max_words])
+            positives[query_id] = [documents[row].id]
     if not queries:
         raise LsrError(f"no document has a title or sentence of {settings.min_words} or more words to make a query from")
     return TrainingData(queries=queries, documents={doc.id: doc.contents for doc in documents}, positives=positives)
