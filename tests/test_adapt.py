@@ -22,7 +22,7 @@ def lsr(*args):
 
 def test_each_pseudo_query_is_a_span_of_its_source_document(small_dataset):
     documents = read_corpus(small_dataset).documents
-    settings = PseudoQuerySettings(count=50, min_words=4, max_words=12, seed=3)
+    settings = PseudoQuerySettings(count=50, min_words=4, max_words=12, per_document=1, seed=3)
     data = pseudo_queries(documents, settings)
     by_id = {doc.id: doc for doc in documents}
     assert len(data.queries) == 50 and set(data.queries) == set(data.positives)
@@ -51,7 +51,7 @@ def test_several_pseudo_queries_per_document_come_from_different_sentences(small
         assert len(set(texts)) == len(texts)  # no sentence twice (each is whole: none has 1000 words)
         sentences = {" ".join(words) for words in candidate_queries(next(d for d in documents if d.id == source), 4)}
         assert all(text in sentences for text in texts)
-    one_each = pseudo_queries(documents, PseudoQuerySettings(count=60, min_words=4, max_words=1000, seed=1))
+    one_each = pseudo_queries(documents, PseudoQuerySettings(count=60, min_words=4, max_words=1000, per_document=1, seed=1))
     assert len({source for [source] in one_each.positives.values()}) == 60
     with pytest.raises(LsrError, match="per document must be positive"):
         PseudoQuerySettings(per_document=0)
@@ -97,6 +97,8 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
         str(model),
         "--queries",
         "500",
+        "--queries-per-document",
+        "2",
         "--steps",
         "3",
         "--batch-size",
@@ -107,9 +109,9 @@ def test_adapt_distills_the_hybrid_into_the_sparse_encoder_without_qrels(tmp_pat
         "6",
     )
     assert adapted.returncode == 0, adapted.stderr
-    # 120 documents give at most 120 pseudo-queries, and the user is told so rather than silently getting fewer.
-    made = re.search(r"warning: 500 pseudo-queries asked, (\d+) made: at most 1 per document", adapted.stdout)
-    assert made is not None and 40 < int(made.group(1)) <= 120, adapted.stdout
+    # 120 documents give at most 240 pseudo-queries, and the user is told so rather than silently getting fewer.
+    made = re.search(r"warning: 500 pseudo-queries asked, (\d+) made: at most 2 per document", adapted.stdout)
+    assert made is not None and 120 < int(made.group(1)) <= 240, adapted.stdout
     assert f"{made.group(1)} pseudo-queries (the teacher ranks their own document first for" in adapted.stdout
     summary = json.loads((model / "training.json").read_text())
     config = summary["config"]
