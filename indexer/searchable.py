@@ -73,3 +73,9 @@ class SearchableIndex(Protocol):
     def vector(self, row: int) -> sp.csr_matrix:
         """The quantized sparse vector of one row (1 × dim)."""
         ...
+
+
+def current_documents(index: SearchableIndex) -> list[Document]:
+    """The documents a search of ``index`` can return, in row order. A live update leaves the row it replaced or
+    deleted in place, hidden: only the row a document's id maps to is current."""
+    return [doc for row, doc in enumerate(index.docs) if index.row(doc.id) == row]

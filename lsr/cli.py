@@ -806,6 +806,7 @@ def adapt(
     """Adapt an index's sparse encoder to its corpus without any qrels: pseudo-queries from the documents, ranked by
     the index's hybrid (the teacher), distilled into the sparse encoder (KL over each batch's documents)."""
     from lsr.eval.runner import run_queries
+    from lsr.indexer.searchable import current_documents
     from lsr.retrieval.encoders import read_architecture, resolve_model
     from lsr.retrieval.search import Searcher
     from lsr.retrieval.training import (
@@ -821,7 +822,7 @@ def adapt(
     settings = PseudoQuerySettings(
         count=queries, min_words=query_min_words, max_words=query_max_words, per_document=queries_per_document, seed=seed
     )
-    searcher = Searcher.open(index_path, device=device)
+    searcher = Searcher.open(index_path, device=device, live=True)  # what a server of it searches, live updates too
     if searcher.encoder is None or len(searcher.signals) < 2:
         raise LsrError(
             f"{index_path} needs a sparse encoder and a second signal to teach it: add one with `lsr index … --add-dense` "
@@ -831,7 +832,7 @@ def adapt(
     architecture = read_architecture(resolve_model(base).path)
     if architecture.arch != "splade":
         raise LsrError(f"adaptation continues SPLADE encoders; {base} is {architecture.arch}")
-    data = pseudo_queries(searcher.index.docs, settings)
+    data = pseudo_queries(current_documents(searcher.index), settings)
     if len(data.queries) < queries:
         console.print(
             f"warning: {queries} pseudo-queries asked, {len(data.queries)} made: at most {queries_per_document} per "

@@ -11,6 +11,7 @@ from lsr.datasets import Document, read_corpus
 from lsr.errors import IndexFolderError
 from lsr.indexer import IndexFolder, add_bm25_side, add_dense_vectors, build_index, reindex
 from lsr.indexer.live import LiveIndex, LiveUpdateError
+from lsr.indexer.searchable import current_documents
 from lsr.retrieval.search import Searcher
 from lsr.retrieval.search.explain import explain
 from lsr.retrieval.search.live import LiveSearcher, matches
@@ -75,6 +76,10 @@ def test_live_index_ranks_exactly_like_a_rebuilt_index(live, corpus, splade, tmp
     np.testing.assert_array_equal(statistics.document_frequencies, rebuilt_statistics.document_frequencies)
     assert any(hit.id == replaced.id for hit in live.searcher().search("wing flutter", 3, mode="sparse"))
     assert live.view.doc_count == len(rebuilt_corpus)
+    # What `lsr adapt` learns from: each current document once, deleted and replaced rows left out.
+    current = current_documents(live.view)
+    assert len(current) == len(rebuilt_corpus)
+    assert {(d.id, d.title, d.text) for d in current} == {(d.id, d.title, d.text) for d in rebuilt_corpus.documents}
 
     assert live.live.compact()
     assert live.live.pending == 0
