@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from lsr.indexer.engines import BM25_KIND, BuildExtras, engine_class, parse_sett
 from lsr.indexer.locks import LockHeld, held_here, index_lock
 from lsr.indexer.quantization import Quantization
 from lsr.indexer.searchable import DenseSide
-from lsr.indexer.term_statistics import TermStatistics, term_counts
+from lsr.indexer.term_statistics import TermStatistics, term_counts, valid_exponent
 from lsr.indexer.vectors import check_vectors, load_vectors, save_vectors, stored_terms
 from lsr.retrieval.encoders.base import EncoderSpec
 
@@ -119,7 +118,7 @@ def _query_idf(value: object) -> float | None:
     if value is None:
         return None
     exponent = float(value)
-    if not (exponent >= 0 and math.isfinite(exponent)):
+    if not valid_exponent(exponent):
         raise ValueError(f"query_idf must be a finite number ≥ 0, got {value!r}")
     return exponent
 

@@ -8,6 +8,7 @@ chose nothing (bench/query_idf.py, docs/query-idf.md). The exponent an index app
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import numpy as np
@@ -64,10 +65,15 @@ def index_query_idf(spec: EncoderSpec, requested: float | None) -> float | None:
     return requested
 
 
+def valid_exponent(exponent: float) -> bool:
+    """0 (no weighting) or a positive finite number: what an index may record and a search may ask for."""
+    return exponent >= 0 and math.isfinite(exponent)
+
+
 def check_query_idf(exponent: float | None, spec: EncoderSpec) -> None:
     if exponent is None or exponent == 0:
         return
-    if not exponent > 0 or not np.isfinite(exponent):
+    if not valid_exponent(exponent):
         raise LsrError(f"the query IDF exponent must be a positive number, or 0 for none; got {exponent}")
     if not takes_query_idf(spec):
         raise LsrError(
