@@ -788,6 +788,13 @@ def adapt(
         int,
         typer.Option(min=1, help="Longest pseudo-query, in words: a longer sentence gives a random window this long."),
     ] = defaults.Adaptation.query_max_words,
+    query_length: Annotated[
+        str,
+        typer.Option(
+            help="longest: each pseudo-query is its sentence up to --query-max-words; uniform: a window of a length "
+            "drawn between --query-min-words and that (short keyword-like queries too)."
+        ),
+    ] = defaults.Adaptation.query_length,
     negatives_depth: Annotated[
         int, typer.Option(min=2, max=1000, help="Teacher hits per pseudo-query that the training documents come from.")
     ] = defaults.NEGATIVES_DEPTH,
@@ -820,7 +827,12 @@ def adapt(
     from lsr.retrieval.training import train as train_model
 
     settings = PseudoQuerySettings(
-        count=queries, min_words=query_min_words, max_words=query_max_words, per_document=queries_per_document, seed=seed
+        count=queries,
+        min_words=query_min_words,
+        max_words=query_max_words,
+        per_document=queries_per_document,
+        length=query_length,
+        seed=seed,
     )
     searcher = Searcher.open(index_path, device=device, live=True)  # what a server of it searches, live updates too
     if searcher.encoder is None or len(searcher.signals) < 2:

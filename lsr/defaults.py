@@ -79,6 +79,7 @@ class Adaptation:
     queries = 25_000
     query_min_words = 4
     query_max_words = 24
+    query_length = "longest"
     queries_per_document = 4
     steps = 3_200
     batch_size = 8

@@ -58,6 +58,23 @@ def test_several_pseudo_queries_per_document_come_from_different_sentences(small
         PseudoQuerySettings(per_document=0)
 
 
+def test_uniform_lengths_cut_windows_of_every_length_from_the_same_sentences(small_dataset):
+    documents = read_corpus(small_dataset).documents
+    by_id = {doc.id: doc for doc in documents}
+    longest = pseudo_queries(documents, PseudoQuerySettings(count=200, min_words=3, max_words=12, seed=2))
+    uniform = pseudo_queries(documents, PseudoQuerySettings(count=200, min_words=3, max_words=12, length="uniform", seed=2))
+    assert len(uniform.queries) == 200
+    longest_lengths = [len(text.split()) for text in longest.queries.values()]
+    uniform_lengths = [len(text.split()) for text in uniform.queries.values()]
+    assert min(uniform_lengths) == 3 and max(uniform_lengths) == 12 and set(range(3, 13)) <= set(uniform_lengths)
+    assert sum(uniform_lengths) < sum(longest_lengths)  # drawn lengths, not the sentence up to the longest
+    for query_id, text in uniform.queries.items():
+        [source] = uniform.positives[query_id]
+        assert text in " ".join(by_id[source].contents.split())
+    with pytest.raises(LsrError, match="one of longest, uniform"):
+        PseudoQuerySettings(length="short")
+
+
 def test_short_spans_are_not_queries():
     document = Document("d", "A title of five words", "Results. The intervention lowered blood pressure in adults! Ok?")
     assert candidate_queries(document, 4) == [

@@ -20,6 +20,10 @@ from lsr.runs import Run
 # A sentence ends at . ! or ? followed by white space; abbreviations split too often to matter for a query.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 QUERY_ID_PREFIX = "pseudo-"  # never equal to a document id, so BEIR's identical-id rule drops nothing
+# How long a pseudo-query cut from a sentence is: the sentence up to max_words ("longest"), or a length drawn
+# uniformly between min_words and that ("uniform": the random cropping of Izacard et al. 2022), which also makes
+# queries as short as users' keyword queries.
+QUERY_LENGTHS = ("longest", "uniform")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class PseudoQuerySettings:
     min_words: int = defaults.Adaptation.query_min_words  # shorter sentences ("Results." "Background:") say nothing
     max_words: int = defaults.Adaptation.query_max_words  # a longer sentence gives a random window of this many words
     per_document: int = defaults.Adaptation.queries_per_document  # distinct sentences of one document
+    length: str = defaults.Adaptation.query_length  # one of QUERY_LENGTHS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -37,6 +42,8 @@ class PseudoQuerySettings:
             raise LsrError(f"pseudo-queries per document must be positive, got {self.per_document}")
         if not 1 <= self.min_words <= self.max_words:
             raise LsrError(f"pseudo-query lengths need 1 ≤ min words ≤ max words, got {self.min_words} and {self.max_words}")
+        if self.length not in QUERY_LENGTHS:
+            raise LsrError(f"pseudo-query length must be one of {', '.join(QUERY_LENGTHS)}, got {self.length!r}")
 
 
 def candidate_queries(document: Document, min_words: int) -> list[list[str]]:
@@ -66,9 +73,11 @@ def pseudo_queries(documents: Sequence[Document], settings: PseudoQuerySettings)
         # One pick draws as rng.choice did before several were possible: a seed makes the same queries it made then.
         # A sentence that is also the title (or repeated) is kept once.
         for words in dict.fromkeys(tuple(words) for words in rng.sample(candidates, wanted)):
-            start = rng.randrange(len(words) - settings.max_words + 1) if len(words) > settings.max_words else 0
+            longest = min(len(words), settings.max_words)
+            length = rng.randint(settings.min_words, longest) if settings.length == "uniform" else longest
+            start = rng.randrange(len(words) - length + 1) if len(words) > length else 0
             query_id = f"{QUERY_ID_PREFIX}{len(queries)}"
-            queries[query_id] = " ".join(words[start : start + settings.max_words])
+            queries[query_id] = " ".join(words[start : start + length])
             positives[query_id] = [documents[row].id]
     if not queries:
         raise LsrError(f"no document has a title or sentence of {settings.min_words} or more words to make a query from")
